@@ -1,0 +1,211 @@
+"""fleet.errors — the one exception tree of certfleet.
+
+    CertfleetError
+    ├── InputError                  bad input; nothing was touched (exit 2)
+    │   ├── InventoryError          file, line and key of the problem
+    │   ├── SelectionError          a --limit that is malformed or matches nothing
+    │   ├── SecretError             a secret reference that cannot be resolved
+    │   └── PemError                a PEM file that is not what it must be
+    └── DeviceError                 something went wrong with one device
+        ├── TransportError          the wire failed before the device could answer
+        │   ├── UnreachableError    connection refused / DNS / TLS failure / offline
+        │   │   └── TlsVerifyError  the device's TLS identity did not verify
+        │   └── TimeoutError_       connect or read timed out
+        ├── AuthError               401: wrong credentials or locked account (never retried)
+        ├── RateLimitedError        503 / 429 after retries were exhausted
+        ├── BadReplyError           the device answered something that is not a valid reply
+        └── XapiError               the device answered, and said no
+            ├── CommandError        status="Error" / ActionError, with reason and xPath
+            └── ParameterError      status="ParameterError" / error="True"
+
+Every DeviceError carries the device name and, where there is one, the xAPI path, so a report can
+say exactly which device and which command failed. ``kind`` is the stable machine-readable name
+used in JSON output.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthError",
+    "BadReplyError",
+    "CertfleetError",
+    "CommandError",
+    "DeviceError",
+    "InputError",
+    "InventoryError",
+    "ParameterError",
+    "PemError",
+    "RateLimitedError",
+    "SecretError",
+    "SelectionError",
+    "TimeoutError_",
+    "TlsVerifyError",
+    "TransportError",
+    "UnreachableError",
+    "XapiError",
+]
+
+
+class CertfleetError(Exception):
+    """Root of every error certfleet raises on purpose."""
+
+    kind = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# --------------------------------------------------------------------------- input
+
+
+class InputError(CertfleetError):
+    """Bad input from the user: inventories, files, options. Nothing was touched."""
+
+    kind = "input"
+
+
+class InventoryError(InputError):
+    """An inventory problem, located at file:line and key."""
+
+    kind = "inventory"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        key: str | None = None,
+        problems: list[InventoryError] | None = None,
+    ) -> None:
+        self.file = file
+        self.line = line
+        self.key = key
+        where = ""
+        if file:
+            where = f"{file}:{line}" if line else file
+        if key:
+            where = f"{where}: {key}" if where else key
+        super().__init__(f"{where}: {message}" if where else message)
+        self.reason = message
+        #: every problem found (an inventory is checked whole, not stopped at the first one)
+        self.problems: list[InventoryError] = problems if problems else [self]
+
+
+class SelectionError(InputError):
+    """A --limit expression that is malformed or selects no device."""
+
+    kind = "selection"
+
+
+class SecretError(InputError):
+    """A secret reference that cannot be resolved (the secret itself is never in the text)."""
+
+    kind = "secret"
+
+
+class PemError(InputError):
+    """A PEM file or bundle that is not what it must be."""
+
+    kind = "pem"
+
+    def __init__(self, message: str, *, file: str | None = None) -> None:
+        self.file = file
+        super().__init__(f"{file}: {message}" if file else message)
+        self.reason = message
+
+
+# -------------------------------------------------------------------------- device
+
+
+class DeviceError(CertfleetError):
+    """Something went wrong with one device."""
+
+    kind = "device"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        device: str | None = None,
+        xpath: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.device = device
+        self.xpath = xpath
+
+    def __str__(self) -> str:
+        parts = []
+        if self.device:
+            parts.append(self.device)
+        if self.xpath:
+            parts.append(self.xpath)
+        prefix = ": ".join(parts)
+        return f"{prefix}: {self.message}" if prefix else self.message
+
+    def with_context(self, *, device: str | None = None, xpath: str | None = None) -> DeviceError:
+        """Fill in device / xpath where they are still unknown; returns self."""
+        if device and not self.device:
+            self.device = device
+        if xpath and not self.xpath:
+            self.xpath = xpath
+        return self
+
+
+class TransportError(DeviceError):
+    kind = "transport"
+
+
+class UnreachableError(TransportError):
+    kind = "unreachable"
+
+
+class TlsVerifyError(UnreachableError):
+    kind = "tls-verify"
+
+
+class TimeoutError_(TransportError):  # noqa: N801 - the builtin name is taken
+    kind = "timeout"
+
+
+class AuthError(DeviceError):
+    """HTTP 401. Never retried: RoomOS locks the account after 5 failed logins."""
+
+    kind = "auth"
+
+
+class RateLimitedError(DeviceError):
+    kind = "rate-limited"
+
+
+class BadReplyError(DeviceError):
+    kind = "bad-reply"
+
+
+class XapiError(DeviceError):
+    """The device understood the request and refused it."""
+
+    kind = "xapi"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        device: str | None = None,
+        xpath: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        super().__init__(message, device=device, xpath=xpath)
+        self.reason = reason or message
+
+
+class CommandError(XapiError):
+    kind = "command"
+
+
+class ParameterError(XapiError):
+    kind = "parameter"

@@ -1,0 +1,53 @@
+"""fleet.plans.base — what a plan is.
+
+A plan is the job for one device, in three parts the runner calls in order:
+
+1. ``read``  — the device's current state (reads only);
+2. ``diff``  — the changes that would bring it to the desired state (pure, no I/O);
+3. ``apply`` — make and verify those changes (never called in a dry run).
+
+Keeping decide (read + diff) apart from act (apply) is what makes ``--dry-run`` a real
+rehearsal against the real device state, and makes every plan idempotent: a device already in
+the desired state has no changes and reports ``ok``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from fleet.inventory import Device
+from fleet.results import Change, DeviceResult
+from fleet.xapi.commands import Xapi
+
+__all__ = ["DeviceContext", "Plan", "StateT"]
+
+StateT = TypeVar("StateT")
+
+
+@dataclass
+class DeviceContext:
+    """What a plan gets for one device."""
+
+    device: Device
+    xapi: Xapi
+    result: DeviceResult
+    dry_run: bool = False
+    now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+    def fact(self, key: str, value: Any) -> None:
+        """Report a piece of read data (shown by ``status`` and in JSON ``facts``)."""
+        self.result.facts[key] = value
+
+
+class Plan(Protocol, Generic[StateT]):
+    """The job for one device. ``name`` is the verb it serves (``push-ca``)."""
+
+    name: str
+
+    async def read(self, ctx: DeviceContext) -> StateT: ...
+
+    def diff(self, ctx: DeviceContext, state: StateT) -> list[Change]: ...
+
+    async def apply(self, ctx: DeviceContext, state: StateT, changes: list[Change]) -> None: ...

@@ -1,0 +1,79 @@
+"""fleet.plans.push_ca — make each device's CA (trust) list contain the given CAs.
+
+Idempotent by fingerprint: a CA the device already lists is not sent again. With ``prune``
+every CA on the device that is not in the given set is deleted. ``CA Add`` appends (the
+device keeps what it had), one certificate per call so a failure names the certificate.
+After the changes the list is read back and must match, or the device is reported failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from fleet.errors import CommandError
+from fleet.pki.certs import CaCertificate
+from fleet.plans.base import DeviceContext
+from fleet.results import Change
+from fleet.xapi.commands import CertificateInfo
+
+__all__ = ["PushCa"]
+
+
+@dataclass
+class PushCa:
+    cas: Sequence[CaCertificate]
+    prune: bool = False
+    name: str = "push-ca"
+
+    def _wanted(self, fingerprint: str) -> CaCertificate | None:
+        return next((ca for ca in self.cas if ca.matches(fingerprint)), None)
+
+    async def read(self, ctx: DeviceContext) -> list[CertificateInfo]:
+        current = await ctx.xapi.ca_show()
+        ctx.result.fingerprints_before = [c.fingerprint for c in current]
+        return current
+
+    def diff(self, ctx: DeviceContext, state: list[CertificateInfo]) -> list[Change]:
+        present = {c.fingerprint for c in state}
+        changes = [
+            Change("ca.add", ca.sha1, ca.subject)
+            for ca in self.cas
+            if not any(ca.matches(fp) for fp in present)
+        ]
+        if self.prune:
+            changes += [
+                Change("ca.delete", c.fingerprint, c.subject)
+                for c in state
+                if self._wanted(c.fingerprint) is None
+            ]
+        return changes
+
+    async def apply(
+        self, ctx: DeviceContext, state: list[CertificateInfo], changes: list[Change]
+    ) -> None:
+        by_sha1 = {ca.sha1: ca for ca in self.cas}
+        # Add first, delete last: a device is never left with fewer trust anchors than needed.
+        for change in sorted(changes, key=lambda c: c.action != "ca.add"):
+            if change.action == "ca.add":
+                await ctx.xapi.ca_add(by_sha1[change.target].pem)
+            else:
+                await ctx.xapi.ca_delete(change.target)
+            change.applied = True
+        after = await ctx.xapi.ca_show()
+        ctx.result.fingerprints_after = [c.fingerprint for c in after]
+        missing = [ca for ca in self.cas if not any(ca.matches(c.fingerprint) for c in after)]
+        if missing:
+            names = ", ".join(f"{ca.subject} ({ca.sha1})" for ca in missing)
+            raise CommandError(
+                f"the device accepted CA Add but does not list {names}",
+                xpath="Security/Certificates/CA/Show",
+            )
+        if self.prune:
+            extra = [c for c in after if self._wanted(c.fingerprint) is None]
+            if extra:
+                raise CommandError(
+                    "CA Delete succeeded but the device still lists "
+                    + ", ".join(c.fingerprint for c in extra),
+                    xpath="Security/Certificates/CA/Show",
+                )

@@ -1,0 +1,85 @@
+"""fleet.plans.status — read each device's identity, service certificates and CA list.
+
+Read-only: ``diff`` is always empty, so every reachable device is ``ok``. The data lands in the
+device result's ``facts`` for the table and the JSON document.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from fleet.plans.base import DeviceContext
+from fleet.results import Change, RunResult
+from fleet.xapi.commands import CertificateInfo, SystemUnit
+
+__all__ = ["DeviceStatus", "Expiring", "Status", "expiring_certificates"]
+
+
+@dataclass
+class DeviceStatus:
+    unit: SystemUnit
+    services: list[CertificateInfo]
+    cas: list[CertificateInfo]
+
+
+@dataclass
+class Status:
+    name: str = "status"
+
+    async def read(self, ctx: DeviceContext) -> DeviceStatus:
+        unit = await ctx.xapi.system_unit()
+        services = await ctx.xapi.services_show()
+        cas = await ctx.xapi.ca_show()
+        ctx.fact("system", unit.to_dict())
+        ctx.fact("certificates", [c.to_dict(ctx.now) for c in services])
+        ctx.fact("cas", [c.to_dict(ctx.now) for c in cas])
+        return DeviceStatus(unit=unit, services=services, cas=cas)
+
+    def diff(self, ctx: DeviceContext, state: DeviceStatus) -> list[Change]:
+        return []
+
+    async def apply(
+        self, ctx: DeviceContext, state: DeviceStatus, changes: list[Change]
+    ) -> None:
+        raise AssertionError("status never changes a device")
+
+
+@dataclass(frozen=True)
+class Expiring:
+    device: str
+    kind: str  # "service" | "ca"
+    fingerprint: str
+    subject: str
+    purposes: tuple[str, ...]
+    days_left: float
+
+
+def expiring_certificates(
+    run: RunResult, within: dt.timedelta, now: dt.datetime | None = None
+) -> list[Expiring]:
+    """Certificates that expire within ``within`` (or already have): service certificates in
+    use for some purpose, and every CA on the trust list. Unused service certificates (factory
+    and superseded ones) do not count: nothing breaks when they expire."""
+    now = now or dt.datetime.now(dt.UTC)
+    limit = within.total_seconds() / 86400
+    found: list[Expiring] = []
+    for result in run.devices:
+        for kind, key in (("service", "certificates"), ("ca", "cas")):
+            for cert in result.facts.get(key, []):
+                days = cert.get("days_left")
+                if days is None or days > limit:
+                    continue
+                if kind == "service" and not cert.get("purposes"):
+                    continue
+                found.append(
+                    Expiring(
+                        device=result.device,
+                        kind=kind,
+                        fingerprint=cert["fingerprint"],
+                        subject=cert["subject"],
+                        purposes=tuple(cert.get("purposes", ())),
+                        days_left=days,
+                    )
+                )
+    return found

@@ -1,0 +1,226 @@
+"""fleet.runner — run one plan on many devices at once.
+
+* bounded concurrency (``parallel`` workers pull devices from a queue, so 10,000 devices cost
+  10,000 queue entries, not 10,000 tasks);
+* a time budget per device: one slow or hung device never holds up the others;
+* secrets are resolved once, before any device is touched (a missing secret is an input error);
+* per-device outcome ``ok | changed | failed | unreachable | skipped`` with the error's kind,
+  message and xAPI path, and every xAPI call recorded with its timing;
+* events (device started / finished) for progress displays; the runner itself never prints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import secrets as _stdlib_secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fleet.errors import InputError, SecretError, UnreachableError
+from fleet.inventory import Device
+from fleet.plans.base import DeviceContext, Plan
+from fleet.results import DeviceResult, ErrorInfo, Outcome, RunResult
+from fleet.secrets import Secret, SecretRef
+from fleet.xapi.commands import Xapi
+from fleet.xapi.local import LocalClients, LocalTransport, RetryPolicy, Timeouts
+from fleet.xapi.transport import Exchange, XapiTransport
+
+__all__ = [
+    "Connector",
+    "DeviceFinished",
+    "DeviceStarted",
+    "Event",
+    "RunOptions",
+    "new_run_id",
+    "resolve_secrets",
+    "run_plan",
+]
+
+DEFAULT_PARALLEL = 20
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    parallel: int = DEFAULT_PARALLEL
+    device_timeout: float = 300.0
+    dry_run: bool = False
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def __post_init__(self) -> None:
+        if self.parallel < 1:
+            raise InputError(f"--parallel must be at least 1, not {self.parallel}")
+        if self.device_timeout <= 0:
+            raise InputError("the device timeout must be positive")
+
+
+@dataclass(frozen=True)
+class DeviceStarted:
+    device: str
+    index: int
+    total: int
+
+
+@dataclass(frozen=True)
+class DeviceFinished:
+    result: DeviceResult
+    done: int
+    total: int
+
+
+Event = DeviceStarted | DeviceFinished
+EventHandler = Callable[[Event], None]
+
+
+def new_run_id(now: dt.datetime | None = None) -> str:
+    now = now or dt.datetime.now(dt.UTC)
+    return f"{now:%Y%m%dT%H%M%SZ}-{_stdlib_secrets.token_hex(3)}"
+
+
+def resolve_secrets(devices: Sequence[Device]) -> dict[SecretRef, Secret]:
+    """Resolve every distinct secret reference once. Raises SecretError naming the devices."""
+    refs: dict[SecretRef, list[str]] = {}
+    for device in devices:
+        for ref in (device.password, device.token):
+            if ref is not None:
+                refs.setdefault(ref, []).append(device.name)
+    resolved: dict[SecretRef, Secret] = {}
+    for ref, users in refs.items():
+        try:
+            resolved[ref] = ref.resolve()
+        except SecretError as exc:
+            names = ", ".join(users[:3]) + (f" and {len(users) - 3} more" if len(users) > 3 else "")
+            raise SecretError(f"{exc.message} (needed by {names})") from exc
+    return resolved
+
+
+class Connector:
+    """Builds the transport for each device and owns what transports share (HTTP clients)."""
+
+    def __init__(self, secrets: dict[SecretRef, Secret], options: RunOptions) -> None:
+        self._secrets = secrets
+        self._options = options
+        self._local = LocalClients(
+            max_connections=max(options.parallel, 10), timeouts=options.timeouts
+        )
+
+    def transport(self, device: Device, recorder: Callable[[Exchange], None]) -> XapiTransport:
+        if device.transport == "local":
+            if device.password is None:
+                raise InputError(f"{device.name}: no password configured for the local xAPI")
+            return LocalTransport(
+                device,
+                self._local.client_for(device.verify),
+                self._secrets[device.password],
+                retry=self._options.retry,
+                recorder=recorder,
+            )
+        raise InputError(
+            f"{device.name}: transport {device.transport!r} is not available in this version "
+            "of certfleet (only 'local')"
+        )
+
+    async def aclose(self) -> None:
+        await self._local.aclose()
+
+
+async def _run_device(
+    device: Device,
+    plan: Plan[Any],
+    options: RunOptions,
+    connector: Connector,
+) -> DeviceResult:
+    result = DeviceResult(device=device.name, host=device.host, transport=device.transport)
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(options.device_timeout):
+            transport = connector.transport(device, result.calls.append)
+            async with transport:
+                ctx = DeviceContext(
+                    device=device,
+                    xapi=Xapi(transport, read_only=options.dry_run),
+                    result=result,
+                    dry_run=options.dry_run,
+                )
+                state = await plan.read(ctx)
+                changes = plan.diff(ctx, state)
+                result.changes = changes
+                if changes and not options.dry_run:
+                    await plan.apply(ctx, state, changes)
+        result.outcome = Outcome.CHANGED if result.changes else Outcome.OK
+    except UnreachableError as exc:
+        result.outcome = Outcome.UNREACHABLE
+        result.error = ErrorInfo.from_exception(exc)
+    except TimeoutError as exc:
+        result.outcome = Outcome.FAILED
+        result.error = ErrorInfo(
+            kind="timeout",
+            message=f"did not finish within {options.device_timeout:g}s",
+        )
+        del exc
+    except Exception as exc:  # one device's failure, whatever it is, is that device's result
+        result.outcome = Outcome.FAILED
+        result.error = ErrorInfo.from_exception(exc)
+    result.duration_ms = (time.perf_counter() - started) * 1000
+    return result
+
+
+async def run_plan(
+    devices: Sequence[Device],
+    plan: Plan[Any],
+    options: RunOptions,
+    *,
+    command: str,
+    on_event: EventHandler | None = None,
+    secrets: dict[SecretRef, Secret] | None = None,
+) -> RunResult:
+    """Run ``plan`` on every device; results come back in inventory order."""
+    if secrets is None:
+        secrets = resolve_secrets(devices)
+    run = RunResult(
+        run_id=new_run_id(),
+        command=command,
+        started=dt.datetime.now(dt.UTC),
+        dry_run=options.dry_run,
+    )
+    emit = on_event or (lambda event: None)
+    total = len(devices)
+    results: list[DeviceResult | None] = [None] * total
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for index in range(total):
+        queue.put_nowait(index)
+    done = 0
+    connector = Connector(secrets, options)
+
+    async def worker() -> None:
+        nonlocal done
+        while True:
+            try:
+                index = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            device = devices[index]
+            emit(DeviceStarted(device=device.name, index=index, total=total))
+            result = await _run_device(device, plan, options, connector)
+            results[index] = result
+            done += 1
+            emit(DeviceFinished(result=result, done=done, total=total))
+
+    try:
+        workers = [asyncio.create_task(worker()) for _ in range(min(options.parallel, total))]
+        try:
+            await asyncio.gather(*workers)
+        except BaseException:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            run.interrupted = True
+            raise
+    finally:
+        await connector.aclose()
+        run.devices = [r for r in results if r is not None]
+        run.finished = dt.datetime.now(dt.UTC)
+    return run

@@ -1,0 +1,214 @@
+"""fleet.xapi._xml — the putxml/getxml document format, client side.
+
+Building: documents are made with ElementTree, never by string concatenation, so a device name
+or certificate field can never change the structure of what is sent (ElementTree escapes text).
+Parsing: replies are parsed with defusedxml (no DTDs, no entities, no external references), then
+checked for every error form RoomOS uses (reference: roomos-local-xapi.md §2.5):
+
+* root ``ActionError`` with ``Reason``;
+* an element with ``status="Error"`` (``Reason`` / ``XPath`` children) or ``status="ParameterError"``;
+* a leaf with ``error="True"`` (illegal configuration value);
+* a ``Configuration`` reply without ``<Success/>``.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import defusedxml.ElementTree as SafeET
+from defusedxml import DefusedXmlException
+
+from fleet.errors import BadReplyError, CommandError, ParameterError
+from fleet.xapi.transport import ParamValue
+
+__all__ = [
+    "build_command",
+    "build_configuration",
+    "getxml_location",
+    "parse_command_reply",
+    "parse_configuration_reply",
+    "parse_get_reply",
+]
+
+PathPart = str | int
+
+
+def _safe_tag(name: str) -> str:
+    # xAPI path parts and parameter names are fixed identifiers chosen by certfleet, not user
+    # data; refuse anything that would not be a plain XML name rather than trust it.
+    if not name or not (name[0].isalpha() or name[0] == "_") or not all(
+        c.isalnum() or c in "_-." for c in name
+    ):
+        raise ValueError(f"not a valid xAPI name: {name!r}")
+    return name
+
+
+def build_command(
+    path: Sequence[str], params: Mapping[str, ParamValue] | None = None, body: str | None = None
+) -> bytes:
+    """``<Command><A><B command="True"><Param>v</Param>...<body>...</body></B></A></Command>``.
+
+    Array parameters repeat the element with ``item="n"``; the multiline payload goes in the
+    lowercase ``<body>`` element (RoomOS is case-sensitive there).
+    """
+    if not path:
+        raise ValueError("empty xAPI command path")
+    root = ET.Element("Command")
+    node = root
+    for part in path:
+        node = ET.SubElement(node, _safe_tag(part))
+    node.set("command", "True")
+    for name, value in (params or {}).items():
+        if isinstance(value, (str, int)):
+            ET.SubElement(node, _safe_tag(name)).text = str(value)
+        else:
+            for index, item in enumerate(value, start=1):
+                child = ET.SubElement(node, _safe_tag(name), item=str(index))
+                child.text = item
+    if body is not None:
+        ET.SubElement(node, "body").text = body
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+
+
+def build_configuration(path: Sequence[PathPart], value: str) -> bytes:
+    """``<Configuration><Network item="1"><IEEE8021X><Mode>On</Mode>...`` for one leaf.
+
+    An integer in the path is the index of the element before it (``("Network", 1, "Mode")``).
+    """
+    root = ET.Element("Configuration")
+    node = root
+    for part in path:
+        if isinstance(part, int):
+            node.set("item", str(part))
+        else:
+            node = ET.SubElement(node, _safe_tag(part))
+    if node is root:
+        raise ValueError("empty configuration path")
+    node.text = value
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+
+
+def getxml_location(path: Sequence[PathPart]) -> str:
+    """``("Status", "Network", 1, "IEEE8021X")`` → ``/Status/Network/IEEE8021X``.
+
+    How getxml addresses one item of a list is not confirmed (reference §6), so indexes are left
+    out of the location and the item is picked from the reply by its ``item`` attribute.
+    """
+    return "/" + "/".join(str(p) for p in path if not isinstance(p, int))
+
+
+# ---------------------------------------------------------------------------- parsing
+
+
+def _parse(content: bytes, where: str) -> ET.Element:
+    if not content.strip():
+        raise BadReplyError(f"empty reply to {where}")
+    try:
+        root: ET.Element = SafeET.fromstring(content, forbid_dtd=True)
+    except DefusedXmlException as exc:
+        raise BadReplyError(
+            f"refused a hostile XML reply to {where} ({type(exc).__name__}); nothing was expanded"
+        ) from exc
+    except ET.ParseError as exc:
+        snippet = content[:60].decode("utf-8", "replace")
+        raise BadReplyError(f"reply to {where} is not XML ({exc}): {snippet!r}") from exc
+    return root
+
+
+def to_data(element: ET.Element) -> Any:
+    """Element → str (leaf) or dict; repeated / ``item``-numbered children become lists."""
+    children = list(element)
+    if not children:
+        return (element.text or "").strip()
+    data: dict[str, Any] = {}
+    listed: set[str] = set()
+    for child in children:
+        value = to_data(child)
+        tag = child.tag
+        if "item" in child.attrib or tag in listed:
+            if tag in data and tag not in listed:
+                data[tag] = [data[tag]]
+            data.setdefault(tag, [])
+            data[tag].append(value)
+            listed.add(tag)
+        elif tag in data:
+            data[tag] = [data[tag], value]
+            listed.add(tag)
+        else:
+            data[tag] = value
+    return data
+
+
+def _text(element: ET.Element | None) -> str | None:
+    if element is None:
+        return None
+    return "".join(element.itertext()).strip() or None
+
+
+def _raise_for_errors(root: ET.Element, where: str) -> None:
+    if root.tag == "ActionError":
+        reason = _text(root.find("Reason")) or "ActionError without a reason"
+        raise CommandError(f"device refused the document: {reason}", xpath=where, reason=reason)
+    for element in root.iter():
+        status = element.get("status")
+        if status == "Error":
+            reason = _text(element.find("Reason")) or _text(element.find("Error")) or "error"
+            xp = _text(element.find("XPath"))
+            raise CommandError(reason, xpath=xp or where, reason=reason)
+        if status == "ParameterError":
+            reason = _text(element.find("Reason")) or "invalid or missing parameter"
+            raise ParameterError(f"parameter error: {reason}", xpath=where, reason=reason)
+        if element.get("error", "").lower() == "true":
+            reason = _text(element) or "illegal value"
+            raise ParameterError(f"{element.tag}: {reason}", xpath=where, reason=reason)
+
+
+def parse_command_reply(content: bytes, path: Sequence[str]) -> dict[str, Any]:
+    """Check a putxml command reply and return the data of its ``...Result`` element."""
+    where = "/".join(path)
+    root = _parse(content, where)
+    _raise_for_errors(root, where)
+    if root.tag != "Command":
+        raise BadReplyError(f"reply to {where} has root <{root.tag}>, expected <Command>")
+    results = list(root)
+    if not results:
+        raise BadReplyError(f"reply to {where} holds no result element")
+    result = results[0]
+    if result.get("status", "OK") != "OK":
+        raise CommandError(f"status {result.get('status')!r}", xpath=where)
+    data = to_data(result)
+    return data if isinstance(data, dict) else {}
+
+
+def parse_get_reply(content: bytes, path: Sequence[PathPart]) -> Any:
+    """The subtree at ``path`` of a getxml reply; ``None`` when the device has no such node."""
+    where = "/".join(str(p) for p in path)
+    root = _parse(content, where)
+    _raise_for_errors(root, where)
+    top = str(path[0]) if path else root.tag
+    if root.tag != top:
+        raise BadReplyError(f"reply to getxml {where} has root <{root.tag}>, expected <{top}>")
+    node: ET.Element | None = root
+    rest = list(path[1:])
+    while rest and node is not None:
+        part = rest.pop(0)
+        if rest and isinstance(rest[0], int):
+            index = str(rest.pop(0))
+            node = next(
+                (c for c in node.findall(str(part)) if c.get("item", "1") == index), None
+            )
+        else:
+            node = node.find(str(part))
+    if node is None:
+        return None
+    return to_data(node)
+
+
+def parse_configuration_reply(content: bytes, path: Sequence[PathPart]) -> None:
+    where = "/".join(str(p) for p in path)
+    root = _parse(content, where)
+    _raise_for_errors(root, where)
+    if root.find("Success") is None:
+        raise BadReplyError(f"configuration reply for {where} has no <Success/>")

@@ -1,0 +1,262 @@
+"""fleet.xapi.commands — typed RoomOS operations, written once for every wire.
+
+Real command names from RoomOS schema 11.24 – 26.4 (reference: roomos-local-xapi.md §1). The
+transport hands back normalised data; this module turns it into dataclasses and is tolerant
+where the reference says a detail is not confirmed (result element names, fingerprint case,
+``UsedFor`` wording, date formats).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fleet.errors import BadReplyError
+from fleet.pki.certs import normalize_fingerprint
+from fleet.secrets import Secret
+from fleet.xapi.transport import ParamValue, XapiTransport
+
+__all__ = [
+    "PURPOSES",
+    "CertificateInfo",
+    "SystemUnit",
+    "Xapi",
+    "parse_device_date",
+    "purposes_from_used_for",
+]
+
+#: the Purpose value space of Services Activate/Deactivate (schema 26.4.1)
+PURPOSES = ("802.1X", "HTTPS", "Audit", "SIP", "Pairing", "WebexIdentity", "HttpClient", "HttpProxy")
+
+_CERTS = ("Security", "Certificates")
+
+# UsedFor holds human service names ("SIP, HTTPS server"), not the Purpose literals. Only
+# "SIP" and "HTTPS server" are confirmed; the rest are matched by keyword, tolerantly.
+_USED_FOR_KEYWORDS: tuple[tuple[str, str], ...] = (
+    ("webexidentity", "WebexIdentity"),
+    ("webex identity", "WebexIdentity"),
+    ("httpclient", "HttpClient"),
+    ("http client", "HttpClient"),
+    ("httpproxy", "HttpProxy"),
+    ("http proxy", "HttpProxy"),
+    ("https", "HTTPS"),
+    ("802.1x", "802.1X"),
+    ("8021x", "802.1X"),
+    ("audit", "Audit"),
+    ("sip", "SIP"),
+    ("pairing", "Pairing"),
+)
+
+
+def purposes_from_used_for(text: str) -> tuple[str, ...]:
+    """``"SIP, HTTPS server"`` → ``("SIP", "HTTPS")``; unknown words are kept as they are."""
+    found: list[str] = []
+    for raw in re.split(r"[,;]", text or ""):
+        item = raw.strip()
+        if not item:
+            continue
+        lowered = item.lower()
+        for keyword, purpose in _USED_FOR_KEYWORDS:
+            if keyword in lowered:
+                if purpose not in found:
+                    found.append(purpose)
+                break
+        else:
+            found.append(item)
+    return tuple(found)
+
+
+_DATE_FORMATS = ("%b %d %H:%M:%S %Y GMT", "%b %d %H:%M:%S %Y", "%Y-%m-%dT%H:%M:%SZ",
+                 "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S")
+
+
+def parse_device_date(text: str) -> dt.datetime | None:
+    """``Aug 08 03:04:26 2023 GMT`` (also single-digit days and ISO forms) → aware UTC."""
+    value = re.sub(r"\s+", " ", (text or "").strip())
+    if not value:
+        return None
+    for fmt in _DATE_FORMATS:
+        try:
+            return dt.datetime.strptime(value, fmt).replace(tzinfo=dt.UTC)
+        except ValueError:
+            continue
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class CertificateInfo:
+    """A certificate as a device lists it (Services Show or CA Show ``Details``)."""
+
+    fingerprint: str
+    subject: str
+    issuer: str
+    not_before: dt.datetime | None
+    not_after: dt.datetime | None
+    serial: str = ""
+    key_size: str = ""
+    purposes: tuple[str, ...] = ()
+    used_for: str = ""
+
+    def days_left(self, now: dt.datetime | None = None) -> float | None:
+        if self.not_after is None:
+            return None
+        now = now or dt.datetime.now(dt.UTC)
+        return (self.not_after - now).total_seconds() / 86400
+
+    @classmethod
+    def from_details(cls, item: Any, where: str) -> CertificateInfo:
+        if not isinstance(item, dict):
+            raise BadReplyError(f"{where}: a Details entry is not a structure: {item!r:.60}")
+        raw_fp = str(item.get("Fingerprint", ""))
+        try:
+            fp = normalize_fingerprint(raw_fp)
+        except ValueError:
+            raise BadReplyError(f"{where}: Details entry without a valid Fingerprint") from None
+        used_for = str(item.get("UsedFor", "") or "")
+        return cls(
+            fingerprint=fp,
+            subject=str(item.get("SubjectName", "") or ""),
+            issuer=str(item.get("IssuerName", "") or ""),
+            not_before=parse_device_date(str(item.get("notBefore", item.get("NotBefore", "")))),
+            not_after=parse_device_date(str(item.get("notAfter", item.get("NotAfter", "")))),
+            serial=str(item.get("SerialNumber", "") or ""),
+            key_size=str(item.get("PublicKeySize", "") or ""),
+            purposes=purposes_from_used_for(used_for),
+            used_for=used_for,
+        )
+
+    def to_dict(self, now: dt.datetime | None = None) -> dict[str, Any]:
+        days = self.days_left(now)
+        return {
+            "fingerprint": self.fingerprint,
+            "subject": self.subject,
+            "issuer": self.issuer,
+            "not_before": self.not_before.isoformat() if self.not_before else None,
+            "not_after": self.not_after.isoformat() if self.not_after else None,
+            "days_left": round(days, 1) if days is not None else None,
+            "serial": self.serial,
+            "purposes": list(self.purposes),
+        }
+
+
+@dataclass(frozen=True)
+class SystemUnit:
+    product: str
+    serial: str
+    software: str
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"product": self.product, "serial": self.serial, "software": self.software}
+
+
+def _details(result: dict[str, Any], where: str) -> list[CertificateInfo]:
+    # The result element's name differs by command (CAShowResult is not confirmed); the
+    # transport already unwrapped it, so only its Details children matter here.
+    items = result.get("Details", [])
+    if isinstance(items, dict):
+        items = [items]
+    if not isinstance(items, list):
+        raise BadReplyError(f"{where}: Details is neither a list nor a structure")
+    return [CertificateInfo.from_details(item, where) for item in items]
+
+
+def _dig(data: Any, *keys: str) -> str:
+    for key in keys:
+        if not isinstance(data, dict):
+            return ""
+        data = data.get(key)
+    return str(data) if isinstance(data, (str, int)) else ""
+
+
+class Xapi:
+    """The RoomOS certificate vocabulary over any :class:`XapiTransport`.
+
+    ``read_only`` refuses every operation that changes the device: plans run with it during
+    ``--dry-run``, so a dry run cannot write even if a plan has a bug.
+    """
+
+    def __init__(self, transport: XapiTransport, *, read_only: bool = False) -> None:
+        self.transport = transport
+        self.read_only = read_only
+
+    async def _write(
+        self, path: Sequence[str], params: dict[str, ParamValue] | None = None,
+        body: str | None = None, *, idempotent: bool = False,
+    ) -> dict[str, Any]:
+        if self.read_only:
+            raise RuntimeError(f"dry run: refused to send {' '.join(path)}")
+        return await self.transport.command(path, params, body, idempotent=idempotent)
+
+    # -- status ----------------------------------------------------------------------
+
+    async def system_unit(self) -> SystemUnit:
+        data = await self.transport.get(("Status", "SystemUnit"))
+        if not isinstance(data, dict):
+            raise BadReplyError("Status/SystemUnit: no SystemUnit in the reply")
+        return SystemUnit(
+            product=_dig(data, "ProductId") or _dig(data, "ProductPlatform"),
+            serial=_dig(data, "Hardware", "Module", "SerialNumber"),
+            software=_dig(data, "Software", "DisplayName") or _dig(data, "Software", "Version"),
+            raw=data,
+        )
+
+    # -- CA list ---------------------------------------------------------------------
+
+    async def ca_show(self) -> list[CertificateInfo]:
+        path = (*_CERTS, "CA", "Show")
+        result = await self.transport.command(path, idempotent=True)
+        return _details(result, "/".join(path))
+
+    async def ca_add(self, pem: str) -> None:
+        """Append CA certificate(s) to the trust list (the device keeps what it had)."""
+        await self._write((*_CERTS, "CA", "Add"), body=pem, idempotent=True)
+
+    async def ca_delete(self, fingerprint: str) -> None:
+        await self._write((*_CERTS, "CA", "Delete"), {"Fingerprint": fingerprint})
+
+    # -- service certificates --------------------------------------------------------
+
+    async def services_show(
+        self, *, purpose: str | None = None, algorithm: str = "SHA-1"
+    ) -> list[CertificateInfo]:
+        path = (*_CERTS, "Services", "Show")
+        params: dict[str, ParamValue] = {}
+        if purpose:
+            params["Filter"] = purpose
+        if algorithm != "SHA-1":
+            params["FingerprintAlgorithm"] = algorithm
+        result = await self.transport.command(path, params or None, idempotent=True)
+        return _details(result, "/".join(path))
+
+    async def services_add(self, bundle_pem: str, key_password: Secret | None = None) -> None:
+        """Upload leaf certificate, chain and private key (one PEM body, leaf first)."""
+        params: dict[str, ParamValue] = {}
+        if key_password is not None:
+            params["PrivateKeyPassword"] = key_password.reveal()
+        await self._write((*_CERTS, "Services", "Add"), params or None, bundle_pem,
+                          idempotent=True)
+
+    async def services_activate(self, fingerprint: str, purpose: str) -> None:
+        await self._write(
+            (*_CERTS, "Services", "Activate"),
+            {"Fingerprint": fingerprint, "Purpose": purpose},
+            idempotent=True,
+        )
+
+    async def services_deactivate(self, fingerprint: str, purpose: str) -> None:
+        await self._write(
+            (*_CERTS, "Services", "Deactivate"),
+            {"Fingerprint": fingerprint, "Purpose": purpose},
+            idempotent=True,
+        )
+
+    async def services_delete(self, fingerprint: str) -> None:
+        await self._write((*_CERTS, "Services", "Delete"), {"Fingerprint": fingerprint})

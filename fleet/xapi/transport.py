@@ -1,0 +1,123 @@
+"""fleet.xapi.transport — the small interface every xAPI wire implements.
+
+A transport moves one xAPI call to one device and back. Replies are normalised to plain
+JSON-like data whatever the wire (XML from putxml, JSON from the cloud or JSON-RPC), so the typed
+operations in :mod:`fleet.xapi.commands` are written once:
+
+* a command reply is the mapping of the result element's children: leaves are ``str``, elements
+  are ``dict``, repeated or ``item=``-numbered elements are ``list``;
+* a status/configuration read returns the subtree at the path in the same form.
+
+Every call is recorded as an :class:`Exchange` (what was sent — secrets and bodies never in
+clear — what came back, how long it took), so results can say exactly what happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Union
+
+__all__ = [
+    "SECRET_PARAMS",
+    "Exchange",
+    "ParamValue",
+    "Recorder",
+    "XapiTransport",
+    "describe_params",
+    "xpath",
+]
+
+ParamValue = Union[str, int, Sequence[str]]
+
+#: Parameters whose values are secrets: recorded as "********", never in clear.
+SECRET_PARAMS = frozenset({"PrivateKeyPassword", "ChallengePassword", "Password", "Passphrase"})
+
+
+def xpath(path: Sequence[str]) -> str:
+    """``("Security", "Certificates", "CA", "Add")`` → ``"Security/Certificates/CA/Add"``."""
+    return "/".join(path)
+
+
+def describe_params(params: Mapping[str, ParamValue] | None) -> dict[str, Any]:
+    """Parameters as they may be shown: secret ones masked."""
+    shown: dict[str, Any] = {}
+    for key, value in (params or {}).items():
+        if key in SECRET_PARAMS:
+            shown[key] = "********"
+        elif isinstance(value, (str, int)):
+            shown[key] = value
+        else:
+            shown[key] = list(value)
+    return shown
+
+
+@dataclass
+class Exchange:
+    """One call to a device, as sent and as answered."""
+
+    kind: str  # "command" | "get" | "configure" | "session"
+    path: str
+    params: dict[str, Any] = field(default_factory=dict)
+    body: str | None = None  # a description of the body ("1 PEM certificate, 1184 bytes"), never it
+    http_status: int | None = None
+    ok: bool = False
+    error: str | None = None
+    attempts: int = 1
+    duration_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "kind": self.kind,
+            "path": self.path,
+            "ok": self.ok,
+            "duration_ms": round(self.duration_ms, 1),
+        }
+        if self.params:
+            data["params"] = self.params
+        if self.body:
+            data["body"] = self.body
+        if self.http_status is not None:
+            data["http_status"] = self.http_status
+        if self.attempts > 1:
+            data["attempts"] = self.attempts
+        if self.error:
+            data["error"] = self.error
+        return data
+
+
+Recorder = Callable[[Exchange], None]
+
+
+class XapiTransport(Protocol):
+    """One device, one wire. Use as an async context manager: enter logs in, exit logs out."""
+
+    #: "local", "cloud" or "websocket" — reported per device in results
+    name: str
+
+    async def __aenter__(self) -> XapiTransport: ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...
+
+    async def command(
+        self,
+        path: Sequence[str],
+        params: Mapping[str, ParamValue] | None = None,
+        body: str | None = None,
+        *,
+        idempotent: bool = False,
+    ) -> dict[str, Any]:
+        """Run ``xCommand <path>``; return the normalised result mapping or raise DeviceError.
+
+        ``idempotent`` says the call may be repeated after a failure in which the device may
+        already have acted (a read, or a write of a value that is the same on repeat).
+        """
+        ...
+
+    async def get(self, path: Sequence[str]) -> Any:
+        """Read a status or configuration subtree, e.g. ``("Status", "SystemUnit")``."""
+        ...
+
+    async def configure(self, path: Sequence[str], value: str) -> None:
+        """Set one configuration leaf, e.g. ``(("Network", 1, ...), "On")``."""
+        ...

@@ -168,7 +168,7 @@ class TlsVerifyError(UnreachableError):
     kind = "tls-verify"
 
 
-class TimeoutError_(TransportError):  # noqa: N801 - the builtin name is taken
+class TimeoutError_(TransportError):
     kind = "timeout"
 
 

@@ -148,8 +148,9 @@ class DeviceResult:
 @dataclass
 class RunResult:
     run_id: str
-    command: str
+    command: str  # the command line, as typed
     started: dt.datetime
+    verb: str = ""  # the plan's name: "push-ca", "status"
     finished: dt.datetime | None = None
     dry_run: bool = False
     devices: list[DeviceResult] = field(default_factory=list)
@@ -177,6 +178,7 @@ def run_document(run: RunResult) -> dict[str, Any]:
         "schema": SCHEMA,
         "run_id": run.run_id,
         "command": run.command,
+        "verb": run.verb,
         "dry_run": run.dry_run,
         "started": run.started.isoformat(),
         "finished": run.finished.isoformat() if run.finished else None,

@@ -183,6 +183,7 @@ async def run_plan(
     run = RunResult(
         run_id=new_run_id(),
         command=command,
+        verb=plan.name,
         started=dt.datetime.now(dt.UTC),
         dry_run=options.dry_run,
     )

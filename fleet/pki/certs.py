@@ -53,7 +53,7 @@ _SHORT_NAMES = {
 
 def fingerprint(cert: x509.Certificate, algorithm: HashName = "sha1") -> str:
     """The certificate's fingerprint as RoomOS prints it: lowercase hex, no separators."""
-    algo: hashes.HashAlgorithm = hashes.SHA1() if algorithm == "sha1" else hashes.SHA256()  # noqa: S303
+    algo: hashes.HashAlgorithm = hashes.SHA1() if algorithm == "sha1" else hashes.SHA256()
     return cert.fingerprint(algo).hex()
 
 
@@ -105,7 +105,9 @@ def parse_pem_certificates(
         try:
             certs.append(x509.load_pem_x509_certificate(block.group(0)))
         except ValueError as exc:
-            raise PemError(f"certificate block {number} does not decode: {exc}", file=source) from exc
+            raise PemError(
+                f"certificate block {number} does not decode: {exc}", file=source
+            ) from exc
     if not certs:
         raise PemError("holds no certificate", file=source)
     return certs

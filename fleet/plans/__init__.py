@@ -4,4 +4,12 @@ from fleet.plans.base import DeviceContext, Plan
 from fleet.plans.push_ca import PushCa
 from fleet.plans.status import DeviceStatus, Expiring, Status, expiring_certificates
 
-__all__ = ["DeviceContext", "DeviceStatus", "Expiring", "Plan", "PushCa", "Status", "expiring_certificates"]
+__all__ = [
+    "DeviceContext",
+    "DeviceStatus",
+    "Expiring",
+    "Plan",
+    "PushCa",
+    "Status",
+    "expiring_certificates",
+]

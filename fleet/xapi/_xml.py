@@ -6,7 +6,8 @@ Parsing: replies are parsed with defusedxml (no DTDs, no entities, no external r
 checked for every error form RoomOS uses (reference: roomos-local-xapi.md §2.5):
 
 * root ``ActionError`` with ``Reason``;
-* an element with ``status="Error"`` (``Reason`` / ``XPath`` children) or ``status="ParameterError"``;
+* an element with ``status="Error"`` (``Reason`` / ``XPath`` children) or
+  ``status="ParameterError"``;
 * a leaf with ``error="True"`` (illegal configuration value);
 * a ``Configuration`` reply without ``<Success/>``.
 """
@@ -69,7 +70,8 @@ def build_command(
                 child.text = item
     if body is not None:
         ET.SubElement(node, "body").text = body
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    document: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return document
 
 
 def build_configuration(path: Sequence[PathPart], value: str) -> bytes:
@@ -87,7 +89,8 @@ def build_configuration(path: Sequence[PathPart], value: str) -> bytes:
     if node is root:
         raise ValueError("empty configuration path")
     node.text = value
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    document: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return document
 
 
 def getxml_location(path: Sequence[PathPart]) -> str:

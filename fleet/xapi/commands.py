@@ -29,7 +29,9 @@ __all__ = [
 ]
 
 #: the Purpose value space of Services Activate/Deactivate (schema 26.4.1)
-PURPOSES = ("802.1X", "HTTPS", "Audit", "SIP", "Pairing", "WebexIdentity", "HttpClient", "HttpProxy")
+PURPOSES = (
+    "802.1X", "HTTPS", "Audit", "SIP", "Pairing", "WebexIdentity", "HttpClient", "HttpProxy",
+)
 
 _CERTS = ("Security", "Certificates")
 

@@ -81,7 +81,7 @@ class RetryPolicy:
     cap: float = 8.0
 
     def delay(self, attempt: int) -> float:
-        return random.uniform(0, min(self.cap, self.base * (2**attempt)))  # noqa: S311
+        return random.uniform(0, min(self.cap, self.base * (2**attempt)))
 
 
 # ------------------------------------------------------------------------------- TLS
@@ -274,6 +274,8 @@ class LocalTransport:
                 "POST", "/xmlapi/session/begin", exchange, auth=True, idempotent=True,
                 content=b"",
             )
+            if response.status_code in (401, 403, 503):
+                self._check_status(response)
             if response.status_code in (200, 204):
                 cookie = response.cookies.get("SessionId")
                 if not cookie:
@@ -289,7 +291,7 @@ class LocalTransport:
             exchange.ok = True
         except DeviceError as exc:
             exchange.error = str(exc.message)
-            raise exc.with_context(device=self.device.name, xpath="xmlapi/session/begin")
+            raise exc.with_context(device=self.device.name, xpath="xmlapi/session/begin") from None
         finally:
             exchange.duration_ms = (time.perf_counter() - started) * 1000
             self._record(exchange)
@@ -336,7 +338,10 @@ class LocalTransport:
         def parse(response: httpx.Response) -> dict[str, Any]:
             return _xml.parse_command_reply(response.content, path)
 
-        return await self._call(exchange, "POST", "/putxml", document, idempotent, parse)
+        result: dict[str, Any] = await self._call(
+            exchange, "POST", "/putxml", document, idempotent, parse
+        )
+        return result
 
     async def get(self, path: Sequence[str | int]) -> Any:
         location = _xml.getxml_location(path)
@@ -390,7 +395,7 @@ class LocalTransport:
             return result
         except DeviceError as exc:
             exchange.error = exc.message
-            raise exc.with_context(device=self.device.name, xpath=exchange.path)
+            raise exc.with_context(device=self.device.name, xpath=exchange.path) from None
         finally:
             exchange.duration_ms = (time.perf_counter() - started) * 1000
             self._record(exchange)
@@ -469,8 +474,12 @@ class LocalTransport:
             return TlsVerifyError(f"TLS pin check failed for {where}: {cause}")
         if isinstance(exc, httpx.ConnectError):
             text = str(exc)
-            if isinstance(cause, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text \
-                    or "certificate verify failed" in text or "Hostname mismatch" in text:
+            verify_failed = isinstance(cause, ssl.SSLCertVerificationError) or any(
+                marker in text
+                for marker in ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed",
+                               "Hostname mismatch")
+            )
+            if verify_failed:
                 return TlsVerifyError(
                     f"TLS certificate of {where} did not verify against {self.device.verify}: "
                     f"{text}; fix the trust setting (verify:) rather than turning checks off"

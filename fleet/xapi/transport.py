@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Union
+from typing import Any, Protocol
 
 __all__ = [
     "SECRET_PARAMS",
@@ -28,7 +28,7 @@ __all__ = [
     "xpath",
 ]
 
-ParamValue = Union[str, int, Sequence[str]]
+ParamValue = str | int | Sequence[str]
 
 #: Parameters whose values are secrets: recorded as "********", never in clear.
 SECRET_PARAMS = frozenset({"PrivateKeyPassword", "ChallengePassword", "Password", "Passphrase"})

@@ -1,0 +1,1 @@
+"""certfleet's command line: parse arguments, call fleet/, render results. Thin by design."""

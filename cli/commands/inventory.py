@@ -1,0 +1,64 @@
+"""certfleet inventory list|check."""
+
+from __future__ import annotations
+
+import typer
+
+from cli import render
+from cli.options import Common, InventoryOpt, LimitOpt, OutputFormat, OutputOpt
+from cli.runtime import guarded, inventory_path, select
+from fleet.errors import InventoryError, SecretError
+from fleet.inventory import load_inventory
+from fleet.runner import resolve_secrets
+
+app = typer.Typer(help="Show and validate the inventory.", no_args_is_help=True)
+
+
+@app.command("list")
+@guarded
+def list_devices(
+    inventory: InventoryOpt = None,
+    limit: LimitOpt = None,
+    output: OutputOpt = OutputFormat.table,
+) -> None:
+    """Show the devices a command with the same --limit would act on."""
+    inv, devices = select(Common(inventory=inventory, limit=limit))
+    if output is OutputFormat.json:
+        render.emit_json(render.device_documents(inv, devices))
+    else:
+        render.device_table(devices)
+
+
+@app.command("check")
+@guarded
+def check(
+    inventory: InventoryOpt = None,
+    limit: LimitOpt = None,
+    secrets: bool = typer.Option(
+        True, "--secrets/--no-secrets", help="Also check that every secret reference resolves."
+    ),
+) -> None:
+    """Validate the inventory: every problem with its file, line and key. Exit 2 on any."""
+    path = inventory_path(inventory)
+    try:
+        inv = load_inventory(path)
+    except InventoryError as exc:
+        render.error(f"{path}: {len(exc.problems)} problem(s)")
+        for problem in exc.problems:
+            render.stderr().print(f"  {problem}", highlight=False, markup=False)
+        raise typer.Exit(2) from None
+    devices = inv.select(limit)
+    for line in inv.warnings:
+        render.warning(line)
+    if secrets:
+        try:
+            resolve_secrets(devices)
+        except SecretError as exc:
+            render.error(str(exc))
+            raise typer.Exit(2) from None
+    render.stdout().print(
+        f"{path}: OK — {len(inv.devices)} device(s), {len(inv.groups)} group(s)"
+        + (f", {len(devices)} selected" if limit else "")
+        + ("; secrets resolve" if secrets else ""),
+        soft_wrap=True,
+    )

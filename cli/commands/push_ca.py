@@ -1,0 +1,66 @@
+"""certfleet push-ca — make each device's trust list contain these CAs."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import typer
+
+from cli import render
+from cli.options import (
+    Common,
+    DryRunOpt,
+    InventoryOpt,
+    LimitOpt,
+    OutputFormat,
+    OutputOpt,
+    ParallelOpt,
+    TimeoutOpt,
+)
+from cli.runtime import execute, finish, guarded, select
+from fleet.errors import InputError
+from fleet.pki.certs import load_ca_files
+from fleet.plans.push_ca import PushCa
+from fleet.runner import DEFAULT_PARALLEL
+
+
+@guarded
+def push_ca(
+    ca_files: list[Path] = typer.Argument(..., help="PEM files with the CA certificates.",
+                                          show_default=False),
+    prune: bool = typer.Option(
+        False, "--prune", help="Also delete CAs on the device that are not in these files."
+    ),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before --prune deletes."),
+    inventory: InventoryOpt = None,
+    limit: LimitOpt = None,
+    dry_run: DryRunOpt = False,
+    parallel: ParallelOpt = DEFAULT_PARALLEL,
+    output: OutputOpt = OutputFormat.table,
+    device_timeout: TimeoutOpt = 300.0,
+) -> None:
+    """Add the CAs each device lacks (idempotent by fingerprint); --prune removes the rest."""
+    cas = load_ca_files(ca_files)  # every file checked before any device is touched
+    common = Common(inventory, limit, parallel, output, dry_run, device_timeout)
+    _, devices = select(common)
+    plan = PushCa(cas=cas, prune=prune)
+    if prune and not dry_run and not yes:
+        if not sys.stdin.isatty():
+            raise InputError(
+                "--prune deletes CAs from devices: give --yes to confirm when not interactive "
+                "(or --dry-run to see what it would delete)"
+            )
+        rehearsal = execute(plan, devices, dataclasses.replace(common, dry_run=True))
+        render.run_table(rehearsal, title="what push-ca --prune would do")
+        deletions = sum(
+            1 for r in rehearsal.devices for c in r.changes if c.action == "ca.delete"
+        )
+        if deletions and not typer.confirm(
+            f"Delete {deletions} CA certificate(s) across the fleet?", default=False
+        ):
+            render.note("nothing was changed")
+            raise typer.Exit(0)
+    run = execute(plan, devices, common)
+    finish(run, common)

@@ -1,0 +1,39 @@
+"""certfleet sim serve — a simulated RoomOS fleet on loopback, with an inventory for it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(help="Simulated RoomOS devices for trying certfleet out.", no_args_is_help=True)
+
+
+@app.command("serve")
+def serve(
+    devices: int = typer.Option(10, "--devices", "-n", min=1, max=20000,
+                                help="How many devices to simulate."),
+    state: Path = typer.Option(Path("sim-state"), "--state",
+                               help="Folder for the simulated devices' state (kept across runs)."),
+    inventory_out: Path | None = typer.Option(
+        None,
+        "--inventory-out",
+        help="Where to write the inventory [default: STATE/inventory.yaml].",
+    ),
+    faults: Path | None = typer.Option(None, "--faults", help="JSON file of per-device faults."),
+    request_delay: float = typer.Option(
+        0.0, "--request-delay", min=0.0, help="Seconds each device takes per request."
+    ),
+) -> None:
+    """Serve N simulated devices on 127.0.0.1; prints `ready` when all listen. Ctrl-C stops."""
+    from roomsim.serve import run_serve
+
+    raise typer.Exit(
+        run_serve(
+            devices=devices,
+            state=state,
+            inventory_out=inventory_out,
+            faults_file=faults,
+            request_delay=request_delay,
+        )
+    )

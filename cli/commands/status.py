@@ -1,0 +1,70 @@
+"""certfleet status — per device x certificate: used for, subject, issuer, expiry, days left."""
+
+from __future__ import annotations
+
+import typer
+
+from cli import render
+from cli.options import (
+    Common,
+    InventoryOpt,
+    LimitOpt,
+    OutputFormat,
+    OutputOpt,
+    ParallelOpt,
+    TimeoutOpt,
+)
+from cli.runtime import execute, finish, guarded, select
+from fleet.durations import format_duration, parse_duration
+from fleet.plans.status import Status, expiring_certificates
+from fleet.results import EXIT_FAILED, run_document
+from fleet.runner import DEFAULT_PARALLEL
+
+
+@guarded
+def status(
+    inventory: InventoryOpt = None,
+    limit: LimitOpt = None,
+    expiring_within: str | None = typer.Option(
+        None,
+        "--expiring-within",
+        help="e.g. 30d: list certificates in use (and CAs) that expire within it; exit 1 if any.",
+        show_default=False,
+    ),
+    parallel: ParallelOpt = DEFAULT_PARALLEL,
+    output: OutputOpt = OutputFormat.table,
+    device_timeout: TimeoutOpt = 300.0,
+) -> None:
+    """Read every selected device's certificates and trust list (changes nothing)."""
+    within = parse_duration(expiring_within) if expiring_within else None
+    common = Common(inventory, limit, parallel, output, False, device_timeout)
+    _, devices = select(common)
+    run = execute(Status(), devices, common)
+    expiring = expiring_certificates(run, within) if within is not None else None
+    code = run.exit_code()
+    if expiring:
+        code = max(code, EXIT_FAILED)
+    if within is not None:
+        run.notes.append(
+            f"{len(expiring or [])} certificate(s) expire within {format_duration(within)}"
+        )
+    if output is OutputFormat.json:
+        document = run_document(run)
+        if within is not None:
+            document["expiring_within"] = format_duration(within)
+            document["expiring"] = [
+                {
+                    "device": e.device,
+                    "kind": e.kind,
+                    "fingerprint": e.fingerprint,
+                    "subject": e.subject,
+                    "purposes": list(e.purposes),
+                    "days_left": round(e.days_left, 1),
+                }
+                for e in expiring or []
+            ]
+        render.emit_json(document)
+        if code:
+            raise typer.Exit(code)
+        return
+    finish(run, common, table=lambda r: render.status_table(r, expiring), exit_code=code)

@@ -1,0 +1,52 @@
+"""cli.main — the `certfleet` command: verbs wired to their modules under cli/commands/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from cli import runtime
+from cli.commands import demo, inventory, push_ca, sim, status
+from fleet import __version__
+
+app = typer.Typer(
+    name="certfleet",
+    help="Keep certificates right across fleets of Cisco RoomOS devices.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"certfleet {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    inventory: Path | None = typer.Option(
+        None, "--inventory", "-i", help="Inventory YAML for every verb [env: CERTFLEET_INVENTORY]."
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    runtime.set_root_inventory(inventory)
+
+
+app.add_typer(inventory.app, name="inventory")
+app.add_typer(sim.app, name="sim")
+app.command("status")(status.status)
+app.command("push-ca")(push_ca.push_ca)
+app.command("demo")(demo.demo)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""cli.options — the options every verb shares, declared once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fleet.runner import DEFAULT_PARALLEL
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+InventoryOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--inventory",
+        "-i",
+        help="Inventory YAML file [env: CERTFLEET_INVENTORY; default ./inventory.yaml].",
+        show_default=False,
+    ),
+]
+LimitOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--limit",
+        "-l",
+        help="Devices to act on: names, globs, tag:x, group:y, !excluded "
+        "(repeat or comma-separate).",
+        show_default=False,
+    ),
+]
+ParallelOpt = Annotated[
+    int,
+    typer.Option("--parallel", "-p", min=1, max=1000, help="Devices worked on at once."),
+]
+OutputOpt = Annotated[
+    OutputFormat,
+    typer.Option("--output", "-o", help="table for people, json for scripts (certfleet/run/v1)."),
+]
+DryRunOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Read the real device state and show what would change; write nothing.",
+    ),
+]
+TimeoutOpt = Annotated[
+    float,
+    typer.Option("--device-timeout", min=1.0, help="Seconds one device may take in all."),
+]
+
+
+@dataclass(frozen=True)
+class Common:
+    """The shared options of one invocation."""
+
+    inventory: Path | None
+    limit: list[str] | None
+    parallel: int = DEFAULT_PARALLEL
+    output: OutputFormat = OutputFormat.table
+    dry_run: bool = False
+    device_timeout: float = 300.0

@@ -1,0 +1,278 @@
+"""cli.render — every table, line and document certfleet shows. The only module that uses rich.
+
+JSON goes to stdout as plain ``json.dumps`` of the engine's documents and never depends on
+rich; tables go to stdout; progress, warnings and errors go to stderr, so ``-o json`` output
+can be piped as it is. Every text passes the secret redactor on its way out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from fleet.inventory import Device, Inventory
+from fleet.plans.status import Expiring
+from fleet.results import DeviceResult, Outcome, RunResult, run_document
+from fleet.runner import DeviceFinished, Event
+from fleet.secrets import redact
+
+OUTCOME_STYLE = {
+    Outcome.OK: "green",
+    Outcome.CHANGED: "yellow",
+    Outcome.FAILED: "bold red",
+    Outcome.UNREACHABLE: "red",
+    Outcome.SKIPPED: "dim",
+}
+
+
+def _console(file: TextIO, soft_wrap: bool) -> Console:
+    # Made per call so that test runners which swap sys.stdout see the output. Off a
+    # terminal (CI logs, pipes) lines are not wrapped at 80 columns.
+    console = Console(file=file, highlight=False, soft_wrap=soft_wrap)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(file=file, highlight=False, soft_wrap=soft_wrap, width=160)
+    return console
+
+
+def stdout() -> Console:
+    return _console(sys.stdout, soft_wrap=False)
+
+
+def stderr() -> Console:
+    return _console(sys.stderr, soft_wrap=True)
+
+
+def error(message: str) -> None:
+    stderr().print(Text(f"error: {redact(message)}", style="bold red"))
+
+
+def warning(message: str) -> None:
+    stderr().print(Text(f"warning: {redact(message)}", style="yellow"))
+
+
+def note(message: str) -> None:
+    stderr().print(Text(redact(message), style="dim"))
+
+
+def heading(message: str) -> None:
+    stdout().rule(Text(message, style="bold"))
+
+
+def emit_json(document: Any) -> None:
+    sys.stdout.write(redact(json.dumps(document, indent=2, sort_keys=False)) + "\n")
+    sys.stdout.flush()
+
+
+# -------------------------------------------------------------------------- progress
+
+
+@contextmanager
+def progress(total: int, label: str) -> Iterator[Any]:
+    """A handler for runner events: a progress bar on a terminal, plain lines otherwise."""
+    console = stderr()
+    if console.is_terminal and total > 1:
+        bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[last]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
+        task = bar.add_task(label, total=total, last="")
+        with bar:
+
+            def on_event(event: Event) -> None:
+                if isinstance(event, DeviceFinished):
+                    r = event.result
+                    bar.update(task, advance=1, last=f"{r.device} {r.outcome.value}")
+
+            yield on_event
+    else:
+        width = len(str(total))
+
+        def on_event(event: Event) -> None:
+            if isinstance(event, DeviceFinished):
+                r = event.result
+                line = f"[{event.done:>{width}}/{total}] {r.device} {r.outcome.value}"
+                if r.error:
+                    line += f": {r.error.message}"
+                console.print(Text(redact(line)), highlight=False)
+
+        yield on_event
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+def _outcome(outcome: Outcome) -> Text:
+    return Text(outcome.value, style=OUTCOME_STYLE[outcome])
+
+
+def _changes(result: DeviceResult, dry_run: bool) -> str:
+    if not result.changes:
+        return "nothing to do" if result.outcome is Outcome.OK else ""
+    verb = "would " if dry_run else ""
+    lines = []
+    for change in result.changes:
+        action = change.action.split(".")[-1]
+        mark = "" if change.applied or dry_run else " (not done)"
+        lines.append(f"{verb}{action} {change.detail or change.target}{mark}")
+    return "\n".join(lines)
+
+
+def run_table(run: RunResult, *, title: str | None = None) -> None:
+    table = Table(title=title, title_justify="left", show_lines=False)
+    table.add_column("device", no_wrap=True)
+    table.add_column("via")
+    table.add_column("outcome")
+    table.add_column("changes" if not run.dry_run else "plan (dry run)")
+    table.add_column("error / reason", overflow="fold")
+    for result in run.devices:
+        err = ""
+        if result.error:
+            err = result.error.message
+            if result.error.xpath and result.error.xpath not in err:
+                err += f" [{result.error.xpath}]"
+        table.add_row(
+            result.device,
+            result.transport,
+            _outcome(result.outcome),
+            _changes(result, run.dry_run),
+            Text(redact(err), style="red") if err else "",
+        )
+    stdout().print(table)
+    summary(run)
+
+
+def summary(run: RunResult) -> None:
+    counts = run.counts()
+    parts = [
+        Text(f"{counts[o.value]} {o.value}", style=OUTCOME_STYLE[o])
+        for o in Outcome
+        if counts[o.value]
+    ]
+    line = Text(f"{run.verb or run.command}: ")
+    for index, part in enumerate(parts):
+        if index:
+            line.append(", ")
+        line.append(part)
+    if run.dry_run:
+        line.append("  (dry run: nothing was written)", style="dim")
+    line.append(f"  run {run.run_id}", style="dim")
+    stdout().print(line)
+
+
+def run_json(run: RunResult) -> None:
+    emit_json(run_document(run))
+
+
+# --------------------------------------------------------------------------- status
+
+
+def _days(days: float | None) -> Text:
+    if days is None:
+        return Text("?")
+    style = "red" if days < 14 else "yellow" if days < 45 else "green"
+    return Text(f"{days:.0f}", style=style)
+
+
+def status_table(run: RunResult, expiring: Sequence[Expiring] | None = None) -> None:
+    table = Table(title="certificates per device", title_justify="left")
+    for name in ("device", "kind", "used for", "subject", "issuer", "not after", "days left"):
+        table.add_column(name, overflow="fold", no_wrap=name in ("device", "days left"))
+    for result in run.devices:
+        if result.error:
+            continue
+        for kind, key in (("service", "certificates"), ("ca", "cas")):
+            for cert in result.facts.get(key, []):
+                not_after = (cert.get("not_after") or "?")[:10]
+                default = "-" if kind == "service" else "trust"
+                used = ", ".join(cert.get("purposes", [])) or default
+                table.add_row(
+                    result.device, kind, used, cert["subject"], cert["issuer"], not_after,
+                    _days(cert.get("days_left")),
+                )
+    stdout().print(table)
+    failed = [r for r in run.devices if r.error]
+    if failed:
+        run_table_failures(failed)
+    if expiring is not None:
+        if expiring:
+            stdout().print(
+                Text(f"{len(expiring)} certificate(s) expire within the limit:", style="bold red")
+            )
+            for item in expiring:
+                what = ", ".join(item.purposes) or item.kind
+                stdout().print(
+                    f"  {item.device}: {item.subject} ({what}) — {item.days_left:.0f} days"
+                )
+        else:
+            stdout().print(Text("no certificate expires within the limit", style="green"))
+    summary(run)
+
+
+def run_table_failures(failed: Sequence[DeviceResult]) -> None:
+    table = Table(title="devices that could not be read", title_justify="left")
+    table.add_column("device", no_wrap=True)
+    table.add_column("outcome")
+    table.add_column("error", overflow="fold")
+    for result in failed:
+        assert result.error
+        table.add_row(result.device, _outcome(result.outcome), redact(result.error.message))
+    stdout().print(table)
+
+
+# ------------------------------------------------------------------------ inventory
+
+
+def device_table(devices: Sequence[Device]) -> None:
+    table = Table(title=f"{len(devices)} device(s)", title_justify="left")
+    for name in ("device", "address", "transport", "groups", "tags", "verify"):
+        table.add_column(name, overflow="fold")
+    for d in devices:
+        address = f"{d.host}:{d.port}" if d.host else (d.device_id or "")
+        verify = str(d.verify)
+        table.add_row(
+            d.name,
+            address,
+            d.transport,
+            ", ".join(d.groups),
+            ", ".join(d.tags),
+            Text(verify, style="bold red") if verify == "insecure" else verify,
+        )
+    stdout().print(table)
+
+
+def device_documents(inventory: Inventory, devices: Sequence[Device]) -> dict[str, Any]:
+    return {
+        "schema": "certfleet/inventory/v1",
+        "inventory": str(inventory.path),
+        "devices": [
+            {
+                "name": d.name,
+                "host": d.host,
+                "port": d.port,
+                "transport": d.transport,
+                "device_id": d.device_id,
+                "groups": list(d.groups),
+                "tags": list(d.tags),
+                "verify": str(d.verify),
+                "username": d.username,
+                "password": str(d.password) if d.password else None,  # the reference, not a secret
+                "source": d.source,
+            }
+            for d in devices
+        ],
+        "warnings": list(inventory.warnings),
+    }

@@ -1,0 +1,138 @@
+"""cli.runtime — what every verb does around its plan: find the inventory, select devices,
+run with progress, render, and turn the outcome into the documented exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import typer
+
+from cli import render
+from cli.options import Common, OutputFormat
+from fleet.errors import InputError
+from fleet.inventory import Device, Inventory, load_inventory
+from fleet.plans.base import Plan
+from fleet.results import EXIT_INPUT, EXIT_INTERRUPTED, RunResult
+from fleet.runner import RunOptions, resolve_secrets, run_plan
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_INVENTORY = Path("inventory.yaml")
+
+# `certfleet -i FILE <verb>`: set by the root callback, which runs on every invocation.
+_root_inventory: Path | None = None
+
+
+def set_root_inventory(path: Path | None) -> None:
+    global _root_inventory
+    _root_inventory = path
+
+
+def guarded(func: Callable[P, R]) -> Callable[P, R]:
+    """Input errors become a clear message and exit 2; Ctrl-C becomes exit 130."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except InputError as exc:
+            problems = getattr(exc, "problems", None)
+            if problems and len(problems) > 1:
+                render.error(f"{len(problems)} problems:")
+                for problem in problems:
+                    render.stderr().print(f"  {problem}", highlight=False, markup=False)
+            else:
+                render.error(str(exc))
+            raise typer.Exit(EXIT_INPUT) from None
+        except KeyboardInterrupt:
+            render.error("interrupted")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    return wrapper
+
+
+def inventory_path(explicit: Path | None) -> Path:
+    if explicit is not None:
+        return explicit
+    if _root_inventory is not None:
+        return _root_inventory
+    env = os.environ.get("CERTFLEET_INVENTORY")
+    if env:
+        return Path(env)
+    if DEFAULT_INVENTORY.exists():
+        return DEFAULT_INVENTORY
+    raise InputError(
+        "no inventory: give -i FILE, set CERTFLEET_INVENTORY, or create ./inventory.yaml "
+        "(certfleet sim serve --inventory-out FILE writes one for a simulated fleet)"
+    )
+
+
+def select(common: Common) -> tuple[Inventory, list[Device]]:
+    inventory = load_inventory(inventory_path(common.inventory))
+    devices = inventory.select(common.limit)
+    for line in inventory.warnings:
+        render.warning(line)
+    return inventory, devices
+
+
+_command_args: list[str] | None = None
+
+
+def set_command_args(args: list[str] | None) -> None:
+    """For in-process callers (the demo): the arguments the run is reported under."""
+    global _command_args
+    _command_args = args
+
+
+def command_line() -> str:
+    args = _command_args if _command_args is not None else sys.argv[1:]
+    return "certfleet " + " ".join(shlex.quote(a) for a in args)
+
+
+def execute(
+    plan: Plan[Any],
+    devices: Sequence[Device],
+    common: Common,
+    *,
+    command: str | None = None,
+    quiet: bool = False,
+) -> RunResult:
+    options = RunOptions(
+        parallel=common.parallel, device_timeout=common.device_timeout, dry_run=common.dry_run
+    )
+    secrets = resolve_secrets(devices)  # before anything is touched: exit 2 if one is missing
+    label = f"{plan.name}{' (dry run)' if common.dry_run else ''}"
+    if quiet:
+        return asyncio.run(
+            run_plan(devices, plan, options, command=command or command_line(), secrets=secrets)
+        )
+    with render.progress(len(devices), label) as on_event:
+        return asyncio.run(
+            run_plan(
+                devices,
+                plan,
+                options,
+                command=command or command_line(),
+                on_event=on_event,
+                secrets=secrets,
+            )
+        )
+
+
+def finish(run: RunResult, common: Common, *, table: Callable[[RunResult], None] | None = None,
+           exit_code: int | None = None) -> None:
+    if common.output is OutputFormat.json:
+        render.run_json(run)
+    else:
+        (table or render.run_table)(run)
+    code = run.exit_code() if exit_code is None else exit_code
+    if code:
+        raise typer.Exit(code)

@@ -1,0 +1,361 @@
+"""fleet.secrets — secret references, the Secret wrapper, and redaction of secrets from output.
+
+An inventory never holds a secret, only a reference to one:
+
+    env:CERTFLEET_PASSWORD      an environment variable
+    keyring:certfleet/admin     the OS keyring, service "certfleet", user "admin"
+                                (split at the last "/", so services may contain "/")
+    file:/abs/path              a file readable only by its owner (mode 0600 or stricter);
+                                one trailing newline is stripped. It lets a simulated fleet's
+                                inventory work from any shell with no set-up.
+
+:meth:`SecretRef.resolve` gives a :class:`Secret`, whose ``repr``/``str`` are ``********`` so it
+cannot leak into logs by accident; :meth:`Secret.reveal` is the one way to the value. Every
+Secret registers its value with a process-wide redactor, and :func:`redact` masks every
+registered value in a text: run it over everything certfleet writes. Values that come from
+elsewhere (tokens, passphrases, SCEP challenges) are registered with :func:`register_secret`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import re
+import stat
+import threading
+from dataclasses import dataclass
+from typing import Final, Literal
+from urllib.parse import quote
+from xml.sax.saxutils import escape as xml_escape
+
+import keyring
+
+from fleet.errors import SecretError
+
+__all__ = [
+    "MASK",
+    "SCHEMES",
+    "Secret",
+    "SecretRef",
+    "SecretScheme",
+    "parse_secret_ref",
+    "redact",
+    "register_secret",
+]
+
+MASK: Final = "********"
+#: values shorter than this are not redacted (masking "a" everywhere would ruin every text)
+MIN_REDACT_LENGTH: Final = 4
+
+SecretScheme = Literal["env", "keyring", "file"]
+SCHEMES: Final[tuple[SecretScheme, ...]] = ("env", "keyring", "file")
+
+_HOW_TO: Final = (
+    "literal secrets are not allowed in an inventory; "
+    "use env:VAR, keyring:SERVICE/USER or file:PATH"
+)
+_ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+# ----------------------------------------------------------------------------- redaction
+
+
+class _Redactor:
+    """The registered secret values, and how to find them in a text quickly.
+
+    Most values live in one compiled regex (a trie, built lazily: longest match first). Values
+    registered since it was built wait in a short list searched with ``str.find``; once that
+    list outgrows a quarter of the regex it is folded in and the regex rebuilt. So registering
+    secrets one by one between output lines (one per device, say) costs amortised O(1)
+    rebuilds, not one rebuild of everything per secret.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._compiled_values: set[str] = set()
+        self._recent: tuple[str, ...] = ()
+        self._pattern: re.Pattern[str] | None = None
+
+    def register(self, value: str) -> None:
+        variants = {v for v in _variants(value) if len(v) >= MIN_REDACT_LENGTH}
+        with self._lock:
+            new = variants - self._compiled_values - set(self._recent)
+            if not new:
+                return
+            recent = self._recent + tuple(sorted(new))
+            if len(recent) > max(_RECENT_MIN, len(self._compiled_values) // 4):
+                self._compiled_values.update(recent)
+                self._recent = ()
+                self._pattern = None  # rebuilt by the next redact()
+            else:
+                self._recent = recent
+
+    def _snapshot(self) -> tuple[re.Pattern[str] | None, tuple[str, ...]]:
+        pattern, recent = self._pattern, self._recent
+        if pattern is None and self._compiled_values:
+            with self._lock:
+                if self._pattern is None and self._compiled_values:
+                    self._pattern = _compile(self._compiled_values)
+                pattern, recent = self._pattern, self._recent
+        return pattern, recent
+
+    def redact(self, text: str) -> str:
+        pattern, recent = self._snapshot()
+        hits = [value for value in recent if value in text]
+        if not hits:
+            return pattern.sub(MASK, text) if pattern is not None else text
+        spans = [m.span() for m in pattern.finditer(text)] if pattern is not None else []
+        for value in hits:
+            start = text.find(value)
+            while start != -1:
+                spans.append((start, start + len(value)))
+                start = text.find(value, start + 1)
+        return _mask_spans(text, spans)
+
+
+#: below this many, newly registered values are searched with str.find rather than compiled
+_RECENT_MIN: Final = 32
+
+
+def _mask_spans(text: str, spans: list[tuple[int, int]]) -> str:
+    """``text`` with each span masked; overlapping spans mask as one."""
+    spans.sort()
+    out: list[str] = []
+    pos = 0
+    cur_start, cur_end = spans[0]
+    for start, end in spans[1:]:
+        if start < cur_end:
+            cur_end = max(cur_end, end)
+            continue
+        out += (text[pos:cur_start], MASK)
+        pos = cur_end
+        cur_start, cur_end = start, end
+    out += (text[pos:cur_start], MASK, text[cur_end:])
+    return "".join(out)
+
+
+_Trie = dict[str, "_Trie"]
+
+
+def _compile(values: set[str]) -> re.Pattern[str]:
+    """One regex matching any of ``values``, the longest where several match at one place.
+
+    The alternatives are laid out as a trie (``ab(?:c|d(?:e)?)``) so matching costs about the
+    same for ten secrets or ten thousand; a plain longest-first alternation is the fallback.
+    """
+    try:
+        trie: _Trie = {}
+        for value in values:
+            node = trie
+            for char in value:
+                node = node.setdefault(char, {})
+            node[""] = {}  # a value ends here
+        return re.compile(_trie_pattern(trie))
+    except (RecursionError, re.error):
+        ordered = sorted(values, key=lambda v: (-len(v), v))
+        return re.compile("|".join(map(re.escape, ordered)))
+
+
+def _trie_pattern(node: _Trie) -> str:
+    branches: list[str] = []
+    for char in sorted(node):
+        if not char:
+            continue
+        chunk, child = char, node[char]
+        while len(child) == 1 and "" not in child:  # compress single-child chains
+            ((nxt, child),) = child.items()
+            chunk += nxt
+        branches.append(re.escape(chunk) + _trie_pattern(child))
+    if not branches:
+        return ""
+    body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+    # a value ending here: try the longer ones first (greedy), then stop here
+    return f"(?:{body})?" if "" in node else body
+
+
+def _variants(value: str) -> set[str]:
+    """The value and the forms it takes once escaped into JSON, XML or a URL."""
+    return {
+        value,
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        xml_escape(value, {'"': "&quot;", "'": "&apos;"}),
+        quote(value, safe=""),
+    }
+
+
+_REDACTOR: Final = _Redactor()
+
+
+def register_secret(value: str) -> None:
+    """Make :func:`redact` mask ``value`` (and its JSON/XML/URL-escaped forms) from now on."""
+    _REDACTOR.register(value)
+
+
+def redact(text: str) -> str:
+    """``text`` with every registered secret value of 4+ characters replaced by ``********``."""
+    return _REDACTOR.redact(text)
+
+
+# -------------------------------------------------------------------------------- Secret
+
+
+class Secret:
+    """A secret value that does not show itself: ``str``/``repr`` give ``********``."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+        register_secret(value)
+
+    def reveal(self) -> str:
+        """The value itself: pass it straight to the wire, never to a log."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return MASK
+
+    def __str__(self) -> str:
+        return MASK
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    # defining __eq__ without __hash__ leaves Secret unhashable, as it should be
+
+
+# ----------------------------------------------------------------------------- SecretRef
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """Where a secret lives: ``env:VAR``, ``keyring:SERVICE/USER`` or ``file:PATH``."""
+
+    scheme: SecretScheme
+    target: str
+
+    def __post_init__(self) -> None:
+        if self.scheme not in SCHEMES:
+            raise SecretError(f"unknown secret scheme {self.scheme!r}; {_HOW_TO}")
+        problem = _target_problem(self.scheme, self.target)
+        if problem:
+            raise SecretError(problem)
+
+    def __str__(self) -> str:
+        return f"{self.scheme}:{self.target}"
+
+    @property
+    def keyring_service_user(self) -> tuple[str, str]:
+        """(service, user) of a ``keyring:`` reference (split at the last ``/``)."""
+        if self.scheme != "keyring":
+            raise SecretError(f"{self} is not a keyring: reference")
+        service, _, user = self.target.rpartition("/")
+        return service, user
+
+    def resolve(self) -> Secret:
+        """Fetch the secret. Raises :class:`SecretError` saying how to fix what is missing."""
+        if self.scheme == "env":
+            return _resolve_env(self.target)
+        if self.scheme == "keyring":
+            service, user = self.keyring_service_user
+            return _resolve_keyring(service, user)
+        return _resolve_file(self.target)
+
+
+def parse_secret_ref(text: str) -> SecretRef:
+    """Parse a secret reference. Anything else, a literal secret above all, is a SecretError.
+
+    The error message never contains ``text``: it may be the secret itself.
+    """
+    scheme, sep, target = text.strip().partition(":")
+    if not sep or scheme not in SCHEMES:
+        raise SecretError(f"not a secret reference: {_HOW_TO}")
+    problem = _target_problem(scheme, target)
+    if problem:
+        raise SecretError(problem)
+    return SecretRef(scheme, target)
+
+
+def _target_problem(scheme: str, target: str) -> str | None:
+    """Why ``target`` is not valid for ``scheme`` (never quoting it), or None."""
+    if scheme == "env":
+        if not _ENV_NAME.fullmatch(target):
+            return (
+                "env: needs an environment variable name (letters, digits, underscores), "
+                f"e.g. env:CERTFLEET_PASSWORD; {_HOW_TO}"
+            )
+    elif scheme == "keyring":
+        service, slash, user = target.rpartition("/")
+        if not slash or not service or not user or target != target.strip():
+            return f"keyring: needs SERVICE/USER, e.g. keyring:certfleet/admin; {_HOW_TO}"
+    elif scheme == "file" and (not target or target != target.strip() or "\x00" in target):
+        return f"file: needs a path, e.g. file:/etc/certfleet/password; {_HOW_TO}"
+    return None
+
+
+def _resolve_env(name: str) -> Secret:
+    value = os.environ.get(name)
+    if not value:
+        state = "is empty" if value is not None else "is not set"
+        raise SecretError(
+            f"environment variable {name} {state}; export {name}=... "
+            "or use a keyring:SERVICE/USER or file:PATH reference"
+        )
+    return Secret(value)
+
+
+def _resolve_keyring(service: str, user: str) -> Secret:
+    how = f"set it with `keyring set {service} {user}` or use an env:VAR reference instead"
+    try:
+        value = keyring.get_password(service, user)
+    except Exception as exc:  # any backend failure: locked, missing, no D-Bus, ...
+        detail = redact(str(exc)) or type(exc).__name__
+        raise SecretError(
+            f"keyring lookup of service {service!r} user {user!r} failed "
+            f"({type(exc).__name__}: {detail}); {how}"
+        ) from None
+    if not value:
+        raise SecretError(
+            f"no password in the keyring for service {service!r} user {user!r}; {how}"
+        )
+    return Secret(value)
+
+
+def _resolve_file(target: str) -> Secret:
+    path = os.path.expanduser(target)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise SecretError(f"secret file {path} does not exist") from None
+    except OSError as exc:
+        raise SecretError(f"cannot open secret file {path}: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise SecretError(f"secret file {path} is not a regular file")
+        if info.st_mode & 0o077:
+            raise SecretError(
+                f"secret file {path} is accessible by group or others "
+                f"(mode {stat.S_IMODE(info.st_mode):04o}); run: chmod 600 {path}"
+            )
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise SecretError(f"cannot read secret file {path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    try:
+        value = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SecretError(f"secret file {path} is not UTF-8 text") from None
+    if value.endswith("\r\n"):
+        value = value[:-2]
+    elif value.endswith("\n"):
+        value = value[:-1]
+    if not value:
+        raise SecretError(f"secret file {path} is empty")
+    return Secret(value)

@@ -1,0 +1,10 @@
+"""`python -m roomsim serve --devices N --state DIR`."""
+
+from __future__ import annotations
+
+import sys
+
+from roomsim.serve import main
+
+if __name__ == "__main__":
+    sys.exit(main())

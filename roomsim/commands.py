@@ -1,0 +1,235 @@
+"""xCommand dispatch for putxml `<Command>` documents: a registry keyed by command path,
+parameter validation against each command's value space, and the reply shapes
+(`<XResult status="OK|Error|ParameterError">`, `<Result status="Error">` for an unknown
+command, `<ActionError>` when the document holds no action).
+
+New commands are added with `registry.register(...)`; see `cert_commands.py`."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from roomsim.errors import DeviceError
+from roomsim.xml_wire import NO_ACTION, action_error
+
+if TYPE_CHECKING:
+    from roomsim.device import SimDevice
+
+
+class CommandFailed(DeviceError):
+    """The command ran and failed: `status="Error"` with this Reason."""
+
+
+class ParameterError(Exception):
+    """Missing or invalid parameter: `status="ParameterError"` with this Reason."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One command parameter. `literals` makes it a Literal; `max_items` > 1 an array."""
+
+    name: str
+    required: bool = False
+    default: str | None = None
+    literals: tuple[str, ...] | None = None
+    max_len: int = 255
+    max_items: int = 1
+
+    def check(self, value: str) -> str:
+        """The canonical value (Literals match case-insensitively: tolerant choice)."""
+        if self.literals is not None:
+            found = next((v for v in self.literals if v.lower() == value.strip().lower()), None)
+            if found is None:
+                allowed = ", ".join(self.literals)
+                raise ParameterError(f"Parameter {self.name}: {value!r} is not one of {allowed}")
+            return found
+        if len(value) > self.max_len:
+            raise ParameterError(
+                f"Parameter {self.name}: length {len(value)} exceeds the maximum {self.max_len}"
+            )
+        return value
+
+
+@dataclass
+class Args:
+    values: dict[str, str | list[str]]
+    body: str | None = None
+
+    def get(self, name: str) -> str:
+        value = self.values.get(name, "")
+        return value if isinstance(value, str) else (value[0] if value else "")
+
+    def get_list(self, name: str) -> list[str]:
+        value = self.values.get(name, [])
+        return [value] if isinstance(value, str) else value
+
+
+@dataclass
+class CommandContext:
+    """What a handler may touch. `boot_action` asks the server to reboot ("Restart") or
+    power off ("Shutdown") the device once the reply has been sent."""
+
+    device: SimDevice
+    boot_action: str | None = None
+
+
+Handler = Callable[[CommandContext, Args], Iterable[ET.Element] | None]
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    path: tuple[str, ...]
+    handler: Handler
+    params: tuple[Param, ...] = ()
+    multiline: bool = False
+
+    @property
+    def result_tag(self) -> str:
+        return "".join(self.path[-2:]) + "Result"
+
+    def parse_args(self, element: ET.Element) -> Args:
+        by_name = {p.name: p for p in self.params}
+        raw: dict[str, list[tuple[int, str]]] = {}
+        body: str | None = None
+        for position, child in enumerate(element):
+            if len(child):
+                raise ParameterError(f"Parameter {child.tag} must not contain elements")
+            text = child.text or ""
+            if child.tag == "body" and self.multiline:
+                if body is not None:
+                    raise ParameterError("More than one body given")
+                body = text
+                continue
+            if child.tag not in by_name:
+                raise ParameterError(f"Unknown parameter: {child.tag}")
+            order = _item_number(child.get("item"), position)
+            raw.setdefault(child.tag, []).append((order, text))
+        values: dict[str, str | list[str]] = {}
+        for param in self.params:
+            given = [text for _, text in sorted(raw.get(param.name, []))]
+            if not given:
+                if param.required:
+                    raise ParameterError(f"Missing required parameter: {param.name}")
+                if param.default is not None:
+                    values[param.name] = param.default
+                continue
+            if param.max_items == 1:
+                if len(given) > 1:
+                    raise ParameterError(f"Parameter {param.name} given more than once")
+                values[param.name] = param.check(given[0])
+            else:
+                if len(given) > param.max_items:
+                    raise ParameterError(
+                        f"Parameter {param.name} accepts at most {param.max_items} values"
+                    )
+                values[param.name] = [param.check(v) for v in given]
+        return Args(values, body)
+
+
+def _item_number(item: str | None, position: int) -> int:
+    if item is not None and item.strip().isdigit():
+        return int(item)
+    return 10_000 + position
+
+
+@dataclass
+class CommandRegistry:
+    commands: dict[tuple[str, ...], CommandSpec] = field(default_factory=dict)
+
+    def register(
+        self, path: str, *params: Param, multiline: bool = False
+    ) -> Callable[[Handler], Handler]:
+        """Decorator: `@registry.register("Security/Certificates/CA/Delete", Param(...))`."""
+        key = tuple(path.strip("/").split("/"))
+
+        def decorate(handler: Handler) -> Handler:
+            if key in self.commands:
+                raise ValueError(f"command {path} registered twice")
+            self.commands[key] = CommandSpec(key, handler, tuple(params), multiline)
+            return handler
+
+        return decorate
+
+    def get(self, path: tuple[str, ...]) -> CommandSpec | None:
+        return self.commands.get(path)
+
+
+def default_registry() -> CommandRegistry:
+    """A registry with every command roomsim implements."""
+    from roomsim import cert_commands, system_commands
+
+    registry = CommandRegistry()
+    cert_commands.register(registry)
+    system_commands.register(registry)
+    return registry
+
+
+# --------------------------------------------------------------------------- documents
+
+
+@dataclass(frozen=True)
+class _Found:
+    path: tuple[str, ...]
+    element: ET.Element
+    spec: CommandSpec | None  # None: not a known command
+    marked: bool  # carried command="True"
+
+
+def _find_commands(registry: CommandRegistry, root: ET.Element) -> list[_Found]:
+    found: list[_Found] = []
+
+    def visit(element: ET.Element, path: tuple[str, ...]) -> None:
+        spec = registry.get(path)
+        marked = element.get("command", "").strip().lower() == "true"
+        if spec is not None or marked or len(element) == 0:
+            found.append(_Found(path, element, spec, marked))
+            return
+        for child in element:
+            visit(child, (*path, child.tag))
+
+    for child in root:
+        visit(child, (child.tag,))
+    return found
+
+
+def run_commands(
+    registry: CommandRegistry, context: CommandContext, root: ET.Element
+) -> ET.Element:
+    """Execute a `<Command>` document; returns the reply root.
+
+    An unknown path marked `command="True"` (or mixed with real commands) answers
+    `Unknown command`; a document with only unmarked unknown paths answers ActionError,
+    as a device does for `<Command><NonExistent><Fake><Path/>...`."""
+    found = _find_commands(registry, root)
+    if not found or all(f.spec is None and not f.marked for f in found):
+        return action_error(NO_ACTION)
+    reply = ET.Element("Command")
+    for item in found:
+        if item.spec is None:
+            result = ET.SubElement(reply, "Result", status="Error")
+            ET.SubElement(result, "Reason").text = "Unknown command"
+            ET.SubElement(result, "XPath").text = "/" + "/".join(item.path)
+            continue
+        reply.append(_run_one(item.spec, context, item.element))
+    return reply
+
+
+def _run_one(spec: CommandSpec, context: CommandContext, element: ET.Element) -> ET.Element:
+    result = ET.Element(spec.result_tag)
+    try:
+        args = spec.parse_args(element)
+        children = spec.handler(context, args)
+    except ParameterError as exc:
+        result.set("status", "ParameterError")
+        ET.SubElement(result, "Reason").text = str(exc)
+        return result
+    except DeviceError as exc:
+        result.set("status", "Error")
+        ET.SubElement(result, "Reason").text = str(exc)
+        return result
+    result.set("status", "OK")
+    result.extend(children or ())
+    return result

@@ -1,0 +1,192 @@
+"""One simulated device: identity, certificate stores, configuration, faults, and the
+TLS identity its HTTPS server presents. Persisted to `devices/<name>/state.json`."""
+
+from __future__ import annotations
+
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+
+from roomsim import configuration, status
+from roomsim.certs import (
+    CertInfo,
+    issue_server_cert,
+    serial_number_for,
+    temporary_default_cert,
+)
+from roomsim.faults import Faults
+from roomsim.state import StateDir
+from roomsim.store import CertStore, ServiceCert
+from roomsim.tls import DeviceTLS
+from roomsim.xml_wire import parse_path, select
+
+
+@dataclass(frozen=True)
+class Product:
+    product_id: str
+    platform: str
+    tag: str
+    software_name: str
+
+
+PRODUCTS: tuple[Product, ...] = (
+    Product("Cisco Board Pro", "Board Pro", "board", "s53300"),
+    Product("Cisco Desk Pro", "Desk Pro", "desk", "s53200"),
+    Product("Cisco Room Bar", "Room Bar", "bar", "s53300"),
+    Product("Cisco Room Kit Pro", "Room Kit Pro", "roomkit", "s53200"),
+)
+GROUPS: tuple[str, ...] = ("oslo", "bergen", "trondheim")
+SOFTWARE_VERSION = "ce11.24.1.5.1234abcd"
+LOOPBACK = "127.0.0.1"
+
+
+class SimDevice:
+    """A simulated Board/Desk/Room device. `index` (1-based) picks product and site group."""
+
+    def __init__(
+        self,
+        name: str,
+        index: int,
+        *,
+        password: str,
+        state: StateDir,
+        store: CertStore,
+        config: dict[str, str],
+        profiles: list[dict[str, Any]],
+        port: int = 0,
+    ) -> None:
+        self.name = name
+        self.index = index
+        self.product = PRODUCTS[(index - 1) % len(PRODUCTS)]
+        self.group = GROUPS[(index - 1) % len(GROUPS)]
+        self.serial = serial_number_for(name)
+        self.software_version = SOFTWARE_VERSION
+        self.host = LOOPBACK
+        self.port = port
+        self.password = password
+        self.store = store
+        self.config = config
+        self.profiles = profiles
+        self.faults = Faults()
+        self.failed_logins = 0  # Basic logins refused since the fleet started (wrong or locked)
+        self.booted_at = time.monotonic()
+        self._state = state
+        self.tls = DeviceTLS(lambda: self.https_certificate().tls_bundle(), state.device_dir(name))
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def open(
+        cls,
+        state: StateDir,
+        name: str,
+        index: int,
+        *,
+        password: str,
+        ca_cert: x509.Certificate,
+        ca_key: CertificateIssuerPrivateKeyTypes,
+    ) -> SimDevice:
+        """Load the device from the state folder, or create it (and save it) on first start."""
+        data = state.load_device(name)
+        if data is not None:
+            config = configuration.defaults()
+            config.update({k: v for k, v in data.get("config", {}).items() if k in config})
+            return cls(
+                name,
+                index,
+                password=password,
+                state=state,
+                store=CertStore.from_state(data),
+                config=config,
+                profiles=list(data.get("profiles", [])),
+                port=int(data.get("port", 0)),
+            )
+        server_cert, server_key = issue_server_cert(ca_cert, ca_key, name)
+        https = ServiceCert(CertInfo.of(server_cert), [], server_key, ["HTTPS"])
+        store = CertStore(services=[https])
+        device = cls(
+            name,
+            index,
+            password=password,
+            state=state,
+            store=store,
+            config=configuration.defaults(),
+            profiles=[],
+        )
+        device.add_temporary_default()
+        device.save()
+        return device
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "port": self.port,
+            "config": dict(self.config),
+            "profiles": list(self.profiles),
+            **self.store.to_state(),
+        }
+
+    def save(self) -> None:
+        self._state.save_device(self.name, self.to_state())
+
+    def mark_booted(self) -> None:
+        self.booted_at = time.monotonic()
+
+    @property
+    def uptime(self) -> int:
+        return int(time.monotonic() - self.booted_at)
+
+    # ------------------------------------------------------------------ certificates
+
+    @property
+    def ca_list(self) -> list[CertInfo]:
+        return self.store.ca_list
+
+    @property
+    def services(self) -> list[ServiceCert]:
+        return self.store.services
+
+    def add_temporary_default(self) -> ServiceCert:
+        cert, key = temporary_default_cert(self.serial)
+        service = ServiceCert(CertInfo.of(cert), [], key, [])
+        self.store.services.append(service)
+        return service
+
+    def https_certificate(self) -> ServiceCert:
+        """What the HTTPS server presents: the certificate active for HTTPS, else the
+        temporary default certificate (recreated if it was deleted)."""
+        active = self.store.active_for("HTTPS") or self.store.temporary_default()
+        if active is None:
+            active = self.add_temporary_default()
+            self.save()
+        return active
+
+    def certificates_changed(self) -> None:
+        """Persist and make the next TLS handshake use the current HTTPS certificate."""
+        self.tls.invalidate()
+        self.save()
+
+    # ------------------------------------------------------------------ xAPI documents
+
+    def _root(self, tag: str) -> ET.Element:
+        return ET.Element(
+            tag, {"product": "Cisco Codec", "version": self.software_version, "apiVersion": "4"}
+        )
+
+    def getxml(self, location: str) -> ET.Element:
+        """The getxml reply for `location`; an unknown path gives an empty document."""
+        segments = parse_path(location)
+        if not segments or segments[0].item is not None:
+            return self._root("Status")
+        top = segments[0].name.lower()
+        if top == "configuration":
+            tree = configuration.config_tree(self.config, self._root("Configuration"))
+        elif top == "status":
+            tree = status.status_tree(self, self._root("Status"))
+        else:
+            return self._root("Status")
+        return select(tree, segments[1:]) if len(segments) > 1 else tree

@@ -1,0 +1,266 @@
+"""`SimFleet`: N simulated devices in one asyncio process, and `SimFleetThread`, the same
+fleet run in a background thread for synchronous callers (tests, the CLI demo)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import re
+import threading
+from collections.abc import Awaitable, Coroutine, Generator
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+from roomsim.commands import default_registry
+from roomsim.device import SimDevice
+from roomsim.faults import ALL_DEVICES, load_faults_file
+from roomsim.inventory import write_inventory
+from roomsim.server import DeviceServer, ServerSettings
+from roomsim.state import StateDir
+
+T = TypeVar("T")
+_NAME_PREFIX = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
+
+
+class _Done:
+    """An awaitable that has nothing left to do."""
+
+    def __await__(self) -> Generator[Any, None, None]:
+        yield from ()
+
+
+class SimFleet:
+    """Simulated devices `{name_prefix}-001` … on 127.0.0.1, one port each.
+
+    Rates and queues are per device and per auth class (Basic / session cookie); the
+    defaults are a real device's. `request_delay` is added to every reply."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        devices: int = 5,
+        *,
+        name_prefix: str = "room",
+        basic_rate: float = 1.0,
+        basic_queue: int = 30,
+        session_rate: float = 15.0,
+        session_queue: int = 90,
+        lockout_seconds: float = 300.0,
+        reboot_seconds: float = 5.0,
+        request_delay: float = 0.0,
+    ) -> None:
+        if devices < 1:
+            raise ValueError("a fleet needs at least one device")
+        if not _NAME_PREFIX.match(name_prefix):
+            raise ValueError(f"name_prefix {name_prefix!r}: use lowercase letters, digits and -")
+        self.state = StateDir(Path(state_dir))
+        self.count = devices
+        self.name_prefix = name_prefix
+        self.settings = ServerSettings(
+            basic_rate=basic_rate,
+            basic_queue=basic_queue,
+            session_rate=session_rate,
+            session_queue=session_queue,
+            lockout_seconds=lockout_seconds,
+            reboot_seconds=reboot_seconds,
+            request_delay=request_delay,
+        )
+        self.devices: dict[str, SimDevice] = {}
+        self.servers: dict[str, DeviceServer] = {}
+        self.password = ""
+        self._started = False
+
+    @property
+    def state_dir(self) -> Path:
+        return self.state.root
+
+    @property
+    def ca_pem_path(self) -> Path:
+        return self.state.ca_pem_path
+
+    @property
+    def password_path(self) -> Path:
+        return self.state.password_path
+
+    def names(self) -> list[str]:
+        return [f"{self.name_prefix}-{i:03d}" for i in range(1, self.count + 1)]
+
+    async def start(self) -> None:
+        """Create or load the state and open every device's listener. Idempotent."""
+        if self._started:
+            return
+        self.state.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        ca_cert, ca_key = self.state.ensure_ca()
+        self.password = self.state.ensure_password()
+        registry = default_registry()
+        for index, name in enumerate(self.names(), 1):
+            if name in self.devices:
+                continue
+            device = SimDevice.open(
+                self.state, name, index, password=self.password, ca_cert=ca_cert, ca_key=ca_key
+            )
+            self.devices[name] = device
+            self.servers[name] = DeviceServer(device, self.settings, registry)
+        await asyncio.gather(*(server.start() for server in self.servers.values()))
+        self._started = True
+
+    async def stop(self) -> None:
+        """Close every listener and write every device's state."""
+        await asyncio.gather(*(server.stop() for server in self.servers.values()))
+        for device in self.devices.values():
+            device.save()
+        self._started = False
+
+    def write_inventory(self, path: Path) -> Path:
+        return write_inventory(
+            Path(path), self.devices.values(), self.password_path, self.ca_pem_path
+        )
+
+    # ------------------------------------------------------------------ faults
+
+    def _targets(self, name: str | None) -> list[str]:
+        if name is None or name == ALL_DEVICES:
+            return list(self.devices)
+        if name not in self.devices:
+            raise KeyError(f"no simulated device named {name!r}")
+        return [name]
+
+    def set_fault(self, name: str, **faults: Any) -> Awaitable[None]:
+        """Set faults on device `name` ("*" = all); falsy values clear single faults.
+
+        Takes effect for the next request at once; the returned awaitable completes when the
+        listeners match (await it when a test needs `offline` to refuse connections)."""
+        targets = self._targets(name)
+        for target in targets:
+            self.devices[target].faults.update(**faults)
+        return self._sync(targets)
+
+    def clear_faults(self, name: str | None = None) -> Awaitable[None]:
+        """Clear every fault on `name`, or on every device when None."""
+        targets = self._targets(name)
+        for target in targets:
+            self.devices[target].faults.clear()
+        return self._sync(targets)
+
+    def apply_faults(self, spec: dict[str, dict[str, Any]]) -> Awaitable[None]:
+        """Apply `{"device": {...}, "*": {...}}`; device entries win over "*"."""
+        for name in spec:
+            if name != ALL_DEVICES:
+                self._targets(name)
+        targets = list(self.devices)
+        for target in targets:
+            merged = {**spec.get(ALL_DEVICES, {}), **spec.get(target, {})}
+            self.devices[target].faults.update(**merged)
+        return self._sync(targets)
+
+    def apply_faults_file(self, path: Path) -> Awaitable[None]:
+        return self.apply_faults(load_faults_file(Path(path)))
+
+    def _sync(self, names: list[str]) -> Awaitable[None]:
+        if not self._started:
+            return _Done()
+        return asyncio.ensure_future(self._sync_all(names))
+
+    async def _sync_all(self, names: list[str]) -> None:
+        await asyncio.gather(*(self.servers[n].sync() for n in names))
+
+    async def reboot(self, name: str, action: str = "Restart") -> None:
+        """Reboot a device as `SystemUnit Boot` does; returns when it is back up."""
+        await self.servers[name].boot(action)
+
+
+class SimFleetThread:
+    """Runs a `SimFleet` in a background thread with its own event loop.
+
+    `with SimFleetThread(state_dir, devices=5) as sim:` starts the fleet, writes
+    `state_dir/inventory.yaml` (`sim.inventory_path`) and stops it on exit. Methods are
+    synchronous and thread-safe; they run on the fleet's loop."""
+
+    def __init__(self, state_dir: Path, devices: int = 5, **kwargs: Any) -> None:
+        self.fleet = SimFleet(state_dir, devices, **kwargs)
+        self.inventory_path: Path = self.fleet.state_dir / "inventory.yaml"
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle
+    def start(self, timeout: float = 600.0) -> SimFleetThread:
+        if self._thread is not None:
+            return self
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="roomsim", daemon=True)
+        thread.start()
+        self._loop, self._thread = loop, thread
+        try:
+            self.run(self.fleet.start(), timeout=timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self.inventory_path = self.fleet.write_inventory(self.inventory_path)
+        return self
+
+    def stop(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        try:
+            self.run(self.fleet.stop(), timeout=60.0)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=10.0)
+            loop.close()
+            self._loop = self._thread = None
+
+    def __enter__(self) -> SimFleetThread:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = 60.0) -> T:
+        """Run a coroutine on the fleet's loop and wait for its result."""
+        if self._loop is None:
+            coro.close()
+            raise RuntimeError("the simulated fleet is not running")
+        future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return future.result(timeout)
+
+    # -- the SimFleet surface, synchronously
+    @property
+    def devices(self) -> dict[str, SimDevice]:
+        return self.fleet.devices
+
+    @property
+    def password(self) -> str:
+        return self.fleet.password
+
+    @property
+    def ca_pem_path(self) -> Path:
+        return self.fleet.ca_pem_path
+
+    @property
+    def state_dir(self) -> Path:
+        return self.fleet.state_dir
+
+    def write_inventory(self, path: Path) -> Path:
+        return self.fleet.write_inventory(path)
+
+    def set_fault(self, name: str, **faults: Any) -> None:
+        async def apply() -> None:
+            await self.fleet.set_fault(name, **faults)
+
+        self.run(apply())
+
+    def clear_faults(self, name: str | None = None) -> None:
+        async def apply() -> None:
+            await self.fleet.clear_faults(name)
+
+        self.run(apply())
+
+    def reboot(self, name: str, action: str = "Restart") -> None:
+        self.run(self.fleet.reboot(name, action), timeout=None)

@@ -1,0 +1,292 @@
+"""The HTTPS web server of one simulated device (aiohttp: one AppRunner + one TCPSite):
+authentication (Basic or session cookie), login lockout, session caps, rate limits,
+faults, getxml/putxml, and reboots that really take the listener away."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import xml.etree.ElementTree as ET
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+
+from aiohttp import BasicAuth, hdrs, web
+
+from roomsim.commands import CommandContext, CommandRegistry, run_commands
+from roomsim.configuration import apply_document
+from roomsim.device import SimDevice
+from roomsim.limits import LoginGuard, QueueFull, RateLimiter, SessionLimitError, SessionTable
+from roomsim.xml_wire import (
+    NO_ACTION,
+    XML_CONTENT_TYPE,
+    WireError,
+    action_error,
+    parse_document,
+    serialize,
+)
+
+log = logging.getLogger(__name__)
+
+ADMIN_USER = "admin"
+SESSION_COOKIE = "SessionId"
+GARBAGE_BODY = b"<<<%%%garbage\x00\xff not xml %%%>>>"
+UNAUTHORIZED_BODY = (
+    "401 Unauthorized\n\nThis server could not verify that you are authorized to access the "
+    "document you requested. Either you supplied the wrong credentials (e.g., bad password), "
+    "or your browser does not understand how to supply the credentials required.\n\n   "
+)
+# Handlers get the request and the authenticated user.
+_Handler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Web server limits; the defaults are a real device's."""
+
+    basic_rate: float = 1.0
+    basic_queue: int = 30
+    session_rate: float = 15.0
+    session_queue: int = 90
+    max_failed_logins: int = 5
+    lockout_seconds: float = 300.0
+    max_sessions_per_user: int = 20
+    max_sessions_total: int = 30
+    reboot_seconds: float = 5.0
+    request_delay: float = 0.0
+
+
+def _text(status: int, text: str, **headers: str) -> web.Response:
+    return web.Response(
+        status=status, text=text, headers={"Content-Type": "text/plain; charset=UTF-8", **headers}
+    )
+
+
+def _xml(root: ET.Element) -> web.Response:
+    return web.Response(body=serialize(root), headers={"Content-Type": XML_CONTENT_TYPE})
+
+
+class DeviceServer:
+    """Serves one device on 127.0.0.1:`device.port`. `start`/`stop` say whether the fleet
+    wants it up; the listener is open only while wanted, not offline and not rebooting."""
+
+    def __init__(
+        self, device: SimDevice, settings: ServerSettings, registry: CommandRegistry
+    ) -> None:
+        self.device = device
+        self.settings = settings
+        self.registry = registry
+        self.sessions = SessionTable(settings.max_sessions_per_user, settings.max_sessions_total)
+        self.logins = LoginGuard(settings.max_failed_logins, settings.lockout_seconds)
+        self.basic_limiter = RateLimiter(settings.basic_rate, settings.basic_queue)
+        self.session_limiter = RateLimiter(settings.session_rate, settings.session_queue)
+        self._runner: web.AppRunner | None = None
+        self._lock = asyncio.Lock()
+        self._wanted = False
+        self._rebooting = False
+        self._boot_task: asyncio.Task[None] | None = None
+        self._routes: dict[tuple[str, str], _Handler] = {
+            ("POST", "/xmlapi/session/begin"): self._session_begin,
+            ("POST", "/xmlapi/session/end"): self._session_end,
+            ("GET", "/getxml"): self._getxml,
+            ("POST", "/putxml"): self._putxml,
+            ("GET", "/status.xml"): self._whole_document,
+            ("GET", "/configuration.xml"): self._whole_document,
+        }
+
+    # ------------------------------------------------------------------ power
+
+    async def start(self) -> None:
+        self._wanted = True
+        await self.sync()
+
+    async def stop(self) -> None:
+        self._wanted = False
+        if self._boot_task is not None:
+            self._boot_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._boot_task
+            self._boot_task = None
+        await self.sync()
+
+    async def sync(self) -> None:
+        """Open or close the listener to match the wanted, offline and rebooting states."""
+        async with self._lock:
+            up = self._wanted and not self._rebooting and not self.device.faults.offline
+            if up and self._runner is None:
+                await self._listen()
+            elif not up and self._runner is not None:
+                runner, self._runner = self._runner, None
+                await runner.cleanup()
+
+    async def _listen(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{path:.*}", self._handle)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.25)
+        await runner.setup()
+        context = self.device.tls.listening_context()
+        host, port = self.device.host, self.device.port
+        try:
+            await web.TCPSite(runner, host, port, ssl_context=context).start()
+        except OSError as exc:
+            if port == 0:
+                await runner.cleanup()
+                raise
+            log.warning(
+                "%s: port %d unavailable (%s); using a new port", self.device.name, port, exc
+            )
+            await web.TCPSite(runner, host, 0, ssl_context=context).start()
+        port = int(runner.addresses[0][1])
+        if port != self.device.port:
+            self.device.port = port
+            self.device.save()
+        self._runner = runner
+
+    def boot(self, action: str) -> asyncio.Task[None]:
+        """Take the device down now; "Restart" brings it back after `reboot_seconds`,
+        "Shutdown" leaves it off (the `offline` fault) until that fault is cleared."""
+        if self._boot_task is not None and not self._boot_task.done():
+            return self._boot_task
+        self._boot_task = asyncio.get_running_loop().create_task(self._reboot(action))
+        return self._boot_task
+
+    async def _reboot(self, action: str) -> None:
+        self._rebooting = True
+        try:
+            await self.sync()
+            self.sessions.clear()
+            if action == "Shutdown":
+                self.device.faults.offline = True
+            await asyncio.sleep(self.settings.reboot_seconds)
+        finally:
+            self._rebooting = False
+        self.device.mark_booted()
+        await self.sync()
+
+    # ------------------------------------------------------------------ request pipeline
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        """Faults, then authentication, then the rate limit of the auth class, then the
+        endpoint."""
+        faults = self.device.faults
+        if faults.drop or faults.offline or self._rebooting:
+            return self._drop(request)
+        delay = self.settings.request_delay + faults.latency
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if faults.http_status is not None:
+            return self._status_fault(faults.http_status)
+        user, limiter, refusal = self._authenticate(request)
+        if refusal is not None:
+            return refusal
+        try:
+            await limiter.acquire()
+        except QueueFull:
+            return _text(503, "503 Service Temporarily Unavailable\n")
+        handler = self._routes.get((request.method, request.path))
+        if handler is None:
+            return _text(404, "404 Not Found\n")
+        return await handler(request, user)
+
+    @staticmethod
+    def _drop(request: web.Request) -> web.StreamResponse:
+        if request.transport is not None:
+            request.transport.abort()
+        return web.Response(status=500)  # never sent: the connection is gone
+
+    @staticmethod
+    def _status_fault(status: int) -> web.Response:
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Error"
+        return _text(status, f"{status} {reason}\n")
+
+    def _authenticate(self, request: web.Request) -> tuple[str, RateLimiter, web.Response | None]:
+        """(user, rate limiter of its class, refusal). A valid session cookie wins; else
+        Basic credentials, counted by the lockout guard."""
+        session_id = request.cookies.get(SESSION_COOKIE)
+        if session_id:
+            user = self.sessions.user(session_id)
+            if user is not None:
+                return user, self.session_limiter, None
+        header = request.headers.get(hdrs.AUTHORIZATION)
+        if not header:
+            return "", self.basic_limiter, self._unauthorized()
+        try:
+            credentials = BasicAuth.decode(header, encoding="utf-8")
+        except ValueError:
+            return "", self.basic_limiter, self._unauthorized()
+        user = credentials.login
+        if self.logins.locked(user):
+            self.device.failed_logins += 1
+            return user, self.basic_limiter, self._unauthorized()
+        good = user == ADMIN_USER and hmac.compare_digest(
+            credentials.password.encode("utf-8"), self.device.password.encode("utf-8")
+        )
+        if not good:
+            self.logins.failed(user)
+            self.device.failed_logins += 1
+            return user, self.basic_limiter, self._unauthorized()
+        self.logins.succeeded(user)
+        return user, self.basic_limiter, None
+
+    @staticmethod
+    def _unauthorized() -> web.Response:
+        return _text(401, UNAUTHORIZED_BODY, **{"WWW-Authenticate": 'Basic realm="CISCO-Endpoint"'})
+
+    # ------------------------------------------------------------------ handlers
+
+    async def _session_begin(self, request: web.Request, user: str) -> web.StreamResponse:
+        try:
+            session_id = self.sessions.open(user)
+        except SessionLimitError as exc:
+            return _text(503, f"{exc}\n")
+        response = web.Response(status=204)
+        response.headers["Set-Cookie"] = f"{SESSION_COOKIE}={session_id}; Path=/; HttpOnly; Secure"
+        return response
+
+    async def _session_end(self, request: web.Request, user: str) -> web.StreamResponse:
+        session_id = request.cookies.get(SESSION_COOKIE)
+        if session_id:
+            self.sessions.close(session_id)
+        return web.Response(status=204)
+
+    async def _getxml(self, request: web.Request, user: str) -> web.StreamResponse:
+        return self._reply(self.device.getxml(request.query.get("location", "")))
+
+    async def _whole_document(self, request: web.Request, user: str) -> web.StreamResponse:
+        top = "Configuration" if request.path == "/configuration.xml" else "Status"
+        return self._reply(self.device.getxml(top))
+
+    async def _putxml(self, request: web.Request, user: str) -> web.StreamResponse:
+        body = await request.read()
+        if self.device.faults.action_error:
+            return self._reply(action_error(NO_ACTION))
+        try:
+            document = parse_document(body)
+        except WireError as exc:
+            return self._reply(action_error(str(exc)))
+        context = CommandContext(self.device)
+        if document.tag == "Command":
+            reply = run_commands(self.registry, context, document)
+        elif document.tag == "Configuration":
+            reply, changed = apply_document(self.device.config, document)
+            if changed:
+                self.device.save()
+        else:
+            reply = action_error(NO_ACTION)
+        response = self._reply(reply)
+        if context.boot_action is None:
+            return response
+        await response.prepare(request)
+        await response.write_eof()
+        self.boot(context.boot_action)
+        return response
+
+    def _reply(self, root: ET.Element) -> web.Response:
+        if self.device.faults.garbage:
+            return web.Response(body=GARBAGE_BODY, headers={"Content-Type": XML_CONTENT_TYPE})
+        return _xml(root)

@@ -1,0 +1,67 @@
+"""The simulated status tree (`xStatus`) of a device."""
+
+from __future__ import annotations
+
+import hashlib
+import xml.etree.ElementTree as ET
+from typing import TYPE_CHECKING
+
+from roomsim.xml_wire import Segment, ensure_path, sort_tree
+
+if TYPE_CHECKING:
+    from roomsim.device import SimDevice
+
+_NETWORK = Segment("Network", 1)
+
+
+def _mac(serial: str) -> str:
+    digest = hashlib.sha256(serial.encode("ascii")).digest()
+    return ":".join(f"{b:02x}" for b in (b"\x00\x42" + digest[:4]))
+
+
+def ieee8021x_status(device: SimDevice) -> str:
+    """Off while wired 802.1X is off; Connected once a certificate is active for 802.1X."""
+    if device.config.get("Network[1]/IEEE8021X/Mode") != "On":
+        return "Off"
+    return "Connected" if device.store.active_for("802.1X") is not None else "AuthFailed"
+
+
+def status_tree(device: SimDevice, root: ET.Element) -> ET.Element:
+    """Fill `root` (a `<Status product=...>` element) with the device's status."""
+    values: list[tuple[list[Segment], str]] = []
+
+    def put(path: str, value: str, first: Segment | None = None) -> None:
+        segments = [Segment(p) for p in path.split("/")]
+        values.append(([first, *segments] if first else segments, value))
+
+    put("Ethernet/MacAddress", _mac(device.serial), _NETWORK)
+    put("Ethernet/Speed", "1000full", _NETWORK)
+    put("IEEE8021X/Status", ieee8021x_status(device), _NETWORK)
+    put("IPv4/Address", device.host, _NETWORK)
+    put("Wifi/Status", "Disconnected", _NETWORK)
+
+    unit = "SystemUnit/"
+    product = device.product
+    put(unit + "BroadcastName", device.name)
+    put(unit + "Hardware/HasWifi", "True")
+    put(unit + "Hardware/Module/CompatibilityLevel", "1")
+    put(unit + "Hardware/Module/SerialNumber", device.serial)
+    put(unit + "Hardware/UDI", f"{product.product_id} V01 {device.serial}")
+    put(unit + "ProductId", product.product_id)
+    put(unit + "ProductPlatform", product.platform)
+    put(unit + "ProductType", "Cisco Codec")
+    put(unit + "Software/DisplayName", _display_name(device.software_version))
+    put(unit + "Software/Name", product.software_name)
+    put(unit + "Software/ReleaseDate", "2025-01-15")
+    put(unit + "Software/Version", device.software_version)
+    put(unit + "Uptime", str(device.uptime))
+
+    for segments, value in values:
+        ensure_path(root, segments).text = value
+    return sort_tree(root)
+
+
+def _display_name(version: str) -> str:
+    """`ce11.24.1.5.1234abcd` → `RoomOS 11.24.1.5 1234abcd`."""
+    numbers, _, build = version.removeprefix("ce").rpartition(".")
+    return f"RoomOS {numbers} {build}"

@@ -1,0 +1,69 @@
+"""Per-device TLS: the listening context picks the device's current server certificate
+on every handshake (through `sni_callback`, which OpenSSL calls even without SNI), so a
+newly activated HTTPS certificate is presented from the next handshake on."""
+
+from __future__ import annotations
+
+import os
+import ssl
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+# Returns the PEM text (leaf, chain, key) the device should present now.
+BundleSource = Callable[[], str]
+
+
+def _server_context() -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+class DeviceTLS:
+    """Holds one small listening context per device and, built lazily on the first
+    handshake after a change, one context with the current certificate chain."""
+
+    def __init__(self, bundle: BundleSource, workdir: Path) -> None:
+        self._bundle = bundle
+        self._workdir = workdir
+        self._listening: ssl.SSLContext | None = None
+        self._current: ssl.SSLContext | None = None
+
+    def listening_context(self) -> ssl.SSLContext:
+        if self._listening is None:
+            context = _server_context()
+            context.sni_callback = self._pick_certificate
+            self._listening = context
+        return self._listening
+
+    def invalidate(self) -> None:
+        """The served certificate changed: the next handshake loads it."""
+        self._current = None
+
+    def current_context(self) -> ssl.SSLContext:
+        if self._current is None:
+            context = _server_context()
+            self._load_chain(context, self._bundle())
+            self._current = context
+        return self._current
+
+    def _pick_certificate(
+        self,
+        ssl_object: ssl.SSLObject | ssl.SSLSocket,
+        server_name: str | None,
+        listening: ssl.SSLContext,
+    ) -> int | None:
+        ssl_object.context = self.current_context()
+        return None
+
+    def _load_chain(self, context: ssl.SSLContext, bundle: str) -> None:
+        # load_cert_chain reads files only: a private temporary file, removed at once.
+        self._workdir.mkdir(parents=True, exist_ok=True)
+        fd, path = tempfile.mkstemp(prefix=".tls-", suffix=".pem", dir=self._workdir)
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as handle:
+                handle.write(bundle)
+            context.load_cert_chain(path)
+        finally:
+            os.unlink(path)

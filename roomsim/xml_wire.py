@@ -1,0 +1,167 @@
+"""XML on the wire: parsing request documents safely (defusedxml), building and
+serialising replies (xml.etree only), and the tree helpers getxml needs."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import defusedxml  # type: ignore[import-untyped]
+import defusedxml.ElementTree as SafeET  # type: ignore[import-untyped]
+
+XML_CONTENT_TYPE = "text/xml; charset=UTF-8"
+NO_ACTION = "No action detected in document"
+
+_SEGMENT = re.compile(r"^([A-Za-z0-9_.\-]+)(?:\[(\d+)\])?$")
+
+
+class WireError(Exception):
+    """A request document that cannot be used; the message is the ActionError Reason."""
+
+
+def parse_document(body: bytes) -> ET.Element:
+    """Parse a putxml body. DTDs, entities and external references are refused."""
+    if not body.strip():
+        raise WireError(NO_ACTION)
+    try:
+        root: ET.Element = SafeET.fromstring(body, forbid_dtd=True)
+    except defusedxml.DTDForbidden as exc:
+        raise WireError("Document type declarations are not allowed") from exc
+    except defusedxml.EntitiesForbidden as exc:
+        raise WireError("Entity declarations are not allowed") from exc
+    except defusedxml.ExternalReferenceForbidden as exc:
+        raise WireError("External references are not allowed") from exc
+    except ET.ParseError as exc:
+        raise WireError(f"XML parse error: {exc}") from exc
+    return root
+
+
+def serialize(root: ET.Element) -> bytes:
+    """`<?xml version="1.0"?>` then the indented document, as RoomOS formats replies
+    (empty elements as `<X/>`; " />" cannot occur elsewhere since ">" is escaped)."""
+    ET.indent(root, space="  ")
+    text = ET.tostring(root, encoding="unicode").replace(" />", "/>")
+    return f'<?xml version="1.0"?>\n{text}\n'.encode()
+
+
+def action_error(reason: str) -> ET.Element:
+    root = ET.Element("ActionError")
+    ET.SubElement(root, "Reason").text = reason
+    return root
+
+
+def leaf(parent: ET.Element, tag: str, text: str, **attrib: str) -> ET.Element:
+    element = ET.SubElement(parent, tag, attrib)
+    element.text = text
+    return element
+
+
+# --------------------------------------------------------------------------- trees
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One step of an xAPI path: a node name and, for list nodes, an item index."""
+
+    name: str
+    item: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Segment:
+        match = _SEGMENT.match(text)
+        if match is None:
+            raise ValueError(f"bad path segment {text!r}")
+        return cls(match.group(1), int(match.group(2)) if match.group(2) else None)
+
+    def __str__(self) -> str:
+        return self.name if self.item is None else f"{self.name}[{self.item}]"
+
+
+def parse_path(text: str) -> list[Segment] | None:
+    """`/Status/Network/1/IEEE8021X` or `Configuration/Network[1]/IEEE8021X` → segments.
+
+    A purely numeric segment is the item index of the segment before it. None when the
+    path is not well formed."""
+    segments: list[Segment] = []
+    for part in (p for p in text.strip().split("/") if p):
+        if part.isdigit() and segments and segments[-1].item is None:
+            segments[-1] = Segment(segments[-1].name, int(part))
+            continue
+        try:
+            segments.append(Segment.parse(part))
+        except ValueError:
+            return None
+    return segments
+
+
+def ensure_path(
+    root: ET.Element, segments: Iterable[Segment], max_occurrence: str | None = "n"
+) -> ET.Element:
+    """Find or create the element at `segments` below `root`; list nodes get an item
+    attribute (and maxOccurrence unless it is None)."""
+    node = root
+    for segment in segments:
+        found = None
+        for child in node:
+            if child.tag == segment.name and child.get("item") == (
+                None if segment.item is None else str(segment.item)
+            ):
+                found = child
+                break
+        if found is None:
+            attrib = {}
+            if segment.item is not None:
+                attrib["item"] = str(segment.item)
+                if max_occurrence is not None:
+                    attrib["maxOccurrence"] = max_occurrence
+            found = ET.SubElement(node, segment.name, attrib)
+        node = found
+    return node
+
+
+def sort_tree(element: ET.Element) -> ET.Element:
+    """Children in the order RoomOS prints them: by name (ASCII), then item number."""
+    children = sorted(element, key=lambda c: (c.tag, int(c.get("item", "0"))))
+    for child in children:
+        element.remove(child)
+        sort_tree(child)
+    element.extend(children)
+    return element
+
+
+def select(root: ET.Element, segments: list[Segment]) -> ET.Element:
+    """A copy of `root` trimmed to `segments` (case-insensitive names); empty when no match."""
+    out = ET.Element(root.tag, root.attrib)
+    for child in _select_children(root, segments):
+        out.append(child)
+    return out
+
+
+def _select_children(node: ET.Element, segments: list[Segment]) -> list[ET.Element]:
+    if not segments:
+        return [_copy(child) for child in node]
+    head, rest = segments[0], segments[1:]
+    kept: list[ET.Element] = []
+    for child in node:
+        if child.tag.lower() != head.name.lower():
+            continue
+        if head.item is not None and child.get("item") != str(head.item):
+            continue
+        if not rest:
+            kept.append(_copy(child))
+            continue
+        below = _select_children(child, rest)
+        if below:
+            trimmed = ET.Element(child.tag, child.attrib)
+            trimmed.extend(below)
+            kept.append(trimmed)
+    return kept
+
+
+def _copy(element: ET.Element) -> ET.Element:
+    clone = ET.Element(element.tag, element.attrib)
+    clone.text = element.text
+    clone.extend(_copy(child) for child in element)
+    return clone

@@ -384,6 +384,8 @@ class Inventory:
         the excluded ones. A malformed term, a term that matches no device, and an empty result
         are :class:`SelectionError`.
         """
+        if isinstance(limits, str):  # one --limit given as a plain string
+            limits = [limits]
         terms: list[str] = []
         for chunk in limits or ():
             for piece in chunk.split(","):
@@ -912,7 +914,7 @@ class _Loader:
             path=self.path.absolute(),
             devices=devices,
             groups=groups,
-            warnings=self._warnings(devices, groups),
+            warnings=self._warnings(devices),
         )
 
     def _raise(self) -> None:
@@ -1111,7 +1113,7 @@ class _Loader:
             cached = self._bases[groups] = (base, template)
         return cached
 
-    def _warnings(self, devices: Mapping[str, Device], groups: Mapping[str, Group]) -> list[str]:
+    def _warnings(self, devices: Mapping[str, Device]) -> list[str]:
         warnings: list[str] = []
         insecure = [d for d in devices.values() if d.verify.insecure and d.transport != "cloud"]
         if 0 < len(insecure) <= 5:
@@ -1132,11 +1134,6 @@ class _Loader:
             other = addresses.setdefault(device.address, device.name)
             if other != device.name:
                 warnings.append(f"{other} and {device.name} have the same address {device.address}")
-        warnings.extend(
-            f"group {g.name!r} has no devices ({g.source})"
-            for g in groups.values()
-            if not g.devices
-        )
         return warnings
 
     # -- one level of settings

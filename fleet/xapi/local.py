@@ -57,6 +57,7 @@ from fleet.xapi.transport import (
 __all__ = ["LocalClients", "LocalTransport", "RetryPolicy", "Timeouts"]
 
 _USER_AGENT = "certfleet/0.1"
+SESSION_END_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -302,14 +303,17 @@ class LocalTransport:
         exchange = Exchange(kind="session", path="xmlapi/session/end")
         started = time.perf_counter()
         try:
-            response = await self._client.post(
-                self.base_url + "/xmlapi/session/end",
-                headers={"Cookie": f"SessionId={self._session}"},
-                content=b"",
-            )
+            # Bounded: a device that stopped answering must not hold the run (or a timed-out
+            # device's clean-up) for the full read timeout.
+            async with asyncio.timeout(SESSION_END_TIMEOUT):
+                response = await self._client.post(
+                    self.base_url + "/xmlapi/session/end",
+                    headers={"Cookie": f"SessionId={self._session}"},
+                    content=b"",
+                )
             exchange.http_status = response.status_code
             exchange.ok = response.status_code < 400
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, TimeoutError) as exc:
             # The device is gone or busy; its session cap frees the slot when it restarts.
             exchange.error = f"{type(exc).__name__}: {exc}"
         finally:

@@ -1,0 +1,50 @@
+"""The runner against roomsim: per-device time budget, bounded parallelism, progress lines,
+and no secret in any output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fleet.pki.local_ca import LocalCa
+
+
+def test_slow_device_times_out_alone(sim: Any, cli: Any) -> None:
+    names = list(sim.devices)
+    sim.set_fault(names[0], latency=5.0)
+    result = cli("status", "-i", str(sim.inventory_path), "--device-timeout", "1", "-o", "json")
+    assert result.exit_code == 1
+    by_name = {d["device"]: d for d in result.json()["devices"]}
+    assert by_name[names[0]]["outcome"] == "failed"
+    assert by_name[names[0]]["error"]["kind"] == "timeout"
+    assert "1s" in by_name[names[0]]["error"]["message"]
+    assert all(by_name[n]["outcome"] == "ok" for n in names[1:])
+    # the others did not wait for the slow one
+    assert all(by_name[n]["duration_ms"] < 1000 for n in names[1:])
+
+
+def test_plain_progress_lines_on_stderr(sim: Any, cli: Any) -> None:
+    result = cli("status", "-i", str(sim.inventory_path), "-o", "json", "--parallel", "1")
+    assert result.exit_code == 0
+    lines = [line for line in result.stderr.splitlines() if line.startswith("[")]
+    assert len(lines) == len(sim.devices)
+    assert lines[0].startswith("[1/5] ") and lines[-1].startswith("[5/5] ")
+    # with one worker the devices are done in inventory order
+    assert [line.split()[1] for line in lines] == list(sim.devices)
+
+
+def test_no_secret_in_any_output(sim: Any, corp_ca: tuple[LocalCa, Path], cli: Any) -> None:
+    inv = str(sim.inventory_path)
+    names = list(sim.devices)
+    sim.set_fault(names[1], garbage=True)
+    outputs = [
+        cli("status", "-i", inv),
+        cli("status", "-i", inv, "-o", "json"),
+        cli("push-ca", str(corp_ca[1]), "-i", inv),
+        cli("push-ca", str(corp_ca[1]), "-i", inv, "-o", "json"),
+        cli("inventory", "list", "-i", inv, "-o", "json"),
+        cli("inventory", "check", "-i", inv),
+    ]
+    assert sim.password
+    for result in outputs:
+        assert sim.password not in result.output

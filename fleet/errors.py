@@ -14,9 +14,13 @@
         ├── AuthError               401: wrong credentials or locked account (never retried)
         ├── RateLimitedError        503 / 429 after retries were exhausted
         ├── BadReplyError           the device answered something that is not a valid reply
-        └── XapiError               the device answered, and said no
-            ├── CommandError        status="Error" / ActionError, with reason and xPath
-            └── ParameterError      status="ParameterError" / error="True"
+        ├── XapiError               the device answered, and said no
+        │   ├── CommandError        status="Error" / ActionError, with reason and xPath
+        │   └── ParameterError      status="ParameterError" / error="True"
+        ├── CertificateCheckError   a certificate/key failed a check before it was pushed
+        ├── VerifyError             a change was made but the device does not show it
+        └── SignerError             the signer (local CA, command, SCEP server) failed
+            └── ScepError           SCEP: unreachable server, wrong CA, FAILURE reply
 
 Every DeviceError carries the device name and, where there is one, the xAPI path, so a report can
 say exactly which device and which command failed. ``kind`` is the stable machine-readable name
@@ -29,6 +33,7 @@ __all__ = [
     "AuthError",
     "BadReplyError",
     "CertfleetError",
+    "CertificateCheckError",
     "CommandError",
     "DeviceError",
     "InputError",
@@ -36,12 +41,16 @@ __all__ = [
     "ParameterError",
     "PemError",
     "RateLimitedError",
+    "ScepError",
     "SecretError",
     "SelectionError",
+    "SignerError",
+    "SigningPending",
     "TimeoutError_",
     "TlsVerifyError",
     "TransportError",
     "UnreachableError",
+    "VerifyError",
     "XapiError",
 ]
 
@@ -209,3 +218,43 @@ class CommandError(XapiError):
 
 class ParameterError(XapiError):
     kind = "parameter"
+
+
+class CertificateCheckError(DeviceError):
+    """A certificate, chain or key is not fit to push (named device and file)."""
+
+    kind = "certificate-check"
+
+
+class VerifyError(DeviceError):
+    """The device accepted a change but does not show it (e.g. HTTPS serves the old cert)."""
+
+    kind = "verify"
+
+
+class SignerError(DeviceError):
+    """The signer could not produce a certificate for the device."""
+
+    kind = "signer"
+
+
+class SigningPending(SignerError):
+    """Not an error: the request is out for signing (the ``files`` signer); run again later."""
+
+    kind = "pending"
+
+
+class ScepError(SignerError):
+    """A SCEP exchange failed: server unreachable, CA fingerprint mismatch, FAILURE reply."""
+
+    kind = "scep"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        device: str | None = None,
+        fail_info: str | None = None,
+    ) -> None:
+        super().__init__(message, device=device)
+        self.fail_info = fail_info

@@ -7,7 +7,18 @@ from pathlib import Path
 import typer
 
 from cli import runtime
-from cli.commands import demo, inventory, push_ca, sim, status
+from cli.commands import (
+    ca,
+    csr,
+    demo,
+    inventory,
+    push_ca,
+    push_cert,
+    rotate,
+    runs,
+    sim,
+    status,
+)
 from fleet import __version__
 
 app = typer.Typer(
@@ -39,8 +50,13 @@ def root(
 
 app.add_typer(inventory.app, name="inventory")
 app.add_typer(sim.app, name="sim")
+app.add_typer(runs.app, name="runs")
+app.add_typer(ca.app, name="ca")
 app.command("status")(status.status)
 app.command("push-ca")(push_ca.push_ca)
+app.command("push-cert")(push_cert.push_cert)
+app.command("rotate")(rotate.rotate)
+app.command("csr")(csr.csr)
 app.command("demo")(demo.demo)
 
 

@@ -51,6 +51,14 @@ DryRunOpt = Annotated[
         help="Read the real device state and show what would change; write nothing.",
     ),
 ]
+JournalOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--journal",
+        help="Run journal (SQLite) [env: CERTFLEET_JOURNAL; default: the user data folder].",
+        show_default=False,
+    ),
+]
 TimeoutOpt = Annotated[
     float,
     typer.Option("--device-timeout", min=1.0, help="Seconds one device may take in all."),
@@ -67,3 +75,4 @@ class Common:
     output: OutputFormat = OutputFormat.table
     dry_run: bool = False
     device_timeout: float = 300.0
+    journal: Path | None = None

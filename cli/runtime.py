@@ -8,7 +8,7 @@ import functools
 import os
 import shlex
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -18,6 +18,7 @@ from cli import render
 from cli.options import Common, OutputFormat
 from fleet.errors import InputError
 from fleet.inventory import Device, Inventory, load_inventory
+from fleet.journal import Journal
 from fleet.plans.base import Plan
 from fleet.results import EXIT_INPUT, EXIT_INTERRUPTED, RunResult
 from fleet.runner import RunOptions, resolve_secrets, run_plan
@@ -75,9 +76,17 @@ def inventory_path(explicit: Path | None) -> Path:
     )
 
 
+def open_journal(common: Common) -> Journal:
+    return Journal.open(common.journal)
+
+
 def select(common: Common) -> tuple[Inventory, list[Device]]:
     inventory = load_inventory(inventory_path(common.inventory))
-    devices = inventory.select(common.limit)
+    named: dict[str, set[str]] = {}
+    if any("@" in term for term in common.limit or ()):
+        with open_journal(common) as journal:
+            named["failed"] = journal.failed_in_last_run()
+    devices = inventory.select(common.limit, named_sets=named)
     for line in inventory.warnings:
         render.warning(line)
     return inventory, devices
@@ -103,28 +112,43 @@ def execute(
     common: Common,
     *,
     command: str | None = None,
-    quiet: bool = False,
+    journal_args: dict[str, Any] | None = None,
+    resumed_from: str | None = None,
+    before: Callable[[], Awaitable[None]] | None = None,
+    after: Callable[[], Awaitable[None]] | None = None,
 ) -> RunResult:
+    """Run a plan with progress, journaled. ``before``/``after`` run in the same event loop
+    (for what a plan needs set up there, e.g. a signer's connection)."""
     options = RunOptions(
         parallel=common.parallel, device_timeout=common.device_timeout, dry_run=common.dry_run
     )
     secrets = resolve_secrets(devices)  # before anything is touched: exit 2 if one is missing
     label = f"{plan.name}{' (dry run)' if common.dry_run else ''}"
-    if quiet:
-        return asyncio.run(
-            run_plan(devices, plan, options, command=command or command_line(), secrets=secrets)
-        )
-    with render.progress(len(devices), label) as on_event:
-        return asyncio.run(
-            run_plan(
+    args = {"limit": common.limit, **(journal_args or {})}
+    inventory = str(inventory_path(common.inventory).resolve())
+
+    async def main(on_event: Any) -> RunResult:
+        if before is not None:
+            await before()
+        try:
+            return await run_plan(
                 devices,
                 plan,
                 options,
                 command=command or command_line(),
                 on_event=on_event,
                 secrets=secrets,
+                journal=journal,
+                journal_args=args,
+                inventory=inventory,
+                resumed_from=resumed_from,
             )
-        )
+        finally:
+            if after is not None:
+                await after()
+
+    with open_journal(common) as journal, render.progress(len(devices), label) as on_event:
+        return asyncio.run(main(on_event))
 
 
 def finish(run: RunResult, common: Common, *, table: Callable[[RunResult], None] | None = None,

@@ -19,13 +19,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleet.errors import InputError, SecretError, UnreachableError
+from fleet.errors import InputError, SecretError, SigningPending, UnreachableError
 from fleet.inventory import Device
+from fleet.journal import Journal
 from fleet.plans.base import DeviceContext, Plan
 from fleet.results import DeviceResult, ErrorInfo, Outcome, RunResult
 from fleet.secrets import Secret, SecretRef
 from fleet.xapi.commands import Xapi
-from fleet.xapi.local import LocalClients, LocalTransport, RetryPolicy, Timeouts
+from fleet.xapi.local import (
+    LocalClients,
+    LocalTransport,
+    RetryPolicy,
+    Timeouts,
+    fetch_peer_certificate,
+)
 from fleet.xapi.transport import Exchange, XapiTransport
 
 __all__ = [
@@ -132,6 +139,8 @@ async def _run_device(
     plan: Plan[Any],
     options: RunOptions,
     connector: Connector,
+    run_id: str,
+    journal: Journal | None,
 ) -> DeviceResult:
     result = DeviceResult(device=device.name, host=device.host, transport=device.transport)
     started = time.perf_counter()
@@ -144,6 +153,9 @@ async def _run_device(
                     xapi=Xapi(transport, read_only=options.dry_run),
                     result=result,
                     dry_run=options.dry_run,
+                    run_id=run_id,
+                    journal=journal,
+                    peer_certificate=lambda: fetch_peer_certificate(device),
                 )
                 state = await plan.read(ctx)
                 changes = plan.diff(ctx, state)
@@ -151,6 +163,10 @@ async def _run_device(
                 if changes and not options.dry_run:
                     await plan.apply(ctx, state, changes)
         result.outcome = Outcome.CHANGED if result.changes else Outcome.OK
+    except SigningPending as exc:
+        # out for signing by hand: not a failure, nothing changed yet; the next run picks it up
+        result.outcome = Outcome.SKIPPED
+        result.message = exc.message
     except UnreachableError as exc:
         result.outcome = Outcome.UNREACHABLE
         result.error = ErrorInfo.from_exception(exc)
@@ -176,8 +192,16 @@ async def run_plan(
     command: str,
     on_event: EventHandler | None = None,
     secrets: dict[SecretRef, Secret] | None = None,
+    journal: Journal | None = None,
+    journal_args: dict[str, Any] | None = None,
+    inventory: str | None = None,
+    resumed_from: str | None = None,
 ) -> RunResult:
-    """Run ``plan`` on every device; results come back in inventory order."""
+    """Run ``plan`` on every device; results come back in inventory order.
+
+    With a journal, the run and every device's result are recorded as they finish, so a run
+    that is killed can be seen (status ``running``) and resumed.
+    """
     if secrets is None:
         secrets = resolve_secrets(devices)
     run = RunResult(
@@ -195,6 +219,9 @@ async def run_plan(
         queue.put_nowait(index)
     done = 0
     connector = Connector(secrets, options)
+    if journal is not None:
+        journal.start_run(run, inventory=inventory, args=journal_args or {},
+                          resumed_from=resumed_from)
 
     async def worker() -> None:
         nonlocal done
@@ -205,8 +232,10 @@ async def run_plan(
                 return
             device = devices[index]
             emit(DeviceStarted(device=device.name, index=index, total=total))
-            result = await _run_device(device, plan, options, connector)
+            result = await _run_device(device, plan, options, connector, run.run_id, journal)
             results[index] = result
+            if journal is not None:
+                journal.record_device(run.run_id, result)
             done += 1
             emit(DeviceFinished(result=result, done=done, total=total))
 
@@ -224,4 +253,6 @@ async def run_plan(
         await connector.aclose()
         run.devices = [r for r in results if r is not None]
         run.finished = dt.datetime.now(dt.UTC)
+        if journal is not None:
+            journal.finish_run(run)
     return run

@@ -55,3 +55,11 @@ def corp_ca(tmp_path: Path) -> tuple[LocalCa, Path]:
     path = tmp_path / "corp-root.pem"
     path.write_text(ca.cert_pem)
     return ca, path
+
+
+@pytest.fixture(autouse=True)
+def _journal_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own run journal: never the user's real one."""
+    path = tmp_path / "journal.sqlite"
+    monkeypatch.setenv("CERTFLEET_JOURNAL", str(path))
+    return path

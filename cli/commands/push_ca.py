@@ -13,6 +13,7 @@ from cli.options import (
     Common,
     DryRunOpt,
     InventoryOpt,
+    JournalOpt,
     LimitOpt,
     OutputFormat,
     OutputOpt,
@@ -40,10 +41,11 @@ def push_ca(
     parallel: ParallelOpt = DEFAULT_PARALLEL,
     output: OutputOpt = OutputFormat.table,
     device_timeout: TimeoutOpt = 300.0,
+    journal: JournalOpt = None,
 ) -> None:
     """Add the CAs each device lacks (idempotent by fingerprint); --prune removes the rest."""
     cas = load_ca_files(ca_files)  # every file checked before any device is touched
-    common = Common(inventory, limit, parallel, output, dry_run, device_timeout)
+    common = Common(inventory, limit, parallel, output, dry_run, device_timeout, journal)
     _, devices = select(common)
     plan = PushCa(cas=cas, prune=prune)
     if prune and not dry_run and not yes:
@@ -62,5 +64,6 @@ def push_ca(
         ):
             render.note("nothing was changed")
             raise typer.Exit(0)
-    run = execute(plan, devices, common)
+    run = execute(plan, devices, common, journal_args={"ca_files": [str(p) for p in ca_files],
+                                                        "prune": prune})
     finish(run, common)

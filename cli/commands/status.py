@@ -8,6 +8,7 @@ from cli import render
 from cli.options import (
     Common,
     InventoryOpt,
+    JournalOpt,
     LimitOpt,
     OutputFormat,
     OutputOpt,
@@ -34,10 +35,11 @@ def status(
     parallel: ParallelOpt = DEFAULT_PARALLEL,
     output: OutputOpt = OutputFormat.table,
     device_timeout: TimeoutOpt = 300.0,
+    journal: JournalOpt = None,
 ) -> None:
     """Read every selected device's certificates and trust list (changes nothing)."""
     within = parse_duration(expiring_within) if expiring_within else None
-    common = Common(inventory, limit, parallel, output, False, device_timeout)
+    common = Common(inventory, limit, parallel, output, False, device_timeout, journal)
     _, devices = select(common)
     run = execute(Status(), devices, common)
     expiring = expiring_certificates(run, within) if within is not None else None

@@ -14,12 +14,16 @@ the desired state has no changes and reports ``ok``.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from fleet.inventory import Device
 from fleet.results import Change, DeviceResult
 from fleet.xapi.commands import Xapi
+
+if TYPE_CHECKING:
+    from fleet.journal import Journal
 
 __all__ = ["DeviceContext", "Plan", "StateT"]
 
@@ -35,6 +39,16 @@ class DeviceContext:
     result: DeviceResult
     dry_run: bool = False
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    run_id: str = ""
+    journal: Journal | None = None
+    #: a fresh TLS handshake with the device, verified as the inventory says; returns the
+    #: DER of the certificate it presents (to prove a new HTTPS certificate is served)
+    peer_certificate: Callable[[], Awaitable[bytes]] | None = None
+
+    def step(self, step: str, detail: str = "") -> None:
+        """Journal a step of a change as it happens (no-op without a journal)."""
+        if self.journal is not None and not self.dry_run:
+            self.journal.step(self.run_id, self.device.name, step, detail)
 
     def fact(self, key: str, value: Any) -> None:
         """Report a piece of read data (shown by ``status`` and in JSON ``facts``)."""

@@ -21,6 +21,7 @@ handshake, before any credential is sent), the system store, or — spelled out 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import http.cookiejar
 import random
@@ -54,7 +55,13 @@ from fleet.xapi.transport import (
     xpath,
 )
 
-__all__ = ["LocalClients", "LocalTransport", "RetryPolicy", "Timeouts"]
+__all__ = [
+    "LocalClients",
+    "LocalTransport",
+    "RetryPolicy",
+    "Timeouts",
+    "fetch_peer_certificate",
+]
 
 _USER_AGENT = "certfleet/0.1"
 SESSION_END_TIMEOUT = 5.0
@@ -158,6 +165,43 @@ def _ssl_context(verify: Verify) -> ssl.SSLContext:
         ctx.verify_mode = ssl.CERT_NONE
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     return ctx
+
+
+async def fetch_peer_certificate(device: Device, *, timeout: float = 10.0) -> bytes:
+    """A new TLS handshake with the device, verified as its inventory entry says; returns the
+    DER of the certificate it presents. Used to prove a newly activated HTTPS certificate is
+    really served (a keep-alive connection would still show the old one)."""
+    if not device.host:
+        raise UnreachableError(f"{device.name} has no host", device=device.name)
+    ctx = _ssl_context(device.verify)
+    where = f"{device.host}:{device.port}"
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(
+                device.host, device.port, ssl=ctx, server_hostname=device.host
+            )
+    except ssl.SSLCertVerificationError as exc:
+        raise TlsVerifyError(
+            f"TLS certificate of {where} did not verify against {device.verify}: "
+            f"{exc.verify_message}",
+            device=device.name,
+        ) from exc
+    except (OSError, TimeoutError) as exc:
+        raise UnreachableError(f"TLS handshake with {where} failed: {exc}",
+                               device=device.name) from exc
+    try:
+        ssl_object = writer.get_extra_info("ssl_object")
+        der: bytes | None = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError, ssl.SSLError):
+            await writer.wait_closed()
+    del reader
+    if not der:
+        raise BadReplyError(f"{where} presented no certificate", device=device.name)
+    if device.verify.mode == "pin" and hashlib.sha256(der).hexdigest() != device.verify.pin_sha256:
+        raise TlsVerifyError(f"TLS pin check failed for {where}", device=device.name)
+    return der
 
 
 class _NoCookies(http.cookiejar.DefaultCookiePolicy):

@@ -48,3 +48,27 @@ def test_no_secret_in_any_output(sim: Any, corp_ca: tuple[LocalCa, Path], cli: A
     assert sim.password
     for result in outputs:
         assert sim.password not in result.output
+
+
+def test_limit_failed_reruns_what_failed(sim: Any, corp_ca: tuple[LocalCa, Path], cli: Any) -> None:
+    inv = str(sim.inventory_path)
+    names = list(sim.devices)
+    sim.set_fault(names[3], offline=True)
+    first = cli("push-ca", str(corp_ca[1]), "-i", inv, "-o", "json")
+    assert first.exit_code == 1
+    sim.clear_faults(names[3])
+    again = cli("push-ca", str(corp_ca[1]), "-i", inv, "--limit", "@failed", "-o", "json")
+    assert again.exit_code == 0, again.output
+    assert [d["device"] for d in again.json()["devices"]] == [names[3]]
+    assert again.json()["devices"][0]["outcome"] == "changed"
+    shown = cli("runs", "show", "last", "-o", "json")
+    assert shown.exit_code == 0
+    assert shown.json()["devices"][0]["device"] == names[3]
+    listed = cli("runs", "list")
+    assert listed.exit_code == 0 and "push-ca" in listed.stdout
+
+
+def test_limit_failed_without_history_is_an_input_error(sim: Any, cli: Any) -> None:
+    result = cli("status", "-i", str(sim.inventory_path), "--limit", "@failed")
+    assert result.exit_code == 2
+    assert "no previous run" in result.stderr

@@ -48,6 +48,7 @@ def served_fleet(tmp_path: Path) -> Iterator[Path]:
 
 def certfleet(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CERTFLEET_")}
+    env["CERTFLEET_JOURNAL"] = os.environ["CERTFLEET_JOURNAL"]  # the test's own (conftest)
     return subprocess.run([*CERTFLEET, *args], capture_output=True, text=True, env=env,
                           timeout=300, check=False)
 

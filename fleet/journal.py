@@ -1,0 +1,393 @@
+"""fleet.journal — the run journal: SQLite, crash-safe, secrets only encrypted.
+
+What it keeps:
+
+* ``runs``: one row per run — command, verb, the arguments needed to resume it, start/finish,
+  exit code, status (``running`` until it finishes, so a killed run is visibly unfinished);
+* ``devices``: per run and device, the outcome, error and fingerprints before/after;
+* ``steps``: per run and device, each step of a change as it happens (for ``runs show`` and
+  for resuming at the right place);
+* ``keys``: every private key certfleet generates, **encrypted** (PKCS#8 with a passphrase from
+  the keyring or environment), written and committed *before* its CSR leaves the machine,
+  with the CSR and, once signed, the certificate. A key row is what lets ``runs resume``
+  finish a rotation without generating a new key.
+
+The database runs in WAL mode with ``synchronous=FULL``: a committed key survives SIGKILL
+and power loss. All access is from the runner's one event-loop thread.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from fleet.errors import InputError
+from fleet.results import DeviceResult, Outcome, RunResult
+
+__all__ = [
+    "Journal",
+    "KeyRecord",
+    "RunRecord",
+    "default_journal_path",
+]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id     TEXT PRIMARY KEY,
+    command    TEXT NOT NULL,
+    verb       TEXT NOT NULL,
+    inventory  TEXT,
+    args       TEXT NOT NULL DEFAULT '{}',
+    dry_run    INTEGER NOT NULL DEFAULT 0,
+    started    TEXT NOT NULL,
+    finished   TEXT,
+    status     TEXT NOT NULL DEFAULT 'running',
+    exit_code  INTEGER,
+    resumed_from TEXT
+);
+CREATE TABLE IF NOT EXISTS devices (
+    run_id     TEXT NOT NULL REFERENCES runs(run_id),
+    device     TEXT NOT NULL,
+    outcome    TEXT NOT NULL,
+    error_kind TEXT,
+    error      TEXT,
+    fingerprints_before TEXT,
+    fingerprints_after  TEXT,
+    updated    TEXT NOT NULL,
+    PRIMARY KEY (run_id, device)
+);
+CREATE TABLE IF NOT EXISTS steps (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id   TEXT NOT NULL,
+    device   TEXT NOT NULL,
+    step     TEXT NOT NULL,
+    detail   TEXT NOT NULL DEFAULT '',
+    at       TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS keys (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id      TEXT NOT NULL,
+    device      TEXT NOT NULL,
+    purposes    TEXT NOT NULL,
+    created     TEXT NOT NULL,
+    key_kind    TEXT NOT NULL,
+    key_pem_encrypted BLOB NOT NULL,
+    public_sha256 TEXT NOT NULL,
+    csr_pem     TEXT NOT NULL,
+    cert_pem    TEXT,
+    state       TEXT NOT NULL,
+    updated     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS keys_device ON keys(device, state);
+CREATE INDEX IF NOT EXISTS steps_run ON steps(run_id, device);
+"""
+
+#: key states, in order; "done" and "abandoned" are final
+KEY_STATES = ("generated", "submitted", "signed", "uploaded", "activated", "done", "abandoned")
+_OPEN_KEY_STATES = ("generated", "submitted", "signed", "uploaded", "activated")
+
+
+def default_journal_path() -> Path:
+    env = os.environ.get("CERTFLEET_JOURNAL")
+    if env:
+        return Path(env)
+    return Path(platformdirs.user_data_dir("certfleet")) / "journal.sqlite"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat()
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    command: str
+    verb: str
+    inventory: str | None
+    args: dict[str, Any]
+    dry_run: bool
+    started: str
+    finished: str | None
+    status: str
+    exit_code: int | None
+    resumed_from: str | None
+    counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    id: int
+    run_id: str
+    device: str
+    purposes: tuple[str, ...]
+    key_kind: str
+    key_pem_encrypted: bytes
+    public_sha256: str
+    csr_pem: str
+    cert_pem: str | None
+    state: str
+
+
+class Journal:
+    """One SQLite file. Open with :meth:`open`; close with :meth:`close` (or ``with``)."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+        self.path = path
+        self._db = connection
+
+    @classmethod
+    def open(cls, path: str | Path | None = None) -> Journal:
+        target = Path(path) if path else default_journal_path()
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fresh = not target.exists()
+            if fresh:
+                # the journal holds (encrypted) keys: owner-only from the first byte
+                fd = os.open(target, os.O_CREAT | os.O_WRONLY, 0o600)
+                os.close(fd)
+            db = sqlite3.connect(target, isolation_level=None, timeout=30.0)
+        except (OSError, sqlite3.Error) as exc:
+            raise InputError(f"cannot open the journal {target}: {exc}") from exc
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise InputError(f"{target} is not a certfleet journal: {exc}") from exc
+        return cls(target, db)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- runs ------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        run: RunResult,
+        *,
+        inventory: str | None,
+        args: dict[str, Any],
+        resumed_from: str | None = None,
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO runs (run_id, command, verb, inventory, args, dry_run, started,"
+                " resumed_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (run.run_id, run.command, run.verb, inventory, json.dumps(args),
+                 int(run.dry_run), run.started.isoformat(), resumed_from),
+            )
+
+    def record_device(self, run_id: str, result: DeviceResult) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO devices (run_id, device, outcome, error_kind, error,"
+                " fingerprints_before, fingerprints_after, updated) VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    run_id,
+                    result.device,
+                    result.outcome.value,
+                    result.error.kind if result.error else None,
+                    result.error.message if result.error else None,
+                    json.dumps(result.fingerprints_before),
+                    json.dumps(result.fingerprints_after),
+                    _now(),
+                ),
+            )
+
+    def finish_run(self, run: RunResult) -> None:
+        status = "interrupted" if run.interrupted else "finished"
+        with self._tx() as db:
+            db.execute(
+                "UPDATE runs SET finished = ?, status = ?, exit_code = ? WHERE run_id = ?",
+                (_now(), status, run.exit_code(), run.run_id),
+            )
+
+    def step(self, run_id: str, device: str, step: str, detail: str = "") -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO steps (run_id, device, step, detail, at) VALUES (?,?,?,?,?)",
+                (run_id, device, step, detail, _now()),
+            )
+
+    def _run_record(self, row: sqlite3.Row | tuple[Any, ...]) -> RunRecord:
+        (run_id, command, verb, inventory, args, dry_run, started, finished, status, exit_code,
+         resumed_from) = row
+        counts = {o.value: 0 for o in Outcome}
+        for outcome, count in self._db.execute(
+            "SELECT outcome, COUNT(*) FROM devices WHERE run_id = ? GROUP BY outcome", (run_id,)
+        ):
+            counts[outcome] = count
+        return RunRecord(run_id, command, verb, inventory, json.loads(args), bool(dry_run),
+                         started, finished, status, exit_code, resumed_from, counts)
+
+    _RUN_COLUMNS = ("run_id, command, verb, inventory, args, dry_run, started, finished, status,"
+                    " exit_code, resumed_from")
+
+    def runs(self, limit: int = 20) -> list[RunRecord]:
+        rows = self._db.execute(
+            f"SELECT {self._RUN_COLUMNS} FROM runs ORDER BY started DESC, rowid DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [self._run_record(row) for row in rows]
+
+    def run(self, run_id: str) -> RunRecord:
+        if run_id == "last":
+            rows = self._db.execute(
+                f"SELECT {self._RUN_COLUMNS} FROM runs ORDER BY started DESC, rowid DESC LIMIT 1"
+            ).fetchall()
+        else:
+            rows = self._db.execute(
+                f"SELECT {self._RUN_COLUMNS} FROM runs WHERE run_id = ? OR run_id LIKE ?",
+                (run_id, f"{run_id}%"),
+            ).fetchall()
+        if not rows:
+            raise InputError(f"no run {run_id!r} in the journal {self.path}")
+        if len(rows) > 1:
+            raise InputError(f"{run_id!r} matches {len(rows)} runs; give more of the id")
+        return self._run_record(rows[0])
+
+    def device_rows(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT device, outcome, error_kind, error, fingerprints_before, fingerprints_after"
+            " FROM devices WHERE run_id = ? ORDER BY rowid",
+            (run_id,),
+        ).fetchall()
+        return [
+            {
+                "device": device,
+                "outcome": outcome,
+                "error_kind": kind,
+                "error": error,
+                "fingerprints_before": json.loads(before) if before else None,
+                "fingerprints_after": json.loads(after) if after else None,
+            }
+            for device, outcome, kind, error, before, after in rows
+        ]
+
+    def steps_of(self, run_id: str, device: str | None = None) -> list[dict[str, str]]:
+        query = "SELECT device, step, detail, at FROM steps WHERE run_id = ?"
+        params: tuple[str, ...] = (run_id,)
+        if device:
+            query += " AND device = ?"
+            params = (run_id, device)
+        return [
+            {"device": d, "step": s, "detail": det, "at": at}
+            for d, s, det, at in self._db.execute(query + " ORDER BY id", params)
+        ]
+
+    def failed_in_last_run(self) -> set[str]:
+        """Devices that failed or were unreachable in the newest run that is not a dry run."""
+        row = self._db.execute(
+            "SELECT run_id FROM runs WHERE dry_run = 0 ORDER BY started DESC, rowid DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            raise InputError(f"@failed: the journal {self.path} has no previous run")
+        return {
+            device
+            for (device,) in self._db.execute(
+                "SELECT device FROM devices WHERE run_id = ? AND outcome IN (?, ?)",
+                (row[0], Outcome.FAILED.value, Outcome.UNREACHABLE.value),
+            )
+        }
+
+    def unfinished_devices(self, run_id: str, selected: Sequence[str]) -> list[str]:
+        """Of ``selected``, the devices that did not end ok/changed/skipped in ``run_id``."""
+        done = {
+            device
+            for (device,) in self._db.execute(
+                "SELECT device FROM devices WHERE run_id = ? AND outcome IN (?, ?)",
+                (run_id, Outcome.OK.value, Outcome.CHANGED.value),
+            )
+        }
+        return [name for name in selected if name not in done]
+
+    # -- keys ------------------------------------------------------------------------
+
+    def store_key(
+        self,
+        *,
+        run_id: str,
+        device: str,
+        purposes: Sequence[str],
+        key_kind: str,
+        key_pem_encrypted: bytes,
+        public_sha256: str,
+        csr_pem: str,
+    ) -> int:
+        """Commit a new key (encrypted) and its CSR. Call before the CSR leaves the machine."""
+        with self._tx() as db:
+            cursor = db.execute(
+                "INSERT INTO keys (run_id, device, purposes, created, key_kind,"
+                " key_pem_encrypted, public_sha256, csr_pem, state, updated)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (run_id, device, ",".join(purposes), _now(), key_kind, key_pem_encrypted,
+                 public_sha256, csr_pem, "generated", _now()),
+            )
+            key_id = cursor.lastrowid
+        assert key_id is not None
+        return key_id
+
+    def update_key(self, key_id: int, state: str, *, cert_pem: str | None = None) -> None:
+        if state not in KEY_STATES:
+            raise ValueError(f"unknown key state {state!r}")
+        with self._tx() as db:
+            if cert_pem is not None:
+                db.execute("UPDATE keys SET state = ?, cert_pem = ?, updated = ? WHERE id = ?",
+                           (state, cert_pem, _now(), key_id))
+            else:
+                db.execute("UPDATE keys SET state = ?, updated = ? WHERE id = ?",
+                           (state, _now(), key_id))
+
+    def open_key(self, device: str, purposes: Sequence[str]) -> KeyRecord | None:
+        """The newest key for this device and purposes whose rotation did not finish."""
+        marks = ",".join("?" for _ in _OPEN_KEY_STATES)
+        row = self._db.execute(
+            "SELECT id, run_id, device, purposes, key_kind, key_pem_encrypted, public_sha256,"
+            f" csr_pem, cert_pem, state FROM keys WHERE device = ? AND purposes = ?"
+            f" AND state IN ({marks}) ORDER BY id DESC LIMIT 1",
+            (device, ",".join(purposes), *_OPEN_KEY_STATES),
+        ).fetchone()
+        if row is None:
+            return None
+        (key_id, run_id, dev, purp, kind, blob, pub, csr, cert, state) = row
+        return KeyRecord(key_id, run_id, dev, tuple(purp.split(",")), kind, bytes(blob), pub,
+                         csr, cert, state)
+
+    def keys(self, run_id: str | None = None) -> list[KeyRecord]:
+        query = ("SELECT id, run_id, device, purposes, key_kind, key_pem_encrypted,"
+                 " public_sha256, csr_pem, cert_pem, state FROM keys")
+        params: tuple[str, ...] = ()
+        if run_id:
+            query += " WHERE run_id = ?"
+            params = (run_id,)
+        return [
+            KeyRecord(i, r, d, tuple(p.split(",")), k, bytes(b), pub, csr, cert, s)
+            for (i, r, d, p, k, b, pub, csr, cert, s) in self._db.execute(query, params)
+        ]

@@ -1,0 +1,109 @@
+"""fleet.pki.signers.factory — ``--signer`` options to a signer, and back (for the journal).
+
+A :class:`SignerSpec` holds only references to secrets (``env:``, ``keyring:``, ``file:``),
+never secrets, so it can be stored with a run and used again by ``runs resume``.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from fleet.errors import InputError
+from fleet.pki.signers.base import Signer
+from fleet.secrets import parse_secret_ref
+
+__all__ = ["SIGNERS", "SignerSpec", "build_signer"]
+
+SIGNERS = ("local-ca", "files", "command", "scep")
+
+
+@dataclass(frozen=True)
+class SignerSpec:
+    kind: str
+    days: int = 365
+    ca_dir: str | None = None
+    ca_passphrase: str | None = None  # a secret reference
+    outbox: str | None = None
+    inbox: str | None = None
+    command: tuple[str, ...] = field(default_factory=tuple)
+    command_timeout: float = 60.0
+    scep_url: str | None = None
+    scep_ca_fingerprint: str | None = None
+    scep_challenge: str | None = None  # a secret reference
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["command"] = list(self.command)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SignerSpec:
+        data = dict(data)
+        data["command"] = tuple(data.get("command") or ())
+        return cls(**data)
+
+    def validate(self) -> None:
+        if self.kind not in SIGNERS:
+            raise InputError(f"--signer must be one of {', '.join(SIGNERS)}, not {self.kind!r}")
+        needs: dict[str, list[tuple[str, object]]] = {
+            "local-ca": [("--ca-dir", self.ca_dir), ("--ca-passphrase", self.ca_passphrase)],
+            "files": [("--outbox", self.outbox), ("--inbox", self.inbox)],
+            "command": [("--sign-command", self.command)],
+            "scep": [("--scep-url", self.scep_url),
+                     ("--scep-ca-fingerprint", self.scep_ca_fingerprint)],
+        }
+        missing = [name for name, value in needs[self.kind] if not value]
+        if missing:
+            raise InputError(f"--signer {self.kind} needs {' and '.join(missing)}")
+        for ref in (self.ca_passphrase, self.scep_challenge):
+            if ref:
+                parse_secret_ref(ref)
+
+
+async def build_signer(spec: SignerSpec) -> tuple[Signer, tuple[x509.Certificate, ...]]:
+    """The signer and the CA certificates its chains must verify to."""
+    spec.validate()
+    if spec.kind == "local-ca":
+        from fleet.pki.local_ca import load_local_ca
+        from fleet.pki.signers.local_ca import LocalCaSigner
+
+        assert spec.ca_dir and spec.ca_passphrase
+        ca = load_local_ca(Path(spec.ca_dir), parse_secret_ref(spec.ca_passphrase).resolve())
+        return LocalCaSigner(ca, days=spec.days), (ca.cert,)
+    if spec.kind == "files":
+        from fleet.pki.signers.files import FilesSigner
+
+        assert spec.outbox and spec.inbox
+        return FilesSigner(Path(spec.outbox), Path(spec.inbox)), ()
+    if spec.kind == "command":
+        from fleet.pki.signers.command import CommandSigner
+
+        return CommandSigner(list(spec.command), timeout=spec.command_timeout), ()
+    from fleet.pki.scep import ScepClient
+    from fleet.pki.signers.scep import ScepSigner
+
+    assert spec.scep_url and spec.scep_ca_fingerprint
+    challenge = parse_secret_ref(spec.scep_challenge).resolve() if spec.scep_challenge else None
+    client = ScepClient(spec.scep_url, ca_fingerprint=spec.scep_ca_fingerprint)
+    try:
+        ca = await client.get_ca()
+    finally:
+        await client.aclose()
+    signer = ScepSigner(spec.scep_url, ca_fingerprint=spec.scep_ca_fingerprint,
+                        challenge=challenge)
+    return signer, tuple(ca.certs)
+
+
+def parse_command(text: str) -> tuple[str, ...]:
+    try:
+        argv = tuple(shlex.split(text))
+    except ValueError as exc:
+        raise InputError(f"--sign-command: {exc}") from exc
+    if not argv:
+        raise InputError("--sign-command is empty")
+    return argv

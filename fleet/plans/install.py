@@ -1,0 +1,199 @@
+"""fleet.plans.install — put a service certificate on a device, make-before-break.
+
+Shared by ``push-cert`` (certificate from files) and ``rotate`` (certificate from a signer):
+
+1. upload certificate, chain and key (``Services Add``; the key travels encrypted with a
+   one-time passphrase given as ``PrivateKeyPassword``);
+2. activate it for every purpose (RoomOS keeps one certificate per purpose, so this is the
+   moment the old one stops serving);
+3. verify: ``Services Show`` lists it in use for each purpose, and for HTTPS a fresh TLS
+   handshake to the device must present the new fingerprint;
+4. only then delete the superseded certificates — those that were active for one of these
+   purposes and are no longer in use for anything. A certificate certfleet did not supersede,
+   or one still in use for another purpose, is never deleted.
+
+On any failure after the upload, the old certificate is re-activated for every purpose it had,
+the new one is deactivated and removed, and the error is reported with what was rolled back.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import secrets as _stdlib_secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+
+from fleet.errors import CertificateCheckError, DeviceError, VerifyError
+from fleet.inventory import Device
+from fleet.pki.bundle import bundle_pem
+from fleet.pki.certs import fingerprint
+from fleet.pki.keys import key_to_pem
+from fleet.plans.base import DeviceContext
+from fleet.secrets import Secret
+from fleet.xapi.commands import CertificateInfo
+
+__all__ = [
+    "NewCertificate",
+    "active_leaves",
+    "certfleet_trust",
+    "check_certfleet_keeps_trust",
+    "install_certificate",
+]
+
+
+@dataclass(frozen=True)
+class NewCertificate:
+    leaf: x509.Certificate
+    chain: tuple[x509.Certificate, ...]
+    key: CertificateIssuerPrivateKeyTypes
+    source: str  # where it came from, for messages: a file, "local-ca", ...
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.leaf)
+
+
+def active_leaves(certs: Sequence[CertificateInfo], purposes: Sequence[str]) -> dict[str, str]:
+    """purpose → fingerprint of the leaf certificate in use for it.
+
+    An uploaded chain lists its intermediates as separate entries with the same ``UsedFor``
+    (reference §4.1), so an entry that issued another entry in use for the same purpose is
+    taken as an intermediate, not as the certificate in use.
+    """
+    found: dict[str, str] = {}
+    for purpose in purposes:
+        candidates = [c for c in certs if purpose in c.purposes]
+        issuers = {c.issuer for c in candidates if c.issuer != c.subject}
+        leaves = [c for c in candidates if c.subject not in issuers] or candidates
+        if leaves:
+            found[purpose] = leaves[0].fingerprint
+    return found
+
+
+@functools.cache
+def _ca_file(path: str) -> tuple[x509.Certificate, ...]:
+    return tuple(x509.load_pem_x509_certificates(Path(path).read_bytes()))
+
+
+def certfleet_trust(device: Device) -> tuple[x509.Certificate, ...]:
+    """The CAs certfleet itself verifies this device's HTTPS with (``verify: ca:FILE``)."""
+    if device.verify.mode != "ca" or device.verify.ca_path is None:
+        return ()
+    return _ca_file(str(device.verify.ca_path))
+
+
+def check_certfleet_keeps_trust(
+    device: Device, leaf: x509.Certificate, chain: Sequence[x509.Certificate]
+) -> None:
+    """Refuse a new HTTPS certificate that certfleet itself would no longer trust: after it is
+    activated, every later run would fail TLS verification against this device."""
+    if device.verify.mode == "pin":
+        raise CertificateCheckError(
+            "the inventory pins this device's current HTTPS certificate (verify: pin:); a new "
+            "certificate breaks the pin — switch the device to verify: ca:FILE first",
+            device=device.name,
+        )
+    trusted = certfleet_trust(device)
+    if device.verify.mode != "ca":
+        return  # system store: checked by the handshake after activation; insecure: nothing
+    names = {c.subject for c in trusted}
+    top = chain[-1] if chain else leaf
+    if top.issuer not in names and top.subject not in names:
+        raise CertificateCheckError(
+            f"certfleet verifies this device with {device.verify}, which does not hold the CA "
+            f"of the new certificate ({top.issuer.rfc4514_string()}); add that CA to the file "
+            "first, or certfleet could not reach the device afterwards",
+            device=device.name,
+        )
+
+
+async def install_certificate(
+    ctx: DeviceContext,
+    new: NewCertificate,
+    purposes: Sequence[str],
+    current: Sequence[CertificateInfo],
+) -> list[str]:
+    """Install, activate, verify, clean up. Returns notes for the report."""
+    xapi = ctx.xapi
+    new_fp = new.fingerprint
+    notes: list[str] = []
+    before = active_leaves(current, purposes)
+    passphrase = Secret(_stdlib_secrets.token_urlsafe(24))
+    key_pem = key_to_pem(new.key, passphrase).decode("ascii")
+    if not any(c.fingerprint == new_fp for c in current):
+        await xapi.services_add(bundle_pem(new.leaf, new.chain, key_pem), passphrase)
+        ctx.step("uploaded", new_fp)
+    try:
+        for purpose in purposes:
+            await xapi.services_activate(new_fp, purpose)
+            ctx.step("activated", f"{purpose} {new_fp}")
+        after = await xapi.services_show()
+        in_use = active_leaves(after, purposes)
+        missing = [p for p in purposes if in_use.get(p) != new_fp]
+        if missing:
+            raise VerifyError(
+                f"activated {new_fp} but the device does not show it in use for "
+                + ", ".join(missing)
+            )
+        if "HTTPS" in purposes and ctx.peer_certificate is not None:
+            served = hashlib.sha1(await ctx.peer_certificate()).hexdigest()
+            if served != new_fp:
+                raise VerifyError(
+                    f"the device's HTTPS server still presents {served}, not the new {new_fp} "
+                    "(RoomOS may need its web server restarted)"
+                )
+        ctx.step("verified", new_fp)
+    except Exception as exc:
+        rolled = await _roll_back(ctx, new_fp, before, purposes)
+        if isinstance(exc, DeviceError):
+            exc.message = f"{exc.message}; {rolled}"
+        raise
+    # clean up what this change superseded, and nothing else
+    after = await xapi.services_show()
+    by_fp = {c.fingerprint: c for c in after}
+    for old_fp in sorted(set(before.values()) - {new_fp}):
+        old = by_fp.get(old_fp)
+        if old is None:
+            continue
+        if old.purposes:
+            notes.append(f"kept {old_fp}: still in use for {', '.join(old.purposes)}")
+            continue
+        await xapi.services_delete(old_fp)
+        ctx.step("deleted", old_fp)
+    ctx.result.fingerprints_before = sorted(set(before.values()))
+    ctx.result.fingerprints_after = [new_fp]
+    return notes
+
+
+async def _roll_back(
+    ctx: DeviceContext, new_fp: str, before: dict[str, str], purposes: Sequence[str]
+) -> str:
+    """Best effort: old certificate back in service, the new one out. Says what it did."""
+    done: list[str] = []
+    failed: list[str] = []
+    for purpose in purposes:
+        old_fp = before.get(purpose)
+        try:
+            if old_fp and old_fp != new_fp:
+                await ctx.xapi.services_activate(old_fp, purpose)
+                done.append(f"re-activated {old_fp} for {purpose}")
+            else:
+                await ctx.xapi.services_deactivate(new_fp, purpose)
+        except Exception as exc:
+            failed.append(f"{purpose}: {exc}")
+    if new_fp not in before.values():
+        try:
+            await ctx.xapi.services_delete(new_fp)
+            done.append(f"removed the new {new_fp}")
+        except Exception as exc:
+            failed.append(f"delete {new_fp}: {exc}")
+    ctx.step("rolled back", "; ".join(done + failed))
+    text = "rolled back: " + ("; ".join(done) if done else "nothing was active before")
+    if failed:
+        text += "; ROLLBACK INCOMPLETE: " + "; ".join(failed)
+    return text

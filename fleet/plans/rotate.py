@@ -1,0 +1,160 @@
+"""fleet.plans.rotate — key → CSR → sign → push → activate → verify → clean up.
+
+Acts only on devices whose certificate for the purposes is due (missing, expiring within
+``renew_before``, or ``force``). The private key is generated locally (on all cores, overlapped
+with other devices' network work) and committed to the journal, encrypted, *before* its CSR
+goes to the signer. A rotation that was interrupted after that point is finished with the same
+key: nothing is generated twice and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from fleet.errors import InputError
+from fleet.journal import KeyRecord
+from fleet.pki.bundle import parse_bundle
+from fleet.pki.checks import check_for_device
+from fleet.pki.csr import build_csr
+from fleet.pki.keys import KeyFactory, key_to_pem, load_key_pem
+from fleet.pki.signers.base import SignedCertificate, Signer, SigningRequest
+from fleet.plans.base import DeviceContext
+from fleet.plans.install import (
+    NewCertificate,
+    active_leaves,
+    certfleet_trust,
+    check_certfleet_keeps_trust,
+    install_certificate,
+)
+from fleet.results import Change
+from fleet.secrets import Secret
+from fleet.xapi.commands import CertificateInfo
+
+__all__ = ["Rotate", "RotateState"]
+
+
+@dataclass
+class RotateState:
+    current: list[CertificateInfo]
+    active: dict[str, str]  # purpose -> fingerprint
+    pending: KeyRecord | None = None
+
+
+def _pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+@dataclass
+class Rotate:
+    purposes: tuple[str, ...]
+    signer: Signer
+    keys: KeyFactory
+    journal_passphrase: Secret
+    renew_before: dt.timedelta
+    force: bool = False
+    #: CAs a new chain must verify to (the signer's CA); self-signed certs in a chain count too
+    anchors: tuple[x509.Certificate, ...] = ()
+    name: str = "rotate"
+
+    async def read(self, ctx: DeviceContext) -> RotateState:
+        current = await ctx.xapi.services_show()
+        active = active_leaves(current, self.purposes)
+        by_fp = {c.fingerprint: c for c in current}
+        ctx.fact("active", {purpose: by_fp[fp].to_dict(ctx.now) for purpose, fp in active.items()})
+        ctx.result.fingerprints_before = sorted(set(active.values()))
+        pending = None
+        if ctx.journal is not None:
+            pending = ctx.journal.open_key(ctx.device.name, self.purposes)
+        return RotateState(current=current, active=active, pending=pending)
+
+    def _due(self, ctx: DeviceContext, state: RotateState) -> str | None:
+        if state.pending is not None:
+            return f"finishing the rotation begun in run {state.pending.run_id}"
+        if self.force:
+            return "forced"
+        by_fp = {c.fingerprint: c for c in state.current}
+        for purpose in self.purposes:
+            fp = state.active.get(purpose)
+            if fp is None:
+                return f"no certificate in use for {purpose}"
+            days = by_fp[fp].days_left(ctx.now)
+            if days is None or days * 86400 < self.renew_before.total_seconds():
+                return f"{purpose} certificate expires in {days:.0f} days" if days is not None \
+                    else f"{purpose} certificate has no readable expiry"
+        return None
+
+    def diff(self, ctx: DeviceContext, state: RotateState) -> list[Change]:
+        reason = self._due(ctx, state)
+        if reason is None:
+            return []
+        return [Change("cert.rotate", ",".join(self.purposes),
+                       f"{reason} → new key, signed by {self.signer.name}")]
+
+    async def apply(
+        self, ctx: DeviceContext, state: RotateState, changes: list[Change]
+    ) -> None:
+        device = ctx.device
+        journal = ctx.journal
+        if journal is None:
+            raise InputError("rotate needs a journal to keep the new keys safe")
+        record = state.pending
+        signed: SignedCertificate | None = None
+        if record is not None:
+            key = load_key_pem(record.key_pem_encrypted, self.journal_passphrase,
+                               source=f"journal key {record.id}")
+            csr = x509.load_pem_x509_csr(record.csr_pem.encode())
+            key_id = record.id
+            ctx.step("key reused", f"journal key {key_id} from run {record.run_id}")
+            if record.cert_pem:
+                bundle = parse_bundle(record.cert_pem.encode(), source=f"journal key {key_id}")
+                signed = SignedCertificate(bundle.leaf, bundle.chain)
+        else:
+            rendered = device.certificate.render(device)
+            key = await self.keys.generate(rendered.key)
+            csr = build_csr(key, rendered)
+            public = key.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            # Durable before the CSR leaves the machine: a crash from here on loses no key.
+            key_id = journal.store_key(
+                run_id=ctx.run_id,
+                device=device.name,
+                purposes=self.purposes,
+                key_kind=rendered.key,
+                key_pem_encrypted=key_to_pem(key, self.journal_passphrase),
+                public_sha256=hashlib.sha256(public).hexdigest(),
+                csr_pem=csr.public_bytes(serialization.Encoding.PEM).decode("ascii"),
+            )
+            ctx.step("key generated", f"{rendered.key}, journal key {key_id}")
+        if signed is None:
+            journal.update_key(key_id, "submitted")
+            signed = await self.signer.sign(
+                SigningRequest(device=device, csr=csr, key=key, purposes=self.purposes,
+                               metadata={"run_id": ctx.run_id})
+            )
+            journal.update_key(
+                key_id, "signed",
+                cert_pem="".join(_pem(c) for c in (signed.cert, *signed.chain)),
+            )
+            ctx.step("signed", f"by {self.signer.name}")
+        source = f"certificate from signer {self.signer.name}"
+        anchors = [*self.anchors, *(c for c in signed.chain if c.issuer == c.subject),
+                   *(certfleet_trust(device) if "HTTPS" in self.purposes else ())]
+        check_for_device(device, signed.cert, signed.chain, key, trusted=anchors,
+                         purposes=self.purposes, now=ctx.now, source=source)
+        if "HTTPS" in self.purposes:
+            check_certfleet_keeps_trust(device, signed.cert, signed.chain)
+        new = NewCertificate(leaf=signed.cert, chain=tuple(c for c in signed.chain
+                                                             if c.issuer != c.subject),
+                             key=key, source=source)
+        journal.update_key(key_id, "uploaded")
+        notes = await install_certificate(ctx, new, self.purposes, state.current)
+        journal.update_key(key_id, "done")
+        changes[0].applied = True
+        if notes:
+            ctx.result.message = "; ".join(notes)

@@ -1,0 +1,77 @@
+"""The run journal: runs and devices recorded, keys stored before use and found again, the
+file private to its owner."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import pytest
+
+from fleet.errors import InputError
+from fleet.journal import Journal
+from fleet.results import DeviceResult, ErrorInfo, Outcome, RunResult
+
+
+def _run(run_id: str, verb: str = "rotate", dry_run: bool = False) -> RunResult:
+    return RunResult(run_id=run_id, command=f"certfleet {verb}", verb=verb,
+                     started=dt.datetime.now(dt.UTC), dry_run=dry_run)
+
+
+def test_journal_file_is_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "j.sqlite"
+    with Journal.open(path):
+        pass
+    assert (os.stat(path).st_mode & 0o077) == 0
+
+
+def test_runs_devices_and_failed_set(tmp_path: Path) -> None:
+    with Journal.open(tmp_path / "j.sqlite") as journal:
+        run = _run("r1", "push-ca")
+        journal.start_run(run, inventory="/inv.yaml", args={"limit": ["room-*"]})
+        ok = DeviceResult("room-1", "h", "local", Outcome.CHANGED,
+                          fingerprints_before=["a"], fingerprints_after=["a", "b"])
+        bad = DeviceResult("room-2", "h", "local", Outcome.UNREACHABLE,
+                           error=ErrorInfo("unreachable", "refused"))
+        journal.record_device("r1", ok)
+        journal.record_device("r1", bad)
+        assert journal.run("r1").status == "running"
+        run.devices = [ok, bad]
+        journal.finish_run(run)
+        record = journal.run("last")
+        assert record.status == "finished" and record.exit_code == 1
+        assert record.counts["changed"] == 1 and record.counts["unreachable"] == 1
+        assert record.args == {"limit": ["room-*"]}
+        assert journal.failed_in_last_run() == {"room-2"}
+        assert journal.unfinished_devices("r1", ["room-1", "room-2", "room-3"]) == [
+            "room-2", "room-3"]
+        # a dry run afterwards does not hide the last real run's failures
+        journal.start_run(_run("r2", "push-ca", dry_run=True), inventory=None, args={})
+        assert journal.failed_in_last_run() == {"room-2"}
+        with pytest.raises(InputError, match="no run"):
+            journal.run("nope")
+
+
+def test_keys_are_found_until_done(tmp_path: Path) -> None:
+    with Journal.open(tmp_path / "j.sqlite") as journal:
+        key_id = journal.store_key(run_id="r1", device="room-1", purposes=("HTTPS",),
+                                   key_kind="ec-p256", key_pem_encrypted=b"ENCRYPTED",
+                                   public_sha256="ab" * 32, csr_pem="CSR")
+        found = journal.open_key("room-1", ("HTTPS",))
+        assert found is not None and found.id == key_id and found.state == "generated"
+        assert journal.open_key("room-1", ("SIP",)) is None
+        journal.update_key(key_id, "signed", cert_pem="CERT")
+        found = journal.open_key("room-1", ("HTTPS",))
+        assert found is not None and found.cert_pem == "CERT"
+        journal.update_key(key_id, "done")
+        assert journal.open_key("room-1", ("HTTPS",)) is None
+        with pytest.raises(ValueError):
+            journal.update_key(key_id, "bogus")
+
+
+def test_not_a_journal(tmp_path: Path) -> None:
+    path = tmp_path / "x.sqlite"
+    path.write_text("this is not sqlite" * 100)
+    with pytest.raises(InputError, match="not a certfleet journal"):
+        Journal.open(path)

@@ -225,3 +225,86 @@ def test_sigkill_mid_rotation_then_resume(slow_sim: Any, lab: Path, tmp_path: Pa
     assert listed.exit_code == 0
     runs = listed.json()["runs"]
     assert runs[0]["resumed_from"] == runs[1]["run_id"]
+
+
+def test_rotate_with_the_files_signer_in_two_runs(sim: Any, lab: Path, tmp_path: Path,
+                                                  cli: Any) -> None:
+    inv = str(trusting_inventory(sim, lab, tmp_path))
+    outbox, inbox = tmp_path / "outbox", tmp_path / "inbox"
+    args = ["rotate", "-i", inv, "--purpose", "HTTPS", "--signer", "files", "--outbox",
+            str(outbox), "--inbox", str(inbox), "--force", "-o", "json"]
+    first = cli(*args)
+    assert first.exit_code == 0, first.output
+    assert first.json()["summary"]["skipped"] == len(sim.devices)
+    inbox.mkdir()
+    for name in sim.devices:
+        signed = cli("ca", "sign", str(outbox / f"{name}.csr.pem"), "--dir", str(lab),
+                     "--passphrase", "env:CERTFLEET_CA_PASSPHRASE", "--out",
+                     str(inbox / f"{name}.pem"))
+        assert signed.exit_code == 0, signed.output
+    # the second run picks the certificates up with the keys from the first (no --force:
+    # the open keys in the journal make the devices due)
+    second = cli(*[a for a in args if a != "--force"])
+    assert second.exit_code == 0, second.output
+    assert second.json()["summary"]["changed"] == len(sim.devices)
+    for name in sim.devices:
+        leaf = x509.load_pem_x509_certificate((inbox / f"{name}.pem").read_bytes())
+        assert sha1(served_certificate(sim, name)) == sha1(leaf)
+
+
+SIGN_SCRIPT = """
+import os, sys
+from pathlib import Path
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from fleet.pki.local_ca import load_local_ca
+from fleet.secrets import Secret
+csr = x509.load_pem_x509_csr(sys.stdin.buffer.read())
+ca = load_local_ca(Path(sys.argv[1]), Secret(os.environ["CERTFLEET_CA_PASSPHRASE"]))
+assert os.environ["CERTFLEET_DEVICE"]
+cert = ca.sign_csr(csr, days=90, purposes=("HTTPS",))
+sys.stdout.write(cert.public_bytes(serialization.Encoding.PEM).decode())
+sys.stdout.write(ca.cert_pem)
+"""
+
+
+def test_rotate_with_an_external_command(sim: Any, lab: Path, tmp_path: Path, cli: Any) -> None:
+    inv = str(trusting_inventory(sim, lab, tmp_path))
+    script = tmp_path / "sign.py"
+    script.write_text(SIGN_SCRIPT)
+    result = cli("rotate", "-i", inv, "--purpose", "HTTPS", "--signer", "command",
+                 "--sign-command", f"{sys.executable} {script} {lab}", "--force", "-o", "json")
+    assert result.exit_code == 0, result.output
+    assert result.json()["summary"]["changed"] == len(sim.devices)
+    for name in sim.devices:
+        served = served_certificate(sim, name)
+        assert served.issuer.rfc4514_string() == "CN=Lab Room CA"
+        days = (served.not_valid_after_utc - served.not_valid_before_utc).days
+        assert 89 <= days <= 90
+
+
+@pytest.fixture
+def fleet_of_50(tmp_path: Path) -> Iterator[Any]:
+    from roomsim import SimFleetThread
+
+    with SimFleetThread(tmp_path / "sim50", devices=50) as fleet:
+        yield fleet
+
+
+@pytest.mark.slow
+def test_rotate_fifty_devices(fleet_of_50: Any, lab: Path, tmp_path: Path, cli: Any) -> None:
+    sim = fleet_of_50
+    inv = str(trusting_inventory(sim, lab, tmp_path))
+    old = {name: sha1(served_certificate(sim, name)) for name in sim.devices}
+    args = ["rotate", "-i", inv, "--purpose", "HTTPS", "--signer", "local-ca", "--ca-dir",
+            str(lab), "-o", "json"]
+    first = cli(*args, "--renew-before", "400d")
+    assert first.exit_code == 0, first.output
+    assert first.json()["summary"]["changed"] == 50
+    for entry in first.json()["devices"]:
+        name = entry["device"]
+        assert sha1(served_certificate(sim, name)) == entry["fingerprints"]["after"][0]
+        assert old[name] not in {c.fingerprint for c in sim.devices[name].services}
+    second = cli(*args, "--renew-before", "30d")
+    assert second.exit_code == 0
+    assert second.json()["summary"]["ok"] == 50

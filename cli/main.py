@@ -11,9 +11,12 @@ from cli.commands import (
     ca,
     csr,
     demo,
+    enroll,
     inventory,
+    network,
     push_ca,
     push_cert,
+    renewal,
     rotate,
     runs,
     sim,
@@ -39,7 +42,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     inventory: Path | None = typer.Option(
-        None, "--inventory", "-i", help="Inventory YAML for every verb [env: CERTFLEET_INVENTORY]."
+        None, "--inventory", "-i", help="Inventory YAML for every verb (env CERTFLEET_INVENTORY)."
     ),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version."
@@ -52,11 +55,15 @@ app.add_typer(inventory.app, name="inventory")
 app.add_typer(sim.app, name="sim")
 app.add_typer(runs.app, name="runs")
 app.add_typer(ca.app, name="ca")
+app.add_typer(renewal.app, name="renewal")
 app.command("status")(status.status)
 app.command("push-ca")(push_ca.push_ca)
 app.command("push-cert")(push_cert.push_cert)
 app.command("rotate")(rotate.rotate)
 app.command("csr")(csr.csr)
+app.command("enroll")(enroll.enroll)
+app.command("dot1x")(network.dot1x)
+app.command("wifi")(network.wifi)
 app.command("demo")(demo.demo)
 
 

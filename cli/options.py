@@ -22,7 +22,7 @@ InventoryOpt = Annotated[
     typer.Option(
         "--inventory",
         "-i",
-        help="Inventory YAML file [env: CERTFLEET_INVENTORY; default ./inventory.yaml].",
+        help="Inventory YAML file (env CERTFLEET_INVENTORY, or ./inventory.yaml).",
         show_default=False,
     ),
 ]
@@ -55,7 +55,7 @@ JournalOpt = Annotated[
     Path | None,
     typer.Option(
         "--journal",
-        help="Run journal (SQLite) [env: CERTFLEET_JOURNAL; default: the user data folder].",
+        help="Run journal (SQLite) (env CERTFLEET_JOURNAL, or one in the user data folder).",
         show_default=False,
     ),
 ]

@@ -199,6 +199,8 @@ def status_table(run: RunResult, expiring: Sequence[Expiring] | None = None) -> 
                 not_after = (cert.get("not_after") or "?")[:10]
                 default = "-" if kind == "service" else "trust"
                 used = ", ".join(cert.get("purposes", [])) or default
+                if cert.get("renewal_profile"):
+                    used += " (device renews)" if cert.get("device_renews") else " (profile)"
                 table.add_row(
                     result.device, kind, used, cert["subject"], cert["issuer"], not_after,
                     _days(cert.get("days_left")),

@@ -17,6 +17,7 @@
         ├── XapiError               the device answered, and said no
         │   ├── CommandError        status="Error" / ActionError, with reason and xPath
         │   └── ParameterError      status="ParameterError" / error="True"
+        ├── DeviceSkipped           not an error: the plan leaves this device alone (why)
         ├── CertificateCheckError   a certificate/key failed a check before it was pushed
         ├── VerifyError             a change was made but the device does not show it
         └── SignerError             the signer (local CA, command, SCEP server) failed
@@ -36,6 +37,7 @@ __all__ = [
     "CertificateCheckError",
     "CommandError",
     "DeviceError",
+    "DeviceSkipped",
     "InputError",
     "InventoryError",
     "ParameterError",
@@ -218,6 +220,12 @@ class CommandError(XapiError):
 
 class ParameterError(XapiError):
     kind = "parameter"
+
+
+class DeviceSkipped(DeviceError):
+    """Not an error: the plan decided to leave this device alone, and says why."""
+
+    kind = "skipped"
 
 
 class CertificateCheckError(DeviceError):

@@ -19,7 +19,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleet.errors import InputError, SecretError, SigningPending, UnreachableError
+from fleet.errors import (
+    DeviceSkipped,
+    InputError,
+    SecretError,
+    SigningPending,
+    UnreachableError,
+)
 from fleet.inventory import Device
 from fleet.journal import Journal
 from fleet.plans.base import DeviceContext, Plan
@@ -163,7 +169,7 @@ async def _run_device(
                 if changes and not options.dry_run:
                     await plan.apply(ctx, state, changes)
         result.outcome = Outcome.CHANGED if result.changes else Outcome.OK
-    except SigningPending as exc:
+    except (SigningPending, DeviceSkipped) as exc:
         # out for signing by hand: not a failure, nothing changed yet; the next run picks it up
         result.outcome = Outcome.SKIPPED
         result.message = exc.message

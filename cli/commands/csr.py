@@ -79,7 +79,7 @@ def csr(
     key: str | None = typer.Option(
         None, "--key",
         help=f"Key type for every device: {', '.join(KEY_KINDS)} "
-        "[default: the inventory's certificate template].",
+        "(default: the inventory's certificate template).",
         show_default=False,
     ),
     passphrase: str | None = typer.Option(

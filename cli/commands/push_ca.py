@@ -35,6 +35,10 @@ def push_ca(
         False, "--prune", help="Also delete CAs on the device that are not in these files."
     ),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before --prune deletes."),
+    sync_to_peripherals: str | None = typer.Option(
+        None, "--sync-to-peripherals",
+        help="on|off: also send the device's CAs to its Room Navigators (needs a reboot).",
+    ),
     inventory: InventoryOpt = None,
     limit: LimitOpt = None,
     dry_run: DryRunOpt = False,
@@ -47,7 +51,12 @@ def push_ca(
     cas = load_ca_files(ca_files)  # every file checked before any device is touched
     common = Common(inventory, limit, parallel, output, dry_run, device_timeout, journal)
     _, devices = select(common)
-    plan = PushCa(cas=cas, prune=prune)
+    sync: bool | None = None
+    if sync_to_peripherals is not None:
+        if sync_to_peripherals.lower() not in ("on", "off"):
+            raise InputError("--sync-to-peripherals takes on or off")
+        sync = sync_to_peripherals.lower() == "on"
+    plan = PushCa(cas=cas, prune=prune, sync_to_peripherals=sync)
     if prune and not dry_run and not yes:
         if not sys.stdin.isatty():
             raise InputError(

@@ -50,4 +50,5 @@ def resume_run(run_id: str, journal_path: Path | None, output: OutputFormat) -> 
         force=bool(args["force"]),
         passphrase_ref=args["journal_passphrase"],
         resumed_from=record.run_id,
+        override_profile=bool(args.get("override_profile", False)),
     )

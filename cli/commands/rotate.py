@@ -67,6 +67,7 @@ def run_rotate(
     force: bool,
     passphrase_ref: str,
     resumed_from: str | None = None,
+    override_profile: bool = False,
 ) -> None:
     spec.validate()
     _, devices = select(common)
@@ -87,7 +88,8 @@ def run_rotate(
             await closer()
 
     plan = Rotate(purposes=purposes, signer=_Unbuilt(), keys=keys,
-                  journal_passphrase=passphrase, renew_before=renew_before, force=force)
+                  journal_passphrase=passphrase, renew_before=renew_before, force=force,
+                  override_profile=override_profile)
     try:
         run = execute(
             plan, devices, common, before=before, after=after, resumed_from=resumed_from,
@@ -96,6 +98,7 @@ def run_rotate(
                 "signer": spec.to_json(),
                 "renew_before": format_duration(renew_before),
                 "force": force,
+                "override_profile": override_profile,
                 "journal_passphrase": passphrase_ref,
             },
         )
@@ -121,6 +124,10 @@ def rotate(
         "30d", "--renew-before", help="Rotate certificates expiring within this (e.g. 30d)."
     ),
     force: bool = typer.Option(False, "--force", help="Rotate even where not due."),
+    override_profile: bool = typer.Option(
+        False, "--override-profile",
+        help="Rotate even certificates a device renews itself under a SCEP profile.",
+    ),
     days: int = typer.Option(365, "--days", min=1, help="Validity asked of the signer."),
     ca_dir: Path | None = typer.Option(None, "--ca-dir", help="local-ca: the CA folder."),
     ca_passphrase: str | None = typer.Option(
@@ -169,4 +176,4 @@ def rotate(
     common = Common(inventory, limit, parallel, output, dry_run, device_timeout, journal)
     run_rotate(common, purposes=parse_purposes(purpose), spec=spec,
                renew_before=parse_duration(renew_before), force=force,
-               passphrase_ref=journal_passphrase_ref)
+               passphrase_ref=journal_passphrase_ref, override_profile=override_profile)

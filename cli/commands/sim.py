@@ -18,7 +18,7 @@ def serve(
     inventory_out: Path | None = typer.Option(
         None,
         "--inventory-out",
-        help="Where to write the inventory [default: STATE/inventory.yaml].",
+        help="Where to write the inventory (default: STATE/inventory.yaml).",
     ),
     faults: Path | None = typer.Option(None, "--faults", help="JSON file of per-device faults."),
     request_delay: float = typer.Option(

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import multiprocessing
 import multiprocessing.forkserver
 import os
 import re
 import secrets as _random
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Final, TypeAlias
@@ -153,7 +155,19 @@ class KeyFactory:
         """A new private key of ``kind``, made in a worker process."""
         _check_kind(kind)
         loop = asyncio.get_running_loop()
-        pid, der = await loop.run_in_executor(self._executor(), _generate_der, kind)
+        try:
+            pid, der = await loop.run_in_executor(self._executor(), _generate_der, kind)
+        except BrokenProcessPool:
+            # a worker died (killed, out of memory): start a fresh pool and try once more
+            self._discard_pool()
+            try:
+                pid, der = await loop.run_in_executor(self._executor(), _generate_der, kind)
+            except BrokenProcessPool as exc:
+                self._discard_pool()
+                raise RuntimeError(
+                    "the key worker processes keep dying; a script that uses KeyFactory must "
+                    "start its work under `if __name__ == '__main__':`"
+                ) from exc
         self.worker_pids.add(pid)
         # Our own worker made this key a moment ago: skip OpenSSL's RSA consistency check,
         # which costs as much CPU as making the key (and would run here, on one core).
@@ -163,6 +177,11 @@ class KeyFactory:
         if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
             raise RuntimeError(f"a key worker returned a {type(key).__name__}")  # pragma: no cover
         return key
+
+    def _discard_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         """Stop the workers (pending generations are cancelled). Safe to call twice."""
@@ -331,13 +350,26 @@ def write_atomic(path: str | Path, data: bytes, *, mode: int = 0o644,
         if overwrite:
             os.replace(tmp, target)
         else:
-            os.link(tmp, target)  # atomic; FileExistsError if something is there
-            os.unlink(tmp)
+            _link_exclusive(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
     _fsync_dir(target.parent)
+
+
+def _link_exclusive(tmp: Path, target: Path) -> None:
+    """Move ``tmp`` to ``target`` unless ``target`` exists (FileExistsError then)."""
+    try:
+        os.link(tmp, target)  # atomic: fails if anything is at target
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: check, then rename
+        if os.path.lexists(target):
+            raise FileExistsError(errno.EEXIST, "file exists", str(target)) from None
+        os.replace(tmp, target)
+        return
+    os.unlink(tmp)
 
 
 def _fsync_dir(folder: Path) -> None:

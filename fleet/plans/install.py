@@ -39,6 +39,7 @@ from fleet.xapi.commands import CertificateInfo
 
 __all__ = [
     "NewCertificate",
+    "activate_verified",
     "active_leaves",
     "certfleet_trust",
     "check_certfleet_keeps_trust",
@@ -118,16 +119,30 @@ async def install_certificate(
     purposes: Sequence[str],
     current: Sequence[CertificateInfo],
 ) -> list[str]:
-    """Install, activate, verify, clean up. Returns notes for the report."""
-    xapi = ctx.xapi
+    """Upload, then :func:`activate_verified`. Returns notes for the report."""
     new_fp = new.fingerprint
-    notes: list[str] = []
-    before = active_leaves(current, purposes)
     passphrase = Secret(_stdlib_secrets.token_urlsafe(24))
     key_pem = key_to_pem(new.key, passphrase).decode("ascii")
     if not any(c.fingerprint == new_fp for c in current):
-        await xapi.services_add(bundle_pem(new.leaf, new.chain, key_pem), passphrase)
+        await ctx.xapi.services_add(bundle_pem(new.leaf, new.chain, key_pem), passphrase)
         ctx.step("uploaded", new_fp)
+    return await activate_verified(ctx, new_fp, purposes, current)
+
+
+async def activate_verified(
+    ctx: DeviceContext,
+    new_fp: str,
+    purposes: Sequence[str],
+    current: Sequence[CertificateInfo],
+) -> list[str]:
+    """Activate a certificate already on the device, verify, clean up what it superseded.
+
+    ``current`` is the device's list from before the new certificate arrived. On failure the
+    old certificates are re-activated and the new one removed, and the error says so.
+    """
+    xapi = ctx.xapi
+    notes: list[str] = []
+    before = active_leaves(current, purposes)
     try:
         for purpose in purposes:
             await xapi.services_activate(new_fp, purpose)

@@ -19,11 +19,15 @@ from fleet.xapi.commands import CertificateInfo
 
 __all__ = ["PushCa"]
 
+_SYNC = ("Peripherals", "Security", "Certificates", "SyncToPeripherals", "Enabled")
+
 
 @dataclass
 class PushCa:
     cas: Sequence[CaCertificate]
     prune: bool = False
+    #: Peripherals Security Certificates SyncToPeripherals Enabled: True/False, None = leave
+    sync_to_peripherals: bool | None = None
     name: str = "push-ca"
 
     def _wanted(self, fingerprint: str) -> CaCertificate | None:
@@ -32,6 +36,9 @@ class PushCa:
     async def read(self, ctx: DeviceContext) -> list[CertificateInfo]:
         current = await ctx.xapi.ca_show()
         ctx.result.fingerprints_before = [c.fingerprint for c in current]
+        if self.sync_to_peripherals is not None:
+            value = await ctx.xapi.read_tree(("Configuration", *_SYNC))
+            ctx.fact("sync_to_peripherals", value if isinstance(value, str) else None)
         return current
 
     def diff(self, ctx: DeviceContext, state: list[CertificateInfo]) -> list[Change]:
@@ -41,6 +48,11 @@ class PushCa:
             for ca in self.cas
             if not any(ca.matches(fp) for fp in present)
         ]
+        if self.sync_to_peripherals is not None:
+            wanted = "True" if self.sync_to_peripherals else "False"
+            if ctx.result.facts.get("sync_to_peripherals") != wanted:
+                changes.append(Change("config.set", "Peripherals Security Certificates "
+                                      "SyncToPeripherals Enabled", wanted))
         if self.prune:
             changes += [
                 Change("ca.delete", c.fingerprint, c.subject)
@@ -57,9 +69,16 @@ class PushCa:
         for change in sorted(changes, key=lambda c: c.action != "ca.add"):
             if change.action == "ca.add":
                 await ctx.xapi.ca_add(by_sha1[change.target].pem)
+            elif change.action == "config.set":
+                await ctx.xapi.set_configuration(_SYNC, change.detail)
             else:
                 await ctx.xapi.ca_delete(change.target)
             change.applied = True
+        if any(c.action == "config.set" for c in changes) or (
+            self.sync_to_peripherals and any(c.action == "ca.add" for c in changes)
+        ):
+            ctx.result.message = ("Room Navigators use synced CAs only after the device "
+                                  "reboots (SyncToPeripherals)")
         after = await ctx.xapi.ca_show()
         ctx.result.fingerprints_after = [c.fingerprint for c in after]
         missing = [ca for ca in self.cas if not any(ca.matches(c.fingerprint) for c in after)]

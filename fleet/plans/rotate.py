@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from fleet.errors import InputError
+from fleet.errors import DeviceSkipped, InputError
 from fleet.journal import KeyRecord
 from fleet.pki.bundle import parse_bundle
 from fleet.pki.checks import check_for_device
@@ -31,6 +31,7 @@ from fleet.plans.install import (
     check_certfleet_keeps_trust,
     install_certificate,
 )
+from fleet.plans.renewal import self_renewing
 from fleet.results import Change
 from fleet.secrets import Secret
 from fleet.xapi.commands import CertificateInfo
@@ -57,6 +58,8 @@ class Rotate:
     journal_passphrase: Secret
     renew_before: dt.timedelta
     force: bool = False
+    #: rotate even a certificate the device renews by itself under a SCEP profile
+    override_profile: bool = False
     #: CAs a new chain must verify to (the signer's CA); self-signed certs in a chain count too
     anchors: tuple[x509.Certificate, ...] = ()
     name: str = "rotate"
@@ -67,6 +70,19 @@ class Rotate:
         by_fp = {c.fingerprint: c for c in current}
         ctx.fact("active", {purpose: by_fp[fp].to_dict(ctx.now) for purpose, fp in active.items()})
         ctx.result.fingerprints_before = sorted(set(active.values()))
+        if not self.override_profile:
+            profiles = await ctx.xapi.profiles_list(tolerant=True)
+            if profiles:
+                owned = self_renewing(current, await ctx.xapi.ca_show(), profiles)
+                mine = {p: owned[fp] for p, fp in active.items() if fp in owned}
+                if mine:
+                    purpose, profile = next(iter(mine.items()))
+                    raise DeviceSkipped(
+                        f"the {purpose} certificate is renewed by the device itself under its "
+                        f"SCEP renewal profile for CA {profile.fingerprint} ({profile.url}); "
+                        "certfleet does not fight it (--override-profile to rotate anyway)",
+                        device=ctx.device.name,
+                    )
         pending = None
         if ctx.journal is not None:
             pending = ctx.journal.open_key(ctx.device.name, self.purposes)

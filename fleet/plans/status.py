@@ -10,6 +10,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from fleet.plans.base import DeviceContext
+from fleet.plans.renewal import DEVICE_RENEWAL_WINDOW, self_renewing
 from fleet.results import Change, RunResult
 from fleet.xapi.commands import CertificateInfo, SystemUnit
 
@@ -31,9 +32,21 @@ class Status:
         unit = await ctx.xapi.system_unit()
         services = await ctx.xapi.services_show()
         cas = await ctx.xapi.ca_show()
+        profiles = await ctx.xapi.profiles_list(tolerant=True)
+        owned = self_renewing(services, cas, profiles)
+        window = DEVICE_RENEWAL_WINDOW.total_seconds() / 86400
         ctx.fact("system", unit.to_dict())
-        ctx.fact("certificates", [c.to_dict(ctx.now) for c in services])
+        certificates = []
+        for cert in services:
+            data = cert.to_dict(ctx.now)
+            profile = owned.get(cert.fingerprint)
+            data["renewal_profile"] = profile.fingerprint if profile else None
+            days = cert.days_left(ctx.now)
+            data["device_renews"] = bool(profile and days is not None and days <= window)
+            certificates.append(data)
+        ctx.fact("certificates", certificates)
         ctx.fact("cas", [c.to_dict(ctx.now) for c in cas])
+        ctx.fact("profiles", [p.to_dict() for p in profiles])
         return DeviceStatus(unit=unit, services=services, cas=cas)
 
     def diff(self, ctx: DeviceContext, state: DeviceStatus) -> list[Change]:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleet.errors import BadReplyError
+from fleet.errors import BadReplyError, CommandError
 from fleet.pki.certs import normalize_fingerprint
 from fleet.secrets import Secret
 from fleet.xapi.transport import ParamValue, XapiTransport
@@ -22,8 +22,11 @@ from fleet.xapi.transport import ParamValue, XapiTransport
 __all__ = [
     "PURPOSES",
     "CertificateInfo",
+    "EnrollmentProfile",
+    "ScepRequest",
     "SystemUnit",
     "Xapi",
+
     "parse_device_date",
     "purposes_from_used_for",
 ]
@@ -34,6 +37,7 @@ PURPOSES = (
 )
 
 _CERTS = ("Security", "Certificates")
+_ENROLL = (*_CERTS, "Services", "Enrollment")
 
 # UsedFor holds human service names ("SIP, HTTPS server"), not the Purpose literals. Only
 # "SIP" and "HTTPS server" are confirmed; the rest are matched by keyword, tolerantly.
@@ -262,3 +266,139 @@ class Xapi:
 
     async def services_delete(self, fingerprint: str) -> None:
         await self._write((*_CERTS, "Services", "Delete"), {"Fingerprint": fingerprint})
+
+    # -- enrollment, renewal profiles, network, reboot -------------------------------
+
+    async def scep_request(self, request: ScepRequest) -> str:
+        """On-device SCEP enrollment; returns the new certificate's fingerprint."""
+        result = await self._write((*_ENROLL, "SCEP", "Request"), request.params())
+        fp = result.get("CertFingerprint")
+        if not isinstance(fp, str) or not fp.strip():
+            raise BadReplyError("SCEP Request succeeded without a CertFingerprint in the reply",
+                                xpath="/".join((*_ENROLL, "SCEP", "Request")))
+        return normalize_fingerprint(fp)
+
+    async def profiles_list(self, *, tolerant: bool = False) -> list[EnrollmentProfile]:
+        """The renewal profiles. ``tolerant``: firmware without the command (before 11.24)
+        has none — an "Unknown command" error then means an empty list."""
+        path = (*_ENROLL, "Profiles", "List")
+        try:
+            result = await self.transport.command(path, idempotent=True)
+        except CommandError as exc:
+            if tolerant and "unknown command" in (exc.reason or "").lower():
+                return []
+            raise
+        profiles = []
+        for item in _find_profiles(result):
+            try:
+                fp = normalize_fingerprint(str(item.get("Fingerprint", "")))
+            except ValueError:
+                raise BadReplyError(f"{'/'.join(path)}: a profile without a valid Fingerprint") \
+                    from None
+            profiles.append(EnrollmentProfile(fingerprint=fp, url=str(item.get("URL", "") or "")))
+        return profiles
+
+    async def profiles_set(self, fingerprint: str, url: str, challenge: Secret | None) -> None:
+        params: dict[str, ParamValue] = {"Fingerprint": fingerprint, "URL": url}
+        if challenge is not None:
+            params["ChallengePassword"] = challenge.reveal()
+        await self._write((*_ENROLL, "SCEP", "Profiles", "Set"), params, idempotent=True)
+
+    async def profiles_delete(self, fingerprint: str) -> None:
+        await self._write((*_ENROLL, "Profiles", "Delete"), {"Fingerprint": fingerprint})
+
+    async def wifi_configure(self, *,
+        ssid: str,
+        wifi_type: str,
+        identity: str | None,
+        allow_missing_ca: bool,
+        connect: str | None = "Auto",
+    ) -> None:
+        params: dict[str, ParamValue] = {
+            "SSID": ssid,
+            "Type": wifi_type,
+            "AllowMissingCA": "True" if allow_missing_ca else "False",
+        }
+        if identity:
+            params["Identity"] = identity
+        if connect:
+            params["Connect"] = connect
+        await self._write(("Network", "Wifi", "Configure"), params, idempotent=True)
+
+    async def set_configuration(self, path: Sequence[str | int], value: str) -> None:
+        if self.read_only:
+            raise RuntimeError(f"dry run: refused to configure {'/'.join(map(str, path))}")
+        await self.transport.configure(path, value)
+
+    async def read_tree(self, path: Sequence[str | int]) -> Any:
+        return await self.transport.get(path)
+
+    async def reboot(self) -> None:
+        await self._write(("SystemUnit", "Boot"), {"Action": "Restart", "Force": "True"})
+
+
+# ---------------------------------------------------------------------- enrollment etc.
+
+
+@dataclass(frozen=True)
+class EnrollmentProfile:
+    """A device SCEP renewal profile (``Enrollment Profiles List``)."""
+
+    fingerprint: str  # of the CA whose certificates the device renews
+    url: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"fingerprint": self.fingerprint, "url": self.url}
+
+
+def _find_profiles(data: Any) -> list[dict[str, Any]]:
+    # The reply shape of Profiles List is not confirmed: take every structure that carries a
+    # Fingerprint, wherever it sits in the result.
+    found: list[dict[str, Any]] = []
+    if isinstance(data, dict):
+        if "Fingerprint" in data:
+            found.append(data)
+        else:
+            for value in data.values():
+                found += _find_profiles(value)
+    elif isinstance(data, list):
+        for item in data:
+            found += _find_profiles(item)
+    return found
+
+
+@dataclass(frozen=True)
+class ScepRequest:
+    url: str
+    ca_fingerprint: str
+    common_name: str
+    challenge: Secret | None = None
+    country: str = ""
+    state: str = ""
+    locality: str = ""
+    organization: str = ""
+    organizational_units: tuple[str, ...] = ()
+    san_dns: tuple[str, ...] = ()
+    san_email: tuple[str, ...] = ()
+    san_ip: tuple[str, ...] = ()
+    san_uri: tuple[str, ...] = ()
+
+    def params(self) -> dict[str, ParamValue]:
+        params: dict[str, ParamValue] = {
+            "URL": self.url,
+            "Fingerprint": self.ca_fingerprint,
+            "CommonName": self.common_name,
+        }
+        if self.challenge is not None:
+            params["ChallengePassword"] = self.challenge.reveal()
+        for name, value in (("CountryName", self.country), ("StateOrProvinceName", self.state),
+                            ("LocalityName", self.locality),
+                            ("OrganizationName", self.organization)):
+            if value:
+                params[name] = value
+        for name, values in (("OrganizationalUnit", self.organizational_units),
+                             ("SanDns", self.san_dns), ("SanEmail", self.san_email),
+                             ("SanIp", self.san_ip), ("SanUri", self.san_uri)):
+            if values:
+                params[name] = list(values[:5])
+        return params

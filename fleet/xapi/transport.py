@@ -114,10 +114,10 @@ class XapiTransport(Protocol):
         """
         ...
 
-    async def get(self, path: Sequence[str]) -> Any:
+    async def get(self, path: Sequence[str | int]) -> Any:
         """Read a status or configuration subtree, e.g. ``("Status", "SystemUnit")``."""
         ...
 
-    async def configure(self, path: Sequence[str], value: str) -> None:
+    async def configure(self, path: Sequence[str | int], value: str) -> None:
         """Set one configuration leaf, e.g. ``(("Network", 1, ...), "On")``."""
         ...

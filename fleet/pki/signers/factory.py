@@ -91,12 +91,12 @@ async def build_signer(spec: SignerSpec) -> tuple[Signer, tuple[x509.Certificate
     challenge = parse_secret_ref(spec.scep_challenge).resolve() if spec.scep_challenge else None
     client = ScepClient(spec.scep_url, ca_fingerprint=spec.scep_ca_fingerprint)
     try:
-        ca = await client.get_ca()
+        info = await client.get_ca()
     finally:
         await client.aclose()
     signer = ScepSigner(spec.scep_url, ca_fingerprint=spec.scep_ca_fingerprint,
                         challenge=challenge)
-    return signer, tuple(ca.certs)
+    return signer, (info.ca,)
 
 
 def parse_command(text: str) -> tuple[str, ...]:

@@ -1,0 +1,105 @@
+"""certfleet renewal list|set|delete — the devices' own SCEP renewal profiles."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from cli import render
+from cli.options import (
+    Common,
+    DryRunOpt,
+    InventoryOpt,
+    JournalOpt,
+    LimitOpt,
+    OutputFormat,
+    OutputOpt,
+    ParallelOpt,
+)
+from cli.runtime import execute, finish, guarded, select
+from fleet.errors import InputError
+from fleet.pki.certs import normalize_fingerprint
+from fleet.plans.renewal import RenewalDelete, RenewalList, RenewalSet
+from fleet.results import RunResult
+from fleet.runner import DEFAULT_PARALLEL
+from fleet.secrets import parse_secret_ref
+
+app = typer.Typer(help="The devices' SCEP renewal profiles (the device renews by itself).",
+                  no_args_is_help=True)
+
+
+def _fingerprint(text: str) -> str:
+    try:
+        return normalize_fingerprint(text)
+    except ValueError:
+        raise InputError(f"--ca-fingerprint {text!r} is not a hex fingerprint") from None
+
+
+def _table(run: RunResult) -> None:
+    table = Table(title="SCEP renewal profiles", title_justify="left")
+    for name in ("device", "CA fingerprint", "URL"):
+        table.add_column(name, overflow="fold")
+    count = 0
+    for result in run.devices:
+        for profile in result.facts.get("profiles", []):
+            table.add_row(result.device, profile["fingerprint"], profile["url"])
+            count += 1
+    render.stdout().print(table)
+    render.stdout().print(f"{count} profile(s)")
+    render.summary(run)
+
+
+@app.command("list")
+@guarded
+def list_profiles(
+    inventory: InventoryOpt = None,
+    limit: LimitOpt = None,
+    parallel: ParallelOpt = DEFAULT_PARALLEL,
+    output: OutputOpt = OutputFormat.table,
+    journal: JournalOpt = None,
+) -> None:
+    """Every device's renewal profiles."""
+    common = Common(inventory, limit, parallel, output, False, 300.0, journal)
+    _, devices = select(common)
+    run = execute(RenewalList(), devices, common)
+    finish(run, common, table=_table)
+
+
+@app.command("set")
+@guarded
+def set_profile(
+    ca_fingerprint: str = typer.Option(..., "--ca-fingerprint",
+                                       help="Fingerprint of the CA whose certificates renew."),
+    url: str = typer.Option(..., "--url", help="The SCEP server URL."),
+    challenge: str | None = typer.Option(None, "--challenge", help="Reference to the challenge."),
+    inventory: InventoryOpt = None,
+    limit: LimitOpt = None,
+    dry_run: DryRunOpt = False,
+    parallel: ParallelOpt = DEFAULT_PARALLEL,
+    output: OutputOpt = OutputFormat.table,
+    journal: JournalOpt = None,
+) -> None:
+    """Set a renewal profile on each device."""
+    secret = parse_secret_ref(challenge).resolve() if challenge else None
+    common = Common(inventory, limit, parallel, output, dry_run, 300.0, journal)
+    _, devices = select(common)
+    run = execute(RenewalSet(_fingerprint(ca_fingerprint), url, secret), devices, common)
+    finish(run, common)
+
+
+@app.command("delete")
+@guarded
+def delete_profile(
+    ca_fingerprint: str = typer.Option(..., "--ca-fingerprint"),
+    inventory: InventoryOpt = None,
+    limit: LimitOpt = None,
+    dry_run: DryRunOpt = False,
+    parallel: ParallelOpt = DEFAULT_PARALLEL,
+    output: OutputOpt = OutputFormat.table,
+    journal: JournalOpt = None,
+) -> None:
+    """Delete the renewal profile for a CA from each device."""
+    common = Common(inventory, limit, parallel, output, dry_run, 300.0, journal)
+    _, devices = select(common)
+    run = execute(RenewalDelete(_fingerprint(ca_fingerprint)), devices, common)
+    finish(run, common)

@@ -1,0 +1,201 @@
+"""fleet.plans.enroll — on-device SCEP enrollment, across the fleet.
+
+The device makes its own key and enrolls with the SCEP server (``Services Enrollment SCEP
+Request``); certfleet drives it and finishes the job the device does not do by itself:
+
+1. enroll (the new certificate lands on the device unused);
+2. put the SCEP CA on the device's CA list — enrollment does not (reference §1.3);
+3. activate the new certificate for the purposes and verify it is in use;
+4. optionally set the device's renewal profile for that CA;
+5. only then delete what it superseded (as ``install`` does).
+
+If anything after step 1 fails, the new certificate is removed, a CA that was added is removed
+again and the old certificate is re-activated: a failed enrollment leaves the device as it was.
+A wrong CA fingerprint is caught before any device is touched, and reported per device.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cryptography import x509
+
+from fleet.errors import ScepError
+from fleet.inventory import Device
+from fleet.pki.certs import CaCertificate
+from fleet.plans.base import DeviceContext
+from fleet.plans.install import activate_verified, active_leaves
+from fleet.results import Change
+from fleet.secrets import Secret
+from fleet.xapi.commands import CertificateInfo, EnrollmentProfile, ScepRequest
+
+__all__ = ["Enroll", "EnrollState", "ScepTarget", "scep_target"]
+
+
+@dataclass(frozen=True)
+class ScepTarget:
+    """The SCEP server as certfleet found it (GetCACert), checked against the fingerprint."""
+
+    url: str
+    ca: CaCertificate | None
+    #: set when the server's CA does not match the fingerprint the admin gave
+    problem: str | None = None
+
+    @property
+    def device_fingerprint(self) -> str:
+        # The Cisco DevNet macro passes the SHA-1 of the signing CA; DHCP option 43 takes
+        # SHA-1 or SHA-256. SHA-1 is what every firmware with SCEP Request accepts.
+        assert self.ca is not None
+        return self.ca.sha1
+
+
+@dataclass
+class EnrollState:
+    services: list[CertificateInfo]
+    cas: list[CertificateInfo]
+    profiles: list[EnrollmentProfile]
+
+
+@dataclass
+class Enroll:
+    target: ScepTarget
+    purposes: tuple[str, ...]
+    challenge: Callable[[Device], Secret | None]
+    renewal_profile: bool = False
+    renew_before: dt.timedelta = dt.timedelta(days=30)
+    force: bool = False
+    name: str = "enroll"
+
+    def _issued_by_ca(self, cert: CertificateInfo) -> bool:
+        return self.target.ca is not None and cert.issuer == self.target.ca.subject
+
+    async def read(self, ctx: DeviceContext) -> EnrollState:
+        services = await ctx.xapi.services_show()
+        cas = await ctx.xapi.ca_show()
+        profiles = await ctx.xapi.profiles_list()
+        ctx.fact("profiles", [p.to_dict() for p in profiles])
+        ctx.result.fingerprints_before = sorted(set(active_leaves(services, self.purposes)
+                                                    .values()))
+        return EnrollState(services=services, cas=cas, profiles=profiles)
+
+    def _enroll_reason(self, ctx: DeviceContext, state: EnrollState) -> str | None:
+        if self.force:
+            return "forced"
+        active = active_leaves(state.services, self.purposes)
+        by_fp = {c.fingerprint: c for c in state.services}
+        for purpose in self.purposes:
+            fp = active.get(purpose)
+            if fp is None:
+                return f"no certificate in use for {purpose}"
+            cert = by_fp[fp]
+            if not self._issued_by_ca(cert):
+                return f"the {purpose} certificate is not from this SCEP CA ({cert.issuer})"
+            days = cert.days_left(ctx.now)
+            if days is None or days * 86400 < self.renew_before.total_seconds():
+                return f"the {purpose} certificate expires soon"
+        return None
+
+    def diff(self, ctx: DeviceContext, state: EnrollState) -> list[Change]:
+        if self.target.problem:
+            raise ScepError(self.target.problem, device=ctx.device.name)
+        ca = self.target.ca
+        assert ca is not None
+        changes: list[Change] = []
+        reason = self._enroll_reason(ctx, state)
+        if reason:
+            rendered = ctx.device.certificate.render(ctx.device)
+            changes.append(Change("scep.enroll", self.target.url,
+                                  f"{reason} → enroll CN={rendered.common_name}"))
+        if not any(ca.matches(c.fingerprint) for c in state.cas):
+            changes.append(Change("ca.add", ca.sha1, ca.subject))
+        if self.renewal_profile and not any(ca.matches(p.fingerprint) for p in state.profiles):
+            changes.append(Change("profile.set", ca.sha1, self.target.url))
+        return changes
+
+    def _request(self, device: Device) -> ScepRequest:
+        rendered = device.certificate.render(device)
+        subject = dict(rendered.subject)
+        ous = tuple(v for k, v in rendered.subject if k == "OU")
+        return ScepRequest(
+            url=self.target.url,
+            ca_fingerprint=self.target.device_fingerprint,
+            common_name=rendered.common_name,
+            challenge=self.challenge(device),
+            country=subject.get("C", ""),
+            state=subject.get("ST", ""),
+            locality=subject.get("L", ""),
+            organization=subject.get("O", ""),
+            organizational_units=ous,
+            san_dns=rendered.san_dns,
+            san_email=rendered.san_email,
+            san_ip=rendered.san_ip,
+            san_uri=rendered.san_uri,
+        )
+
+    async def apply(self, ctx: DeviceContext, state: EnrollState, changes: list[Change]) -> None:
+        xapi = ctx.xapi
+        ca = self.target.ca
+        assert ca is not None
+        by_action = {c.action: c for c in changes}
+        new_fp: str | None = None
+        added_ca = False
+        try:
+            if "scep.enroll" in by_action:
+                new_fp = await xapi.scep_request(self._request(ctx.device))
+                ctx.step("enrolled", new_fp)
+                by_action["scep.enroll"].applied = True
+            if "ca.add" in by_action:
+                await xapi.ca_add(ca.pem)
+                added_ca = True
+                ctx.step("ca added", ca.sha1)
+                by_action["ca.add"].applied = True
+            if new_fp is not None:
+                notes = await activate_verified(ctx, new_fp, self.purposes, state.services)
+                if notes:
+                    ctx.result.message = "; ".join(notes)
+        except Exception:
+            await self._undo(ctx, new_fp, added_ca, by_action)
+            raise
+        if "profile.set" in by_action:
+            await xapi.profiles_set(ca.sha1, self.target.url, self.challenge(ctx.device))
+            ctx.step("renewal profile set", ca.sha1)
+            by_action["profile.set"].applied = True
+
+    async def _undo(self, ctx: DeviceContext, new_fp: str | None, added_ca: bool,
+                    by_action: dict[str, Change]) -> None:
+        """After a failure: the device as it was (activate_verified re-activated the old one)."""
+        if new_fp is not None:
+            try:
+                remaining = {c.fingerprint for c in await ctx.xapi.services_show()}
+                if new_fp in remaining:
+                    await ctx.xapi.services_delete(new_fp)
+                    ctx.step("removed", new_fp)
+                by_action["scep.enroll"].applied = False
+            except Exception as exc:
+                ctx.step("undo failed", f"delete {new_fp}: {exc}")
+        if added_ca and self.target.ca is not None:
+            try:
+                await ctx.xapi.ca_delete(self.target.ca.sha1)
+                ctx.step("ca removed", self.target.ca.sha1)
+                by_action["ca.add"].applied = False
+            except Exception as exc:
+                ctx.step("undo failed", f"CA delete: {exc}")
+
+
+def scep_target(
+    url: str, given_fingerprint: str, certs: tuple[x509.Certificate, ...]
+) -> ScepTarget:
+    """Match the server's CA certificates against the fingerprint the admin gave."""
+    cas = [CaCertificate.from_cert(c, source=url) for c in certs]
+    for ca in cas:
+        if ca.matches(given_fingerprint):
+            return ScepTarget(url=url, ca=ca)
+    shown = ", ".join(f"{c.subject or '(no subject)'} SHA-256 {c.sha256}" for c in cas)
+    return ScepTarget(
+        url=url,
+        ca=cas[0] if cas else None,
+        problem=(f"CA fingerprint mismatch: the SCEP server at {url} presents {shown}, not "
+                 f"{given_fingerprint}; nothing was changed on the device"),
+    )

@@ -1,0 +1,190 @@
+"""fleet.plans.network — wired 802.1X and Wi-Fi EAP-TLS, without stranding a room.
+
+Validate first, change last: a device with no certificate active for 802.1X, or (when the
+server is to be verified) no CA on its list, is refused unless forced — it would lose the
+network and need a truck roll. Wired 802.1X settings are written with ``Mode`` last, then the
+device's ``IEEE8021X Status`` is read back; if it does not come up, the previous settings are
+restored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fleet.errors import CertificateCheckError, VerifyError
+from fleet.inventory import Device
+from fleet.plans.base import DeviceContext
+from fleet.plans.install import active_leaves
+from fleet.results import Change
+from fleet.xapi.commands import CertificateInfo
+
+__all__ = ["Dot1x", "NetworkState", "Wifi"]
+
+_DOT1X = ("Network", 1, "IEEE8021X")
+
+
+@dataclass
+class NetworkState:
+    services: list[CertificateInfo]
+    cas: list[CertificateInfo]
+    config: dict[str, str] = field(default_factory=dict)
+    status: dict[str, Any] = field(default_factory=dict)
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}{key}/" if isinstance(value, dict)
+                                else f"{prefix}{key}"))
+    elif isinstance(tree, str):
+        out[prefix.rstrip("/")] = tree
+    return out
+
+
+def _guard(ctx: DeviceContext, state: NetworkState, *, need_ca: bool, force: bool) -> None:
+    if force:
+        return
+    if "802.1X" not in active_leaves(state.services, ("802.1X",)):
+        raise CertificateCheckError(
+            "no certificate is active for 802.1X on the device: it would lose the network "
+            "(enroll or push-cert --purpose 802.1X first, or --force)", device=ctx.device.name)
+    if need_ca and not state.cas:
+        raise CertificateCheckError(
+            "the device has no CA on its list to verify the RADIUS server with: it would lose "
+            "the network (push-ca the RADIUS CA first, or --force)", device=ctx.device.name)
+
+
+async def _read(ctx: DeviceContext) -> NetworkState:
+    services = await ctx.xapi.services_show()
+    cas = await ctx.xapi.ca_show()
+    config = await ctx.xapi.read_tree(("Configuration", *_DOT1X))
+    status = await ctx.xapi.read_tree(("Status", *_DOT1X))
+    return NetworkState(services=services, cas=cas, config=_flatten(config or {}),
+                        status=status if isinstance(status, dict) else {})
+
+
+@dataclass
+class Dot1x:
+    identity: Callable[[Device], str]
+    tls_verify: bool = True
+    force: bool = False
+    settle_seconds: float = 10.0
+    name: str = "dot1x"
+
+    def desired(self, device: Device) -> dict[str, str]:
+        return {
+            "Eap/Tls": "On",
+            "UseClientCertificate": "On",
+            "TlsVerify": "On" if self.tls_verify else "Off",
+            "Identity": self.identity(device),
+            "Mode": "On",  # last: the moment the port starts 802.1X
+        }
+
+    async def read(self, ctx: DeviceContext) -> NetworkState:
+        state = await _read(ctx)
+        ctx.fact("ieee8021x", {"status": state.status.get("Status"),
+                               "reason": state.status.get("Reason")})
+        return state
+
+    def diff(self, ctx: DeviceContext, state: NetworkState) -> list[Change]:
+        _guard(ctx, state, need_ca=self.tls_verify, force=self.force)
+        return [
+            Change("config.set", f"Network 1 IEEE8021X {key.replace('/', ' ')}", value)
+            for key, value in self.desired(ctx.device).items()
+            if state.config.get(key) != value
+        ]
+
+    async def apply(self, ctx: DeviceContext, state: NetworkState, changes: list[Change]) -> None:
+        previous = {key: state.config.get(key, "") for key in self.desired(ctx.device)}
+        wanted = self.desired(ctx.device)
+        written: list[str] = []
+        try:
+            for key, value in wanted.items():
+                if state.config.get(key) == value:
+                    continue
+                await ctx.xapi.set_configuration((*_DOT1X, *key.split("/")), value)
+                written.append(key)
+                ctx.step("configured", f"IEEE8021X {key} = {value}")
+            for change in changes:
+                change.applied = True
+            status = await self._settle(ctx)
+            ctx.fact("ieee8021x", status)
+            if status.get("status") not in ("Connected", "Associating"):
+                raise VerifyError(
+                    f"802.1X did not come up: status {status.get('status')!r}"
+                    + (f" ({status['reason']})" if status.get("reason") else "")
+                )
+        except Exception as exc:
+            await self._restore(ctx, previous, written)
+            if isinstance(exc, VerifyError):
+                exc.message += "; previous 802.1X settings restored"
+            for change in changes:
+                change.applied = False
+            raise
+
+    async def _settle(self, ctx: DeviceContext) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settle_seconds
+        while True:
+            status = await ctx.xapi.read_tree(("Status", *_DOT1X)) or {}
+            value = status.get("Status") if isinstance(status, dict) else None
+            if value == "Connected" or loop.time() >= deadline:
+                return {"status": value, "reason": status.get("Reason") if isinstance(
+                    status, dict) else None}
+            await asyncio.sleep(0.5)
+
+    async def _restore(self, ctx: DeviceContext, previous: dict[str, str],
+                       written: Sequence[str]) -> None:
+        # Mode first when restoring: stop 802.1X before putting the rest back
+        for key in sorted(written, key=lambda k: k != "Mode"):
+            try:
+                await ctx.xapi.set_configuration((*_DOT1X, *key.split("/")), previous[key])
+                ctx.step("restored", f"IEEE8021X {key} = {previous[key]}")
+            except Exception as exc:
+                ctx.step("restore failed", f"{key}: {exc}")
+
+
+@dataclass
+class Wifi:
+    ssid: str
+    identity: Callable[[Device], str]
+    allow_missing_ca: bool = False
+    force: bool = False
+    name: str = "wifi"
+    warnings: dict[str, str] = field(default_factory=dict)
+
+    async def read(self, ctx: DeviceContext) -> NetworkState:
+        services = await ctx.xapi.services_show()
+        cas = await ctx.xapi.ca_show()
+        status = await ctx.xapi.read_tree(("Status", "Network", 1, "Wifi"))
+        ctx.fact("wifi", status if isinstance(status, dict) else {})
+        return NetworkState(services=services, cas=cas,
+                            status=status if isinstance(status, dict) else {})
+
+    def diff(self, ctx: DeviceContext, state: NetworkState) -> list[Change]:
+        _guard(ctx, state, need_ca=False, force=self.force)
+        notes = []
+        if self.allow_missing_ca:
+            notes.append("AllowMissingCA True: the Wi-Fi server's certificate is NOT validated")
+        elif not state.cas:
+            notes.append("no CA on the device's list: it cannot validate the RADIUS server "
+                         "(push-ca the RADIUS CA)")
+        if notes:
+            ctx.result.message = "; ".join(notes)
+        if (state.status.get("SSID") == self.ssid and state.status.get("Type") in (
+                "Enterprise-Tls", "Wpa2-eap-tls") and state.status.get("Status") == "Connected"):
+            return []
+        return [Change("wifi.configure", self.ssid,
+                       f"Enterprise-Tls, AllowMissingCA {self.allow_missing_ca}")]
+
+    async def apply(self, ctx: DeviceContext, state: NetworkState, changes: list[Change]) -> None:
+        await ctx.xapi.wifi_configure(ssid=self.ssid, wifi_type="Enterprise-Tls",
+                                      identity=self.identity(ctx.device),
+                                      allow_missing_ca=self.allow_missing_ca)
+        changes[0].applied = True
+        status = await ctx.xapi.read_tree(("Status", "Network", 1, "Wifi"))
+        ctx.fact("wifi", status if isinstance(status, dict) else {})

@@ -1,0 +1,103 @@
+"""fleet.plans.renewal — the device's own SCEP renewal profiles: list, set, delete.
+
+RoomOS renews, once a day, every certificate expiring within 45 days whose issuer matches a
+profile — including ones it did not enroll (reference §1.3). certfleet shows them so that a
+rotation never fights the device (see ``rotate``'s check).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from fleet.plans.base import DeviceContext
+from fleet.results import Change
+from fleet.secrets import Secret
+from fleet.xapi.commands import CertificateInfo, EnrollmentProfile
+
+__all__ = ["DEVICE_RENEWAL_WINDOW", "RenewalDelete", "RenewalList", "RenewalSet",
+           "self_renewing"]
+
+#: RoomOS renews certificates that expire within this, once a day
+DEVICE_RENEWAL_WINDOW = dt.timedelta(days=45)
+
+
+def self_renewing(
+    services: list[CertificateInfo],
+    cas: list[CertificateInfo],
+    profiles: list[EnrollmentProfile],
+) -> dict[str, EnrollmentProfile]:
+    """Certificate fingerprint → the profile under which the device renews it by itself.
+
+    A profile names its CA by fingerprint; the CA's subject comes from the device's CA list
+    (if the CA is not on it, no issuer can be matched and nothing is reported)."""
+    subject_of = {c.fingerprint: c.subject for c in cas}
+    owned: dict[str, EnrollmentProfile] = {}
+    for profile in profiles:
+        subject = subject_of.get(profile.fingerprint)
+        if subject is None:
+            continue
+        for cert in services:
+            if cert.issuer == subject:
+                owned.setdefault(cert.fingerprint, profile)
+    return owned
+
+
+@dataclass
+class RenewalList:
+    name: str = "renewal list"
+
+    async def read(self, ctx: DeviceContext) -> list[EnrollmentProfile]:
+        profiles = await ctx.xapi.profiles_list()
+        ctx.fact("profiles", [p.to_dict() for p in profiles])
+        return profiles
+
+    def diff(self, ctx: DeviceContext, state: list[EnrollmentProfile]) -> list[Change]:
+        return []
+
+    async def apply(self, ctx: DeviceContext, state: list[EnrollmentProfile],
+                    changes: list[Change]) -> None:
+        raise AssertionError("renewal list never changes a device")
+
+
+@dataclass
+class RenewalSet:
+    ca_fingerprint: str
+    url: str
+    challenge: Secret | None = None
+    name: str = "renewal set"
+
+    async def read(self, ctx: DeviceContext) -> list[EnrollmentProfile]:
+        profiles = await ctx.xapi.profiles_list()
+        ctx.fact("profiles", [p.to_dict() for p in profiles])
+        return profiles
+
+    def diff(self, ctx: DeviceContext, state: list[EnrollmentProfile]) -> list[Change]:
+        same = [p for p in state if p.fingerprint == self.ca_fingerprint and p.url == self.url]
+        if same and self.challenge is None:
+            return []
+        return [Change("profile.set", self.ca_fingerprint, self.url)]
+
+    async def apply(self, ctx: DeviceContext, state: list[EnrollmentProfile],
+                    changes: list[Change]) -> None:
+        await ctx.xapi.profiles_set(self.ca_fingerprint, self.url, self.challenge)
+        changes[0].applied = True
+
+
+@dataclass
+class RenewalDelete:
+    ca_fingerprint: str
+    name: str = "renewal delete"
+
+    async def read(self, ctx: DeviceContext) -> list[EnrollmentProfile]:
+        return await ctx.xapi.profiles_list()
+
+    def diff(self, ctx: DeviceContext, state: list[EnrollmentProfile]) -> list[Change]:
+        if any(p.fingerprint == self.ca_fingerprint for p in state):
+            return [Change("profile.delete", self.ca_fingerprint, "")]
+        return []
+
+    async def apply(self, ctx: DeviceContext, state: list[EnrollmentProfile],
+                    changes: list[Change]) -> None:
+        await ctx.xapi.profiles_delete(self.ca_fingerprint)
+        changes[0].applied = True

@@ -155,15 +155,17 @@ class KeyFactory:
         """A new private key of ``kind``, made in a worker process."""
         _check_kind(kind)
         loop = asyncio.get_running_loop()
+        pool = self._executor()
         try:
-            pid, der = await loop.run_in_executor(self._executor(), _generate_der, kind)
+            pid, der = await loop.run_in_executor(pool, _generate_der, kind)
         except BrokenProcessPool:
             # a worker died (killed, out of memory): start a fresh pool and try once more
-            self._discard_pool()
+            self._discard_pool(pool)
+            pool = self._executor()
             try:
-                pid, der = await loop.run_in_executor(self._executor(), _generate_der, kind)
+                pid, der = await loop.run_in_executor(pool, _generate_der, kind)
             except BrokenProcessPool as exc:
-                self._discard_pool()
+                self._discard_pool(pool)
                 raise RuntimeError(
                     "the key worker processes keep dying; a script that uses KeyFactory must "
                     "start its work under `if __name__ == '__main__':`"
@@ -178,10 +180,11 @@ class KeyFactory:
             raise RuntimeError(f"a key worker returned a {type(key).__name__}")  # pragma: no cover
         return key
 
-    def _discard_pool(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+    def _discard_pool(self, broken: ProcessPoolExecutor) -> None:
+        """Drop ``broken`` (once, however many generations saw it break)."""
+        if self._pool is broken:
+            self._pool = None
+        broken.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         """Stop the workers (pending generations are cancelled). Safe to call twice."""

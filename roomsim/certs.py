@@ -320,16 +320,16 @@ def normalize_fingerprint(value: str) -> str:
 
 
 def openssl_oneline(name: x509.Name) -> str:
-    """`/C=US/O=Let's Encrypt/CN=R3`: OpenSSL's one-line form, RDNs in certificate order."""
+    """`/C=US/O=Let's Encrypt/CN=R3`: OpenSSL's one-line form (`X509_NAME_oneline`), entries
+    in certificate order. Like OpenSSL, every entry gets its own "/", also the values of a
+    multi-valued RDN (Go CAs such as scepserver put all OUs in one RDN)."""
     parts = []
     for rdn in name.rdns:
-        values = []
         for attr in rdn:
             label = _NAME_SHORT.get(attr.oid, attr.oid.dotted_string)
             value = attr.value if isinstance(attr.value, str) else attr.value.hex()
-            values.append(f"{label}={value}")
-        parts.append("+".join(values))
-    return "".join(f"/{part}" for part in parts)
+            parts.append(f"/{label}={value}")
+    return "".join(parts)
 
 
 def device_date(value: dt.datetime) -> str:

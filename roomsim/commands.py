@@ -3,12 +3,15 @@ parameter validation against each command's value space, and the reply shapes
 (`<XResult status="OK|Error|ParameterError">`, `<Result status="Error">` for an unknown
 command, `<ActionError>` when the document holds no action).
 
-New commands are added with `registry.register(...)`; see `cert_commands.py`."""
+New commands are added with `registry.register(...)`; see `cert_commands.py`. A handler may
+be a coroutine function (`enrollment_commands.py`: SCEP talks to a real server); documents
+holding one run with `execute`, which the web server uses."""
 
 from __future__ import annotations
 
+import inspect
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -76,7 +79,8 @@ class CommandContext:
     boot_action: str | None = None
 
 
-Handler = Callable[[CommandContext, Args], Iterable[ET.Element] | None]
+HandlerResult = Iterable[ET.Element] | None
+Handler = Callable[[CommandContext, Args], HandlerResult | Awaitable[HandlerResult]]
 
 
 @dataclass(frozen=True)
@@ -159,10 +163,12 @@ class CommandRegistry:
 
 def default_registry() -> CommandRegistry:
     """A registry with every command roomsim implements."""
-    from roomsim import cert_commands, system_commands
+    from roomsim import cert_commands, enrollment_commands, network_commands, system_commands
 
     registry = CommandRegistry()
     cert_commands.register(registry)
+    enrollment_commands.register(registry)
+    network_commands.register(registry)
     system_commands.register(registry)
     return registry
 
@@ -195,41 +201,95 @@ def _find_commands(registry: CommandRegistry, root: ET.Element) -> list[_Found]:
     return found
 
 
+def _plan(registry: CommandRegistry, root: ET.Element) -> list[_Found] | None:
+    """The commands of a document; None when it holds no action (ActionError)."""
+    found = _find_commands(registry, root)
+    if not found or all(f.spec is None and not f.marked for f in found):
+        return None
+    return found
+
+
+def _unknown(item: _Found) -> ET.Element:
+    result = ET.Element("Result", status="Error")
+    ET.SubElement(result, "Reason").text = "Unknown command"
+    ET.SubElement(result, "XPath").text = "/" + "/".join(item.path)
+    return result
+
+
 def run_commands(
     registry: CommandRegistry, context: CommandContext, root: ET.Element
 ) -> ET.Element:
-    """Execute a `<Command>` document; returns the reply root.
+    """Execute a `<Command>` document whose handlers are all synchronous; returns the
+    reply root (`execute` also runs coroutine handlers).
 
     An unknown path marked `command="True"` (or mixed with real commands) answers
     `Unknown command`; a document with only unmarked unknown paths answers ActionError,
     as a device does for `<Command><NonExistent><Fake><Path/>...`."""
-    found = _find_commands(registry, root)
-    if not found or all(f.spec is None and not f.marked for f in found):
+    found = _plan(registry, root)
+    if found is None:
         return action_error(NO_ACTION)
     reply = ET.Element("Command")
     for item in found:
         if item.spec is None:
-            result = ET.SubElement(reply, "Result", status="Error")
-            ET.SubElement(result, "Reason").text = "Unknown command"
-            ET.SubElement(result, "XPath").text = "/" + "/".join(item.path)
+            reply.append(_unknown(item))
             continue
-        reply.append(_run_one(item.spec, context, item.element))
+        result, pending = _start(item.spec, context, item.element)
+        if pending is not None:
+            if inspect.iscoroutine(pending):
+                pending.close()
+            raise TypeError(f"{'/'.join(item.path)} has a coroutine handler: use execute()")
+        reply.append(result)
     return reply
 
 
-def _run_one(spec: CommandSpec, context: CommandContext, element: ET.Element) -> ET.Element:
+async def execute(
+    registry: CommandRegistry, context: CommandContext, root: ET.Element
+) -> ET.Element:
+    """`run_commands` for any handler: the commands of one document run in order, each
+    coroutine handler awaited before the next command starts."""
+    found = _plan(registry, root)
+    if found is None:
+        return action_error(NO_ACTION)
+    reply = ET.Element("Command")
+    for item in found:
+        if item.spec is None:
+            reply.append(_unknown(item))
+            continue
+        result, pending = _start(item.spec, context, item.element)
+        if pending is not None:
+            try:
+                children = await pending
+            except (ParameterError, DeviceError) as exc:
+                _failed(result, exc)
+            else:
+                _succeeded(result, children)
+        reply.append(result)
+    return reply
+
+
+def _start(
+    spec: CommandSpec, context: CommandContext, element: ET.Element
+) -> tuple[ET.Element, Awaitable[HandlerResult] | None]:
+    """Validate and call the handler. A synchronous handler's result element is complete;
+    for a coroutine handler the awaitable is returned and the caller completes it."""
     result = ET.Element(spec.result_tag)
     try:
         args = spec.parse_args(element)
-        children = spec.handler(context, args)
-    except ParameterError as exc:
-        result.set("status", "ParameterError")
-        ET.SubElement(result, "Reason").text = str(exc)
-        return result
-    except DeviceError as exc:
-        result.set("status", "Error")
-        ET.SubElement(result, "Reason").text = str(exc)
-        return result
+        outcome = spec.handler(context, args)
+    except (ParameterError, DeviceError) as exc:
+        _failed(result, exc)
+        return result, None
+    if inspect.isawaitable(outcome):
+        return result, outcome
+    _succeeded(result, outcome)
+    return result, None
+
+
+def _failed(result: ET.Element, exc: ParameterError | DeviceError) -> None:
+    result.set("status", "ParameterError" if isinstance(exc, ParameterError) else "Error")
+    ET.SubElement(result, "Reason").text = str(exc)
+
+
+def _succeeded(result: ET.Element, children: HandlerResult) -> None:
     result.set("status", "OK")
     result.extend(children or ())
-    return result

@@ -1,8 +1,10 @@
-"""One simulated device: identity, certificate stores, configuration, faults, and the
-TLS identity its HTTPS server presents. Persisted to `devices/<name>/state.json`."""
+"""One simulated device: identity, certificate stores, configuration, SCEP renewal profiles,
+Wi-Fi profiles, faults, and the TLS identity its HTTPS server presents. Persisted to
+`devices/<name>/state.json`."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -11,14 +13,16 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
-from roomsim import configuration, status
+from roomsim import configuration, enrollment, status
 from roomsim.certs import (
     CertInfo,
     issue_server_cert,
     serial_number_for,
     temporary_default_cert,
 )
+from roomsim.enrollment import EnrollmentProfile, RenewalResult, profile_from_state
 from roomsim.faults import Faults
+from roomsim.network import WifiProfile
 from roomsim.state import StateDir
 from roomsim.store import CertStore, ServiceCert
 from roomsim.tls import DeviceTLS
@@ -42,6 +46,7 @@ PRODUCTS: tuple[Product, ...] = (
 GROUPS: tuple[str, ...] = ("oslo", "bergen", "trondheim")
 SOFTWARE_VERSION = "ce11.24.1.5.1234abcd"
 LOOPBACK = "127.0.0.1"
+SCEP_TIMEOUT = 30.0
 
 
 class SimDevice:
@@ -56,8 +61,10 @@ class SimDevice:
         state: StateDir,
         store: CertStore,
         config: dict[str, str],
-        profiles: list[dict[str, Any]],
+        profiles: list[EnrollmentProfile],
+        wifi: list[WifiProfile] | None = None,
         port: int = 0,
+        scep_timeout: float = SCEP_TIMEOUT,
     ) -> None:
         self.name = name
         self.index = index
@@ -70,7 +77,9 @@ class SimDevice:
         self.password = password
         self.store = store
         self.config = config
-        self.profiles = profiles
+        self.profiles = profiles  # SCEP renewal profiles
+        self.wifi: list[WifiProfile] = wifi if wifi is not None else []
+        self.scep_timeout = scep_timeout  # seconds per HTTP request to a SCEP server
         self.faults = Faults()
         self.failed_logins = 0  # Basic logins refused since the fleet started (wrong or locked)
         self.booted_at = time.monotonic()
@@ -89,6 +98,7 @@ class SimDevice:
         password: str,
         ca_cert: x509.Certificate,
         ca_key: CertificateIssuerPrivateKeyTypes,
+        scep_timeout: float = SCEP_TIMEOUT,
     ) -> SimDevice:
         """Load the device from the state folder, or create it (and save it) on first start."""
         data = state.load_device(name)
@@ -102,8 +112,10 @@ class SimDevice:
                 state=state,
                 store=CertStore.from_state(data),
                 config=config,
-                profiles=list(data.get("profiles", [])),
+                profiles=[profile_from_state(p) for p in data.get("profiles", [])],
+                wifi=[WifiProfile.from_state(w) for w in data.get("wifi", [])],
                 port=int(data.get("port", 0)),
+                scep_timeout=scep_timeout,
             )
         server_cert, server_key = issue_server_cert(ca_cert, ca_key, name)
         https = ServiceCert(CertInfo.of(server_cert), [], server_key, ["HTTPS"])
@@ -116,6 +128,7 @@ class SimDevice:
             store=store,
             config=configuration.defaults(),
             profiles=[],
+            scep_timeout=scep_timeout,
         )
         device.add_temporary_default()
         device.save()
@@ -126,7 +139,8 @@ class SimDevice:
             "name": self.name,
             "port": self.port,
             "config": dict(self.config),
-            "profiles": list(self.profiles),
+            "profiles": [dict(p) for p in self.profiles],
+            "wifi": [w.to_state() for w in self.wifi],
             **self.store.to_state(),
         }
 
@@ -169,6 +183,12 @@ class SimDevice:
         """Persist and make the next TLS handshake use the current HTTPS certificate."""
         self.tls.invalidate()
         self.save()
+
+    async def run_renewal_check(self, now: dt.datetime | None = None) -> list[RenewalResult]:
+        """What a real device does once a day: renew, by SCEP with a new key, every
+        certificate expiring within 45 days of `now` whose issuer is a renewal profile's
+        CA. The renewed certificate keeps the purposes of the old one, which is removed."""
+        return await enrollment.run_renewal_check(self, now)
 
     # ------------------------------------------------------------------ xAPI documents
 

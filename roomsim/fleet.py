@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import datetime as dt
+import logging
 import re
 import threading
 from collections.abc import Awaitable, Coroutine, Generator
@@ -13,13 +16,15 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from roomsim.commands import default_registry
-from roomsim.device import SimDevice
+from roomsim.device import SCEP_TIMEOUT, SimDevice
+from roomsim.enrollment import RenewalResult
 from roomsim.faults import ALL_DEVICES, load_faults_file
 from roomsim.inventory import write_inventory
 from roomsim.server import DeviceServer, ServerSettings
 from roomsim.state import StateDir
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 _NAME_PREFIX = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
 
 
@@ -34,7 +39,11 @@ class SimFleet:
     """Simulated devices `{name_prefix}-001` … on 127.0.0.1, one port each.
 
     Rates and queues are per device and per auth class (Basic / session cookie); the
-    defaults are a real device's. `request_delay` is added to every reply."""
+    defaults are a real device's. `request_delay` is added to every reply.
+
+    SCEP: `scep_timeout` bounds each HTTP request a device makes to a SCEP server;
+    `renewal_interval` (seconds) runs every device's renewal check that often (a real
+    device: once a day); None, the default, leaves it to `run_renewal`."""
 
     def __init__(
         self,
@@ -49,11 +58,15 @@ class SimFleet:
         lockout_seconds: float = 300.0,
         reboot_seconds: float = 5.0,
         request_delay: float = 0.0,
+        scep_timeout: float = SCEP_TIMEOUT,
+        renewal_interval: float | None = None,
     ) -> None:
         if devices < 1:
             raise ValueError("a fleet needs at least one device")
         if not _NAME_PREFIX.match(name_prefix):
             raise ValueError(f"name_prefix {name_prefix!r}: use lowercase letters, digits and -")
+        if renewal_interval is not None and renewal_interval <= 0:
+            raise ValueError("renewal_interval must be > 0 seconds (or None: off)")
         self.state = StateDir(Path(state_dir))
         self.count = devices
         self.name_prefix = name_prefix
@@ -66,10 +79,13 @@ class SimFleet:
             reboot_seconds=reboot_seconds,
             request_delay=request_delay,
         )
+        self.scep_timeout = scep_timeout
+        self.renewal_interval = renewal_interval
         self.devices: dict[str, SimDevice] = {}
         self.servers: dict[str, DeviceServer] = {}
         self.password = ""
         self._started = False
+        self._renewal_task: asyncio.Task[None] | None = None
 
     @property
     def state_dir(self) -> Path:
@@ -98,15 +114,30 @@ class SimFleet:
             if name in self.devices:
                 continue
             device = SimDevice.open(
-                self.state, name, index, password=self.password, ca_cert=ca_cert, ca_key=ca_key
+                self.state,
+                name,
+                index,
+                password=self.password,
+                ca_cert=ca_cert,
+                ca_key=ca_key,
+                scep_timeout=self.scep_timeout,
             )
             self.devices[name] = device
             self.servers[name] = DeviceServer(device, self.settings, registry)
         await asyncio.gather(*(server.start() for server in self.servers.values()))
         self._started = True
+        if self.renewal_interval is not None:
+            self._renewal_task = asyncio.get_running_loop().create_task(
+                self._renew_periodically(self.renewal_interval)
+            )
 
     async def stop(self) -> None:
         """Close every listener and write every device's state."""
+        if self._renewal_task is not None:
+            self._renewal_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewal_task
+            self._renewal_task = None
         await asyncio.gather(*(server.stop() for server in self.servers.values()))
         for device in self.devices.values():
             device.save()
@@ -168,6 +199,29 @@ class SimFleet:
     async def reboot(self, name: str, action: str = "Restart") -> None:
         """Reboot a device as `SystemUnit Boot` does; returns when it is back up."""
         await self.servers[name].boot(action)
+
+    # ------------------------------------------------------------------ SCEP renewal
+
+    async def run_renewal(
+        self, name: str | None = None, now: dt.datetime | None = None
+    ) -> dict[str, list[RenewalResult]]:
+        """Run the renewal check of device `name` ("*" or None = every device, at once);
+        what each device renewed or failed to. Enrollments against one SCEP server are
+        serialised by the SCEP client."""
+        targets = self._targets(name)
+        results = await asyncio.gather(*(self.devices[t].run_renewal_check(now) for t in targets))
+        return dict(zip(targets, results, strict=True))
+
+    async def _renew_periodically(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                for name, results in (await self.run_renewal()).items():
+                    for result in results:
+                        if result.error is not None:
+                            log.warning("%s: renewal: %s", name, result.error)
+            except Exception:  # keep the timer alive; the next round tries again
+                log.exception("renewal check failed")
 
 
 class SimFleetThread:
@@ -264,3 +318,8 @@ class SimFleetThread:
 
     def reboot(self, name: str, action: str = "Restart") -> None:
         self.run(self.fleet.reboot(name, action), timeout=None)
+
+    def run_renewal(
+        self, name: str | None = None, now: dt.datetime | None = None
+    ) -> dict[str, list[RenewalResult]]:
+        return self.run(self.fleet.run_renewal(name, now), timeout=None)

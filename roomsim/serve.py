@@ -25,13 +25,14 @@ async def serve(
     faults_file: Path | None = None,
     request_delay: float = 0.0,
     *,
+    renewal_interval: float | None = None,
     ready: Callable[[SimFleet, Path], None] | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
     """Start the fleet, apply faults, write the inventory, call `ready(fleet, inventory)`,
     then serve until `stop` is set or SIGINT/SIGTERM arrives; always stops cleanly."""
     faults = load_faults_file(faults_file) if faults_file is not None else None
-    fleet = SimFleet(state, devices, request_delay=request_delay)
+    fleet = SimFleet(state, devices, request_delay=request_delay, renewal_interval=renewal_interval)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     handled: list[signal.Signals] = []
@@ -67,6 +68,7 @@ def run_serve(
     inventory_out: Path | None = None,
     faults_file: Path | None = None,
     request_delay: float = 0.0,
+    renewal_interval: float | None = None,
 ) -> int:
     """Blocking entry point for `python -m roomsim serve` and `certfleet sim serve`.
     Returns the exit code: 0 after a clean stop, 2 on bad input, 1 on an OS error."""
@@ -81,7 +83,17 @@ def run_serve(
 
     _raise_open_files_limit()
     try:
-        asyncio.run(serve(devices, state, inventory_out, faults_file, request_delay, ready=ready))
+        asyncio.run(
+            serve(
+                devices,
+                state,
+                inventory_out,
+                faults_file,
+                request_delay,
+                renewal_interval=renewal_interval,
+                ready=ready,
+            )
+        )
     except (FaultError, ValueError, KeyError) as exc:
         print(f"roomsim: {exc}", file=sys.stderr)
         return 2
@@ -104,5 +116,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve_cmd.add_argument(
         "--request-delay", type=float, default=0.0, help="seconds added to every reply (0)"
     )
+    serve_cmd.add_argument(
+        "--renewal-interval",
+        type=float,
+        metavar="SECONDS",
+        help="run every device's SCEP renewal check this often (default: never)",
+    )
     args = parser.parse_args(argv)
-    return run_serve(args.devices, args.state, args.inventory_out, args.faults, args.request_delay)
+    return run_serve(
+        args.devices,
+        args.state,
+        args.inventory_out,
+        args.faults,
+        args.request_delay,
+        args.renewal_interval,
+    )

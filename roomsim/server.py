@@ -15,7 +15,7 @@ from http import HTTPStatus
 
 from aiohttp import BasicAuth, hdrs, web
 
-from roomsim.commands import CommandContext, CommandRegistry, run_commands
+from roomsim.commands import CommandContext, CommandRegistry, execute
 from roomsim.configuration import apply_document
 from roomsim.device import SimDevice
 from roomsim.limits import LoginGuard, QueueFull, RateLimiter, SessionLimitError, SessionTable
@@ -271,7 +271,7 @@ class DeviceServer:
             return self._reply(action_error(str(exc)))
         context = CommandContext(self.device)
         if document.tag == "Command":
-            reply = run_commands(self.registry, context, document)
+            reply = await execute(self.registry, context, document)
         elif document.tag == "Configuration":
             reply, changed = apply_document(self.device.config, document)
             if changed:

@@ -6,6 +6,7 @@ import hashlib
 import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING
 
+from roomsim.network import active_wifi_profile, ieee8021x_status, wifi_status
 from roomsim.xml_wire import Segment, ensure_path, sort_tree
 
 if TYPE_CHECKING:
@@ -19,13 +20,6 @@ def _mac(serial: str) -> str:
     return ":".join(f"{b:02x}" for b in (b"\x00\x42" + digest[:4]))
 
 
-def ieee8021x_status(device: SimDevice) -> str:
-    """Off while wired 802.1X is off; Connected once a certificate is active for 802.1X."""
-    if device.config.get("Network[1]/IEEE8021X/Mode") != "On":
-        return "Off"
-    return "Connected" if device.store.active_for("802.1X") is not None else "AuthFailed"
-
-
 def status_tree(device: SimDevice, root: ET.Element) -> ET.Element:
     """Fill `root` (a `<Status product=...>` element) with the device's status."""
     values: list[tuple[list[Segment], str]] = []
@@ -36,9 +30,15 @@ def status_tree(device: SimDevice, root: ET.Element) -> ET.Element:
 
     put("Ethernet/MacAddress", _mac(device.serial), _NETWORK)
     put("Ethernet/Speed", "1000full", _NETWORK)
-    put("IEEE8021X/Status", ieee8021x_status(device), _NETWORK)
+    wired = ieee8021x_status(device)
+    put("IEEE8021X/Reason", wired.reason, _NETWORK)
+    put("IEEE8021X/Status", wired.status, _NETWORK)
     put("IPv4/Address", device.host, _NETWORK)
-    put("Wifi/Status", "Disconnected", _NETWORK)
+    wifi, profile = wifi_status(device), active_wifi_profile(device)
+    put("Wifi/Reason", wifi.reason, _NETWORK)
+    put("Wifi/SSID", profile.ssid if profile else "", _NETWORK)
+    put("Wifi/Status", wifi.status, _NETWORK)
+    put("Wifi/Type", profile.wifi_type if profile else "", _NETWORK)
 
     unit = "SystemUnit/"
     product = device.product

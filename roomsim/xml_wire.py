@@ -8,8 +8,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import defusedxml  # type: ignore[import-untyped]
-import defusedxml.ElementTree as SafeET  # type: ignore[import-untyped]
+import defusedxml
+import defusedxml.ElementTree as SafeET
 
 XML_CONTENT_TYPE = "text/xml; charset=UTF-8"
 NO_ACTION = "No action detected in document"

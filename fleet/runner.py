@@ -119,25 +119,34 @@ class Connector:
         self._local = LocalClients(
             max_connections=max(options.parallel, 10), timeouts=options.timeouts
         )
+        self._shared: dict[str, Any] = {}  # per-transport shared state (e.g. cloud pacers)
+
+    def _secret(self, device: Device, ref: SecretRef | None, what: str) -> Secret:
+        if ref is None:
+            raise InputError(f"{device.name}: no {what} configured for transport "
+                             f"{device.transport!r}")
+        return self._secrets[ref]
 
     def transport(self, device: Device, recorder: Callable[[Exchange], None]) -> XapiTransport:
         if device.transport == "local":
-            if device.password is None:
-                raise InputError(f"{device.name}: no password configured for the local xAPI")
             return LocalTransport(
                 device,
                 self._local.client_for(device.verify),
-                self._secrets[device.password],
+                self._secret(device, device.password, "password"),
                 retry=self._options.retry,
                 recorder=recorder,
             )
         raise InputError(
             f"{device.name}: transport {device.transport!r} is not available in this version "
-            "of certfleet (only 'local')"
+            "of certfleet"
         )
 
     async def aclose(self) -> None:
         await self._local.aclose()
+        for shared in self._shared.values():
+            closer = getattr(shared, "aclose", None)
+            if closer is not None:
+                await closer()
 
 
 async def _run_device(

@@ -61,6 +61,7 @@ __all__ = [
     "RetryPolicy",
     "Timeouts",
     "fetch_peer_certificate",
+    "ssl_context_for",
 ]
 
 _USER_AGENT = "certfleet/0.1"
@@ -154,7 +155,8 @@ class _PinningBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-def _ssl_context(verify: Verify) -> ssl.SSLContext:
+def ssl_context_for(verify: Verify) -> ssl.SSLContext:
+    """The TLS context for a device's ``verify:`` setting (pins are checked separately)."""
     if verify.mode == "ca":
         ctx = ssl.create_default_context(cafile=str(verify.ca_path))
     elif verify.mode == "system":
@@ -173,7 +175,7 @@ async def fetch_peer_certificate(device: Device, *, timeout: float = 10.0) -> by
     really served (a keep-alive connection would still show the old one)."""
     if not device.host:
         raise UnreachableError(f"{device.name} has no host", device=device.name)
-    ctx = _ssl_context(device.verify)
+    ctx = ssl_context_for(device.verify)
     where = f"{device.host}:{device.port}"
     try:
         async with asyncio.timeout(timeout):
@@ -222,7 +224,7 @@ class LocalClients:
         key = str(verify)
         client = self._clients.get(key)
         if client is None:
-            ctx = _ssl_context(verify)
+            ctx = ssl_context_for(verify)
             limits = httpx.Limits(
                 max_connections=self._max,
                 max_keepalive_connections=self._max,

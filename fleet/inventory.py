@@ -49,6 +49,7 @@ except ImportError:  # pragma: no cover - PyYAML built without libyaml
     from yaml import SafeLoader as _YamlLoader  # type: ignore[assignment]
 
 __all__ = [
+    "DEFAULT_API_URL",
     "KEY_TYPES",
     "PLACEHOLDERS",
     "SUBJECT_KEYS",
@@ -77,6 +78,7 @@ VerifyMode = Literal["ca", "pin", "system", "insecure"]
 _VERIFY_MODES: Final = ("ca", "pin", "system", "insecure")
 
 _TOP_KEYS: Final = ("defaults", "groups", "devices")
+DEFAULT_API_URL: Final = "https://webexapis.com"
 _COMMON_KEYS: Final = (
     "transport",
     "username",
@@ -87,6 +89,8 @@ _COMMON_KEYS: Final = (
     "tags",
     "timezone",
     "port",
+    "api_url",
+    "api_verify",
 )
 _DEVICE_ONLY_KEYS: Final = ("host", "device_id", "groups")
 _DEVICE_KEYS: Final = _COMMON_KEYS + _DEVICE_ONLY_KEYS
@@ -336,6 +340,9 @@ class Device:
     timezone: str | None = None
     certificate: CertificateTemplate = field(default_factory=CertificateTemplate)
     source: str = ""  # "path/to/file.yaml:LINE" where the device is defined
+    #: the Webex cloud API (transport: cloud): base URL and how its TLS is verified
+    api_url: str = DEFAULT_API_URL
+    api_verify: Verify = Verify("system")
 
     @property
     def address(self) -> str | None:
@@ -756,6 +763,8 @@ _SCALARS: Final = (
     "port",
     "host",
     "device_id",
+    "api_url",
+    "api_verify",
 )
 
 
@@ -773,6 +782,8 @@ class _Layer:
     port: int | None = None
     host: str | None = None
     device_id: str | None = None
+    api_url: str | None = None
+    api_verify: Verify | None = None
     tags: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
     certificate: _CertLayer | None = None
@@ -859,6 +870,8 @@ class _Loader:
             "host": self._set_host,
             "device_id": self._set_device_id,
             "groups": self._set_groups,
+            "api_url": self._set_api_url,
+            "api_verify": self._set_api_verify,
         }
 
     # -- reporting
@@ -1098,6 +1111,8 @@ class _Loader:
             timezone=merged.timezone,
             certificate=template,
             source=f"{self.display}:{line}",
+            api_url=merged.api_url or DEFAULT_API_URL,
+            api_verify=merged.api_verify or Verify("system"),
         )
 
     def _base(self, groups: tuple[str, ...]) -> tuple[_Layer, CertificateTemplate | str]:
@@ -1300,6 +1315,26 @@ class _Loader:
         if verify is None:
             layer.invalid.add("verify")
         layer.verify = verify
+
+    def _set_api_url(self, layer: _Layer, node: Node, path: str) -> None:
+        value = self._nonempty(node, path)
+        if value is not None and not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", value):
+            self.problem(_line(node), path,
+                         f"api_url {value!r} must be an http(s) URL such as https://webexapis.com")
+            value = None
+        if value is None:
+            layer.invalid.add("api_url")
+        layer.api_url = value.rstrip("/") if value else None
+
+    def _set_api_verify(self, layer: _Layer, node: Node, path: str) -> None:
+        # the same forms as verify:, for the cloud API's TLS
+        saved = layer.verify, set(layer.invalid)
+        self._set_verify(layer, node, path)
+        api_verify, layer.verify = layer.verify, saved[0]
+        if "verify" in layer.invalid and "verify" not in saved[1]:
+            layer.invalid.discard("verify")
+            layer.invalid.add("api_verify")
+        layer.api_verify = api_verify
 
     def _set_tags(self, layer: _Layer, node: Node, path: str) -> None:
         items = self._text_list(node, path)

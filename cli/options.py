@@ -59,6 +59,25 @@ JournalOpt = Annotated[
         show_default=False,
     ),
 ]
+WaveOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--wave",
+        help="Roll out in waves: sizes or percentages, e.g. 1,10%,50% (the rest is the last wave).",
+        show_default=False,
+    ),
+]
+MaxFailOpt = Annotated[
+    str | None,
+    typer.Option("--max-fail", help="Stop starting devices once more than N (or P%) failed.",
+                 show_default=False),
+]
+MaxUnreachableOpt = Annotated[
+    str | None,
+    typer.Option("--max-unreachable",
+                 help="Stop once more than N (or P%) were unreachable (counted apart).",
+                 show_default=False),
+]
 TimeoutOpt = Annotated[
     float,
     typer.Option("--device-timeout", min=1.0, help="Seconds one device may take in all."),
@@ -76,3 +95,6 @@ class Common:
     dry_run: bool = False
     device_timeout: float = 300.0
     journal: Path | None = None
+    wave: list[str] | None = None
+    max_fail: str | None = None
+    max_unreachable: str | None = None

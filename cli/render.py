@@ -171,6 +171,8 @@ def summary(run: RunResult) -> None:
         line.append("  (dry run: nothing was written)", style="dim")
     line.append(f"  run {run.run_id}", style="dim")
     stdout().print(line)
+    for text in run.notes:
+        stdout().print(Text(redact(text), style="yellow"), soft_wrap=True)
 
 
 def run_json(run: RunResult) -> None:

@@ -4,9 +4,11 @@ run with progress, render, and turn the outcome into the documented exit code.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import shlex
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -21,7 +23,7 @@ from fleet.inventory import Device, Inventory, load_inventory
 from fleet.journal import Journal
 from fleet.plans.base import Plan
 from fleet.results import EXIT_INPUT, EXIT_INTERRUPTED, RunResult
-from fleet.runner import RunOptions, resolve_secrets, run_plan
+from fleet.runner import Budget, RunOptions, StopSignal, plan_waves, resolve_secrets, run_plan
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -122,12 +124,33 @@ def execute(
     options = RunOptions(
         parallel=common.parallel, device_timeout=common.device_timeout, dry_run=common.dry_run
     )
+    budget = Budget(Budget.parse(common.max_fail, "--max-fail"),
+                    Budget.parse(common.max_unreachable, "--max-unreachable"))
+    waves = [w for item in common.wave or () for w in item.split(",") if w.strip()]
+    plan_waves(len(devices), waves)  # a bad --wave is an input error before anything runs
     secrets = resolve_secrets(devices)  # before anything is touched: exit 2 if one is missing
     label = f"{plan.name}{' (dry run)' if common.dry_run else ''}"
     args = {"limit": common.limit, **(journal_args or {})}
     inventory = str(inventory_path(common.inventory).resolve())
 
+    stop = StopSignal()
+
     async def main(on_event: Any) -> RunResult:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+
+        def on_signal(name: str) -> None:
+            if stop:  # the second signal: stop now
+                assert task is not None
+                task.cancel()
+                return
+            stop.set(f"interrupted by {name}")
+            render.warning(f"{name}: finishing the devices in flight, starting no new ones "
+                           "(again to stop at once)")
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signum, on_signal, signal.Signals(signum).name)
         if before is not None:
             await before()
         try:
@@ -142,13 +165,23 @@ def execute(
                 journal_args=args,
                 inventory=inventory,
                 resumed_from=resumed_from,
+                waves=waves,
+                budget=budget,
+                stop=stop,
             )
         finally:
             if after is not None:
                 await after()
 
-    with open_journal(common) as journal, render.progress(len(devices), label) as on_event:
-        return asyncio.run(main(on_event))
+    changes_devices = not common.dry_run and not getattr(plan, "read_only", False)
+    with open_journal(common) as journal:
+        lock = journal.lock(command or command_line()) if changes_devices \
+            else contextlib.nullcontext()
+        with lock, render.progress(len(devices), label) as on_event:
+            try:
+                return asyncio.run(main(on_event))
+            except asyncio.CancelledError:
+                raise KeyboardInterrupt from None
 
 
 def finish(run: RunResult, common: Common, *, table: Callable[[RunResult], None] | None = None,

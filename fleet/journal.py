@@ -186,6 +186,36 @@ class Journal:
             raise
         self._db.execute("COMMIT")
 
+    # -- the run lock ----------------------------------------------------------------
+
+    @contextmanager
+    def lock(self, command: str) -> Iterator[None]:
+        """Held by every run that changes devices: two such runs from one journal would
+        change the same devices at once. The lock dies with its process (flock), so a
+        killed run never leaves it stale."""
+        import fcntl
+
+        path = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+                raise InputError(
+                    f"another certfleet run is changing devices from the journal {self.path}"
+                    f" ({holder or 'unknown'}); wait for it, or use another --journal"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()}: {command}".encode(), 0)
+            try:
+                yield
+            finally:
+                os.ftruncate(fd, 0)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
     # -- runs ------------------------------------------------------------------------
 
     def start_run(

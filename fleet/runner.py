@@ -42,12 +42,15 @@ from fleet.xapi.local import (
 from fleet.xapi.transport import Exchange, XapiTransport
 
 __all__ = [
+    "Budget",
     "Connector",
     "DeviceFinished",
     "DeviceStarted",
     "Event",
     "RunOptions",
+    "StopSignal",
     "new_run_id",
+    "plan_waves",
     "resolve_secrets",
     "run_plan",
 ]
@@ -199,6 +202,92 @@ async def _run_device(
     return result
 
 
+@dataclass(frozen=True)
+class Budget:
+    """How many devices may fail before the run stops starting new ones.
+
+    ``failed`` and ``unreachable`` are counted apart: a device that could not be reached is
+    not a device that was broken. Each limit is a count or a fraction of the selected
+    devices; ``None`` means no limit. The run stops (exit 3) when a count goes *over* its
+    limit: ``--max-fail 0`` stops at the first failure.
+    """
+
+    max_failed: int | float | None = None
+    max_unreachable: int | float | None = None
+
+    @staticmethod
+    def parse(text: str | None, what: str) -> int | float | None:
+        if text is None:
+            return None
+        value = text.strip()
+        try:
+            if value.endswith("%"):
+                percent = float(value[:-1])
+                if not 0 <= percent <= 100:
+                    raise ValueError
+                return percent / 100
+            count = int(value)
+            if count < 0:
+                raise ValueError
+            return count
+        except ValueError:
+            raise InputError(f"{what} takes a count (3) or a percentage (10%), not {text!r}") \
+                from None
+
+    def _limit(self, limit: int | float | None, total: int) -> float:
+        if limit is None:
+            return float("inf")
+        return limit * total if isinstance(limit, float) else float(limit)
+
+    def exceeded(self, failed: int, unreachable: int, total: int) -> str | None:
+        if failed > self._limit(self.max_failed, total):
+            return f"{failed} device(s) failed, over the --max-fail budget"
+        if unreachable > self._limit(self.max_unreachable, total):
+            return f"{unreachable} device(s) unreachable, over the --max-unreachable budget"
+        return None
+
+
+def plan_waves(total: int, spec: Sequence[str] | None) -> list[int]:
+    """``["1", "10%", "50%"]`` → sizes of the successive waves; the rest is the last wave.
+
+    Percentages are of the whole selection; a wave is at least one device.
+    """
+    if not spec:
+        return [total] if total else []
+    sizes: list[int] = []
+    left = total
+    for raw in spec:
+        item = raw.strip()
+        try:
+            size = (max(1, round(total * float(item[:-1]) / 100)) if item.endswith("%")
+                    else int(item))
+        except ValueError:
+            raise InputError(f"--wave takes counts and percentages (1,10%,50%), not {raw!r}") \
+                from None
+        if size < 1:
+            raise InputError(f"--wave sizes must be at least 1, not {raw!r}")
+        size = min(size, left)
+        if size:
+            sizes.append(size)
+            left -= size
+    if left:
+        sizes.append(left)
+    return sizes
+
+
+class StopSignal:
+    """Set from a signal handler: no new device is started; devices in flight finish."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+    def set(self, reason: str) -> None:
+        self.reason = self.reason or reason
+
+    def __bool__(self) -> bool:
+        return self.reason is not None
+
+
 async def run_plan(
     devices: Sequence[Device],
     plan: Plan[Any],
@@ -211,9 +300,15 @@ async def run_plan(
     journal_args: dict[str, Any] | None = None,
     inventory: str | None = None,
     resumed_from: str | None = None,
+    waves: Sequence[str] | None = None,
+    budget: Budget | None = None,
+    stop: StopSignal | None = None,
 ) -> RunResult:
     """Run ``plan`` on every device; results come back in inventory order.
 
+    Devices go in waves (each wave finishes before the next starts); the failure budget is
+    checked after every device, and once it is exceeded — or ``stop`` is set — no new device
+    starts, devices in flight finish, and the rest are reported ``skipped`` with the reason.
     With a journal, the run and every device's result are recorded as they finish, so a run
     that is killed can be seen (status ``running``) and resumed.
     """
@@ -226,21 +321,22 @@ async def run_plan(
         started=dt.datetime.now(dt.UTC),
         dry_run=options.dry_run,
     )
+    budget = budget or Budget()
+    stop = stop if stop is not None else StopSignal()
     emit = on_event or (lambda event: None)
     total = len(devices)
+    sizes = plan_waves(total, waves)
     results: list[DeviceResult | None] = [None] * total
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for index in range(total):
-        queue.put_nowait(index)
-    done = 0
+    done = failed = unreachable = 0
+    halted: str | None = None
     connector = Connector(secrets, options)
     if journal is not None:
         journal.start_run(run, inventory=inventory, args=journal_args or {},
                           resumed_from=resumed_from)
 
-    async def worker() -> None:
-        nonlocal done
-        while True:
+    async def worker(queue: asyncio.Queue[int]) -> None:
+        nonlocal done, failed, unreachable, halted
+        while not halted and not stop:
             try:
                 index = queue.get_nowait()
             except asyncio.QueueEmpty:
@@ -252,18 +348,45 @@ async def run_plan(
             if journal is not None:
                 journal.record_device(run.run_id, result)
             done += 1
+            failed += result.outcome is Outcome.FAILED
+            unreachable += result.outcome is Outcome.UNREACHABLE
+            halted = halted or budget.exceeded(failed, unreachable, total)
             emit(DeviceFinished(result=result, done=done, total=total))
 
     try:
-        workers = [asyncio.create_task(worker()) for _ in range(min(options.parallel, total))]
-        try:
-            await asyncio.gather(*workers)
-        except BaseException:
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+        start = 0
+        for size in sizes:
+            if halted or stop:
+                break
+            queue: asyncio.Queue[int] = asyncio.Queue()
+            for index in range(start, start + size):
+                queue.put_nowait(index)
+            start += size
+            workers = [asyncio.create_task(worker(queue))
+                       for _ in range(min(options.parallel, size))]
+            try:
+                await asyncio.gather(*workers)
+            except BaseException:
+                for task in workers:
+                    task.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
+                run.interrupted = True
+                raise
+        reason = halted or (f"not started: {stop.reason}" if stop else None)
+        if halted:
+            run.stopped_by_budget = True
+            run.notes.append(f"stopped: {halted}")
+        if stop:
             run.interrupted = True
-            raise
+            run.notes.append(f"stopped: {stop.reason}; resume with certfleet runs resume")
+        for index, result in enumerate(results):
+            if result is None and reason:
+                device = devices[index]
+                results[index] = DeviceResult(
+                    device=device.name, host=device.host, transport=device.transport,
+                    outcome=Outcome.SKIPPED,
+                    message=("not started: " + halted) if halted else (reason or ""),
+                )
     finally:
         await connector.aclose()
         run.devices = [r for r in results if r is not None]

@@ -17,10 +17,13 @@ from cli.options import (
     InventoryOpt,
     JournalOpt,
     LimitOpt,
+    MaxFailOpt,
+    MaxUnreachableOpt,
     OutputFormat,
     OutputOpt,
     ParallelOpt,
     TimeoutOpt,
+    WaveOpt,
 )
 from cli.runtime import execute, finish, guarded, select
 from fleet.durations import parse_duration
@@ -118,10 +121,14 @@ def enroll(
     output: OutputOpt = OutputFormat.table,
     device_timeout: TimeoutOpt = 300.0,
     journal: JournalOpt = None,
+    wave: WaveOpt = None,
+    max_fail: MaxFailOpt = None,
+    max_unreachable: MaxUnreachableOpt = None,
 ) -> None:
     """Each device enrolls by SCEP with its own key; certfleet adds the CA, activates, verifies."""
     source = challenge_source(challenge, challenge_command)
-    common = Common(inventory, limit, parallel, output, dry_run, device_timeout, journal)
+    common = Common(inventory, limit, parallel, output, dry_run, device_timeout, journal,
+                    wave, max_fail, max_unreachable)
     _, devices = select(common)
     plan = Enroll(target=ScepTarget(url=scep, ca=None), purposes=parse_purposes(purpose),
                   challenge=source, renewal_profile=renewal_profile,

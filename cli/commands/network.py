@@ -13,10 +13,13 @@ from cli.options import (
     InventoryOpt,
     JournalOpt,
     LimitOpt,
+    MaxFailOpt,
+    MaxUnreachableOpt,
     OutputFormat,
     OutputOpt,
     ParallelOpt,
     TimeoutOpt,
+    WaveOpt,
 )
 from cli.runtime import execute, finish, guarded, select
 from fleet.errors import InputError
@@ -49,11 +52,15 @@ def dot1x(
     output: OutputOpt = OutputFormat.table,
     device_timeout: TimeoutOpt = 300.0,
     journal: JournalOpt = None,
+    wave: WaveOpt = None,
+    max_fail: MaxFailOpt = None,
+    max_unreachable: MaxUnreachableOpt = None,
 ) -> None:
     """Turn on wired 802.1X EAP-TLS (Mode last); refuse devices it would strand."""
     if force:
         render.warning("--force: devices without an 802.1X certificate or CA may lose the network")
-    common = Common(inventory, limit, parallel, output, dry_run, device_timeout, journal)
+    common = Common(inventory, limit, parallel, output, dry_run, device_timeout, journal,
+                    wave, max_fail, max_unreachable)
     _, devices = select(common)
     run = execute(Dot1x(identity=identity_template(identity), tls_verify=tls_verify,
                         force=force), devices, common)
@@ -76,12 +83,16 @@ def wifi(
     output: OutputOpt = OutputFormat.table,
     device_timeout: TimeoutOpt = 300.0,
     journal: JournalOpt = None,
+    wave: WaveOpt = None,
+    max_fail: MaxFailOpt = None,
+    max_unreachable: MaxUnreachableOpt = None,
 ) -> None:
     """Configure Wi-Fi EAP-TLS with AllowMissingCA False (unless --allow-missing-ca)."""
     if allow_missing_ca:
         render.warning("--allow-missing-ca: devices will NOT validate the Wi-Fi server's "
                        "certificate")
-    common = Common(inventory, limit, parallel, output, dry_run, device_timeout, journal)
+    common = Common(inventory, limit, parallel, output, dry_run, device_timeout, journal,
+                    wave, max_fail, max_unreachable)
     _, devices = select(common)
     run = execute(Wifi(ssid=ssid, identity=identity_template(identity),
                        allow_missing_ca=allow_missing_ca, force=force), devices, common)

@@ -15,10 +15,13 @@ from cli.options import (
     InventoryOpt,
     JournalOpt,
     LimitOpt,
+    MaxFailOpt,
+    MaxUnreachableOpt,
     OutputFormat,
     OutputOpt,
     ParallelOpt,
     TimeoutOpt,
+    WaveOpt,
 )
 from cli.runtime import execute, finish, guarded, select
 from fleet.errors import InputError
@@ -46,10 +49,14 @@ def push_ca(
     output: OutputOpt = OutputFormat.table,
     device_timeout: TimeoutOpt = 300.0,
     journal: JournalOpt = None,
+    wave: WaveOpt = None,
+    max_fail: MaxFailOpt = None,
+    max_unreachable: MaxUnreachableOpt = None,
 ) -> None:
     """Add the CAs each device lacks (idempotent by fingerprint); --prune removes the rest."""
     cas = load_ca_files(ca_files)  # every file checked before any device is touched
-    common = Common(inventory, limit, parallel, output, dry_run, device_timeout, journal)
+    common = Common(inventory, limit, parallel, output, dry_run, device_timeout, journal,
+                    wave, max_fail, max_unreachable)
     _, devices = select(common)
     sync: bool | None = None
     if sync_to_peripherals is not None:

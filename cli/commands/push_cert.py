@@ -13,10 +13,13 @@ from cli.options import (
     InventoryOpt,
     JournalOpt,
     LimitOpt,
+    MaxFailOpt,
+    MaxUnreachableOpt,
     OutputFormat,
     OutputOpt,
     ParallelOpt,
     TimeoutOpt,
+    WaveOpt,
 )
 from cli.runtime import execute, finish, guarded, select
 from fleet.errors import InputError, PemError
@@ -74,12 +77,16 @@ def push_cert(
     output: OutputOpt = OutputFormat.table,
     device_timeout: TimeoutOpt = 300.0,
     journal: JournalOpt = None,
+    wave: WaveOpt = None,
+    max_fail: MaxFailOpt = None,
+    max_unreachable: MaxUnreachableOpt = None,
 ) -> None:
     """Install a certificate for --purpose on each device (make-before-break)."""
     if (cert is None) == (cert_dir is None):
         raise InputError("give either --cert FILE (one certificate for all) or --dir DIR")
     passphrase = parse_secret_ref(key_passphrase).resolve() if key_passphrase else None
-    common = Common(inventory, limit, parallel, output, dry_run, device_timeout, journal)
+    common = Common(inventory, limit, parallel, output, dry_run, device_timeout, journal,
+                    wave, max_fail, max_unreachable)
     _, devices = select(common)
     if cert is not None:
         shared = load_new_certificate(cert, key, passphrase)  # checked before any device

@@ -14,10 +14,13 @@ from cli.options import (
     InventoryOpt,
     JournalOpt,
     LimitOpt,
+    MaxFailOpt,
+    MaxUnreachableOpt,
     OutputFormat,
     OutputOpt,
     ParallelOpt,
     TimeoutOpt,
+    WaveOpt,
 )
 from cli.runtime import execute, finish, guarded, select
 from fleet.durations import format_duration, parse_duration
@@ -158,6 +161,9 @@ def rotate(
     output: OutputOpt = OutputFormat.table,
     device_timeout: TimeoutOpt = 300.0,
     journal: JournalOpt = None,
+    wave: WaveOpt = None,
+    max_fail: MaxFailOpt = None,
+    max_unreachable: MaxUnreachableOpt = None,
 ) -> None:
     """Rotate the certificates for --purpose on every device where they are due."""
     spec = SignerSpec(
@@ -173,7 +179,8 @@ def rotate(
         scep_ca_fingerprint=scep_ca_fingerprint,
         scep_challenge=scep_challenge,
     )
-    common = Common(inventory, limit, parallel, output, dry_run, device_timeout, journal)
+    common = Common(inventory, limit, parallel, output, dry_run, device_timeout, journal,
+                    wave, max_fail, max_unreachable)
     run_rotate(common, purposes=parse_purposes(purpose), spec=spec,
                renew_before=parse_duration(renew_before), force=force,
                passphrase_ref=journal_passphrase_ref, override_profile=override_profile)

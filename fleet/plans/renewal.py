@@ -46,6 +46,7 @@ def self_renewing(
 @dataclass
 class RenewalList:
     name: str = "renewal list"
+    read_only: bool = True
 
     async def read(self, ctx: DeviceContext) -> list[EnrollmentProfile]:
         profiles = await ctx.xapi.profiles_list()

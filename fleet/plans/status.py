@@ -27,6 +27,7 @@ class DeviceStatus:
 @dataclass
 class Status:
     name: str = "status"
+    read_only: bool = True
 
     async def read(self, ctx: DeviceContext) -> DeviceStatus:
         unit = await ctx.xapi.system_unit()

@@ -60,7 +60,7 @@ def test_hostile_certificate_fields_cannot_change_the_xml(sim: Any, scep_server:
                  scep_server.ca_sha256, "--challenge", "env:TEST_SCEP_CHALLENGE",
                  "--limit", name, "-o", "json")
     assert result.exit_code == 0, result.output
-    enrolled = [c for c in sim.devices[name].services if "802.1X" in c.purposes][0]
+    enrolled = next(c for c in sim.devices[name].services if "802.1X" in c.purposes)
     orgs = enrolled.cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
     assert [o.value for o in orgs] == [hostile[:64]]
     common = enrolled.cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)

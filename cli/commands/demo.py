@@ -27,16 +27,60 @@ def _run(args: list[str]) -> int:
     return int(code or 0)
 
 
+def _rotation_inventory(inventory: Path, sim_ca: Path, lab: Path, workdir: Path) -> str:
+    """The sim's inventory, trusting the lab CA too (or certfleet would lock itself out of
+    the devices after their HTTPS certificates change), with a certificate template."""
+    import yaml
+
+    trust = workdir / "device-cas.pem"
+    data = yaml.safe_load(inventory.read_text())
+    data["defaults"]["verify"] = f"ca:{trust}"
+    data["defaults"]["certificate"] = {
+        "key": "ec-p256",
+        "subject": {"O": "Example Corp", "C": "NO"},
+        "san_dns": ["{name}.rooms.example.com"],
+        "san_ip": ["{host}"],
+    }
+    path = workdir / "rotate.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    trust.write_text(sim_ca.read_text() + (lab / "ca.pem").read_text())
+    return str(path)
+
+
 def demo(
     devices: int = typer.Option(6, "--devices", "-n", min=2, max=200,
                                 help="How many simulated devices."),
     keep: bool = typer.Option(False, "--keep", help="Keep the simulated fleet's state folder."),
 ) -> None:
-    """Start a simulated fleet on 127.0.0.1 and walk through status and push-ca on it."""
+    """Start a simulated fleet on 127.0.0.1 and walk through status, push-ca and rotate."""
+    workdir = Path(tempfile.mkdtemp(prefix="certfleet-demo-"))
+    # The demo keeps to itself: its own journal, and passphrases made up for this run only.
+    import os
+    import secrets as _secrets
+
+    saved = {k: os.environ.get(k) for k in ("CERTFLEET_JOURNAL", "CERTFLEET_CA_PASSPHRASE",
+                                            "CERTFLEET_JOURNAL_PASSPHRASE")}
+    os.environ["CERTFLEET_JOURNAL"] = str(workdir / "journal.sqlite")
+    os.environ["CERTFLEET_CA_PASSPHRASE"] = _secrets.token_urlsafe(16)
+    os.environ["CERTFLEET_JOURNAL_PASSPHRASE"] = _secrets.token_urlsafe(16)
+    try:
+        _story(workdir, devices)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        if not keep:
+            import shutil
+
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _story(workdir: Path, devices: int) -> None:
     from fleet.pki.local_ca import create_ca
     from roomsim import SimFleetThread
 
-    workdir = Path(tempfile.mkdtemp(prefix="certfleet-demo-"))
     render.heading("certfleet demo")
     render.stdout().print(
         f"Starting {devices} simulated RoomOS devices on 127.0.0.1 (real HTTPS, real xAPI "
@@ -75,14 +119,23 @@ def demo(
         step(f"Root CA rollover while {unplugged} is unplugged: the others still finish (exit 1)",
              ["push-ca", str(ca_file), str(new_file), "-i", inv], expected=1)
         sim.clear_faults(unplugged)
-        step(f"{unplugged} is back: re-run just that one",
-             ["push-ca", str(ca_file), str(new_file), "-i", inv, "--limit", unplugged])
+        step(f"{unplugged} is back: re-run just the devices that failed",
+             ["push-ca", str(ca_file), str(new_file), "-i", inv, "--limit", "@failed"])
         step("Retire the old root everywhere: --prune deletes what is not listed",
              ["push-ca", str(new_file), "-i", inv, "--prune", "--yes"])
-    if not keep:
-        import shutil
 
-        shutil.rmtree(workdir, ignore_errors=True)
+        lab = workdir / "lab-ca"
+        step("A small local CA for the lab (its key encrypted with a passphrase reference):",
+             ["ca", "init", "--dir", str(lab), "--cn", "Example Lab CA"])
+        rotating = _rotation_inventory(Path(inv), sim.ca_pem_path, lab, workdir)
+        step("Rotate every HTTPS certificate: key → CSR → sign → upload → activate → verify "
+             "by a new TLS handshake → delete the old one",
+             ["rotate", "-i", rotating, "--purpose", "HTTPS", "--signer", "local-ca",
+              "--ca-dir", str(lab), "--renew-before", "400d"])
+        step("Nightly: rotate only what is due within 30 days — nothing is",
+             ["rotate", "-i", rotating, "--purpose", "HTTPS", "--signer", "local-ca",
+              "--ca-dir", str(lab), "--renew-before", "30d"])
+        step("The run journal (keys in it are encrypted):", ["runs", "list"])
     render.stdout().print()
     render.heading("That was certfleet. Try it on the same fleet: certfleet sim serve --help")
     if failures:

@@ -22,6 +22,7 @@ from cli.commands import (
     sim,
     status,
 )
+from cli.options import REPORTING
 from fleet import __version__
 
 app = typer.Typer(
@@ -47,8 +48,16 @@ def root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version."
     ),
+    junit: Path | None = typer.Option(
+        None, "--junit", help="Also write a JUnit XML report: a test case per device and step."
+    ),
+    shard: str | None = typer.Option(
+        None, "--shard", help="K/N: act on a stable 1/N share of the selection (CI matrices)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no table."),
 ) -> None:
     runtime.set_root_inventory(inventory)
+    REPORTING.junit, REPORTING.shard, REPORTING.quiet = junit, shard, quiet
 
 
 app.add_typer(inventory.app, name="inventory")

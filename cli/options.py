@@ -15,6 +15,7 @@ from fleet.runner import DEFAULT_PARALLEL
 class OutputFormat(StrEnum):
     table = "table"
     json = "json"
+    ndjson = "ndjson"
 
 
 InventoryOpt = Annotated[
@@ -42,7 +43,10 @@ ParallelOpt = Annotated[
 ]
 OutputOpt = Annotated[
     OutputFormat,
-    typer.Option("--output", "-o", help="table for people, json for scripts (certfleet/run/v1)."),
+    typer.Option(
+        "--output", "-o",
+        help="table for people; json (certfleet/run/v1) or ndjson (events as they happen).",
+    ),
 ]
 DryRunOpt = Annotated[
     bool,
@@ -98,3 +102,15 @@ class Common:
     wave: list[str] | None = None
     max_fail: str | None = None
     max_unreachable: str | None = None
+
+
+@dataclass
+class Reporting:
+    """--junit, --shard and --quiet: set by the root callback, they apply to every verb."""
+
+    junit: Path | None = None
+    shard: str | None = None
+    quiet: bool = False
+
+
+REPORTING = Reporting()

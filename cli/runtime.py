@@ -17,13 +17,15 @@ from typing import Any, ParamSpec, TypeVar
 import typer
 
 from cli import render
-from cli.options import Common, OutputFormat
+from cli.machine_output import ndjson_finish, ndjson_handler, write_junit
+from cli.options import REPORTING, Common, OutputFormat
 from fleet.errors import InputError
 from fleet.inventory import Device, Inventory, load_inventory
 from fleet.journal import Journal
 from fleet.plans.base import Plan
-from fleet.results import EXIT_INPUT, EXIT_INTERRUPTED, RunResult
+from fleet.results import EXIT_INPUT, EXIT_INTERRUPTED, RunResult, run_document
 from fleet.runner import Budget, RunOptions, StopSignal, plan_waves, resolve_secrets, run_plan
+from fleet.shard import shard_devices
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -89,6 +91,10 @@ def select(common: Common) -> tuple[Inventory, list[Device]]:
         with open_journal(common) as journal:
             named["failed"] = journal.failed_in_last_run()
     devices = inventory.select(common.limit, named_sets=named)
+    if REPORTING.shard:
+        devices = shard_devices(devices, REPORTING.shard)
+        if not devices:
+            render.note(f"shard {REPORTING.shard} holds none of the selected devices")
     for line in inventory.warnings:
         render.warning(line)
     return inventory, devices
@@ -177,7 +183,13 @@ def execute(
     with open_journal(common) as journal:
         lock = journal.lock(command or command_line()) if changes_devices \
             else contextlib.nullcontext()
-        with lock, render.progress(len(devices), label) as on_event:
+        if common.output is OutputFormat.ndjson:
+            progress: Any = contextlib.nullcontext(ndjson_handler)
+        elif REPORTING.quiet:
+            progress = contextlib.nullcontext(None)
+        else:
+            progress = render.progress(len(devices), label)
+        with lock, progress as on_event:
             try:
                 return asyncio.run(main(on_event))
             except asyncio.CancelledError:
@@ -185,9 +197,18 @@ def execute(
 
 
 def finish(run: RunResult, common: Common, *, table: Callable[[RunResult], None] | None = None,
-           exit_code: int | None = None) -> None:
+           exit_code: int | None = None, extra: dict[str, Any] | None = None) -> None:
+    """Render the run as asked (table, json with ``extra`` fields, ndjson, quiet), write the
+    JUnit file if asked, and exit with the documented code."""
+    if REPORTING.junit is not None:
+        write_junit(run, REPORTING.junit)
     if common.output is OutputFormat.json:
-        render.run_json(run)
+        render.emit_json({**run_document(run), **(extra or {})})
+    elif common.output is OutputFormat.ndjson:
+        ndjson_finish(run)
+    elif REPORTING.quiet:
+        if run.exit_code():
+            render.summary(run)
     else:
         (table or render.run_table)(run)
     code = run.exit_code() if exit_code is None else exit_code

@@ -18,7 +18,7 @@ from cli.options import (
 from cli.runtime import execute, finish, guarded, select
 from fleet.durations import format_duration, parse_duration
 from fleet.plans.status import Status, expiring_certificates
-from fleet.results import EXIT_FAILED, run_document
+from fleet.results import EXIT_FAILED
 from fleet.runner import DEFAULT_PARALLEL
 
 
@@ -50,11 +50,11 @@ def status(
         run.notes.append(
             f"{len(expiring or [])} certificate(s) expire within {format_duration(within)}"
         )
-    if output is OutputFormat.json:
-        document = run_document(run)
-        if within is not None:
-            document["expiring_within"] = format_duration(within)
-            document["expiring"] = [
+    extra = None
+    if within is not None:
+        extra = {
+            "expiring_within": format_duration(within),
+            "expiring": [
                 {
                     "device": e.device,
                     "kind": e.kind,
@@ -64,9 +64,7 @@ def status(
                     "days_left": round(e.days_left, 1),
                 }
                 for e in expiring or []
-            ]
-        render.emit_json(document)
-        if code:
-            raise typer.Exit(code)
-        return
-    finish(run, common, table=lambda r: render.status_table(r, expiring), exit_code=code)
+            ],
+        }
+    finish(run, common, table=lambda r: render.status_table(r, expiring), exit_code=code,
+           extra=extra)

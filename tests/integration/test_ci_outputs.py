@@ -1,0 +1,66 @@
+"""Output for CI: NDJSON events, JUnit files, stable shards, quiet runs."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+from fleet.pki.local_ca import LocalCa
+from fleet.shard import shard_of
+
+
+def test_ndjson_events_as_the_run_goes(sim: Any, corp_ca: tuple[LocalCa, Path], cli: Any) -> None:
+    result = cli("push-ca", str(corp_ca[1]), "-i", str(sim.inventory_path), "-o", "ndjson")
+    assert result.exit_code == 0, result.output
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert all(e["schema"] == "certfleet/event/v1" for e in events)
+    kinds = [e["event"] for e in events]
+    assert kinds.count("device-started") == kinds.count("device-finished") == len(sim.devices)
+    assert kinds[-1] == "run-finished"
+    assert events[-1]["summary"]["changed"] == len(sim.devices)
+    finished = [e for e in events if e["event"] == "device-finished"]
+    assert {e["result"]["device"] for e in finished} == set(sim.devices)
+    assert result.stderr == ""  # no progress lines mixed in
+
+
+def test_junit_one_case_per_device_and_step(sim: Any, corp_ca: tuple[LocalCa, Path], cli: Any,
+                                            tmp_path: Path) -> None:
+    names = list(sim.devices)
+    sim.set_fault(names[1], action_error=True)
+    report = tmp_path / "junit.xml"
+    result = cli("--junit", str(report), "push-ca", str(corp_ca[1]), "-i",
+                 str(sim.inventory_path))
+    assert result.exit_code == 1
+    suite = ET.parse(report).getroot().find("testsuite")
+    assert suite is not None
+    cases = suite.findall("testcase")
+    device_cases = {c.get("name"): c for c in cases if " / " not in (c.get("name") or "")}
+    assert set(device_cases) == set(names)
+    step_cases = [c for c in cases if " / " in (c.get("name") or "")]
+    # one ca.add step per device that got as far as planning (the failing one fails reading)
+    assert len(step_cases) == len(names) - 1
+    failure = device_cases[names[1]].find("failure")
+    assert failure is not None and "No action detected" in (failure.get("message") or "")
+    assert suite.get("failures") == "1"
+    assert device_cases[names[0]].find("failure") is None
+
+
+def test_shards_cover_the_fleet_exactly_once(sim: Any, cli: Any) -> None:
+    seen: list[str] = []
+    for k in (1, 2, 3):
+        result = cli("--shard", f"{k}/3", "inventory", "list", "-i", str(sim.inventory_path),
+                     "-o", "json")
+        assert result.exit_code == 0
+        names = [d["name"] for d in result.json()["devices"]]
+        assert all(shard_of(n, 3) == k for n in names)
+        seen += names
+    assert sorted(seen) == sorted(sim.devices)
+    assert cli("--shard", "4/3", "inventory", "list", "-i", str(sim.inventory_path)).exit_code == 2
+
+
+def test_quiet_prints_nothing_on_success(sim: Any, cli: Any) -> None:
+    result = cli("--quiet", "status", "-i", str(sim.inventory_path))
+    assert result.exit_code == 0
+    assert result.stdout == "" and result.stderr == ""

@@ -55,9 +55,19 @@ def root(
         None, "--shard", help="K/N: act on a stable 1/N share of the selection (CI matrices)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no table."),
+    on_changed: str | None = typer.Option(
+        None, "--on-changed", help="Program run per changed device (metadata in CERTFLEET_*)."
+    ),
+    on_failed: str | None = typer.Option(
+        None, "--on-failed", help="Program run per failed or unreachable device."
+    ),
+    hook_timeout: float = typer.Option(60.0, "--hook-timeout", min=1.0,
+                                       help="Seconds a hook may take."),
 ) -> None:
     runtime.set_root_inventory(inventory)
     REPORTING.junit, REPORTING.shard, REPORTING.quiet = junit, shard, quiet
+    REPORTING.on_changed, REPORTING.on_failed = on_changed, on_failed
+    REPORTING.hook_timeout = hook_timeout
 
 
 app.add_typer(inventory.app, name="inventory")

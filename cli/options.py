@@ -111,6 +111,9 @@ class Reporting:
     junit: Path | None = None
     shard: str | None = None
     quiet: bool = False
+    on_changed: str | None = None
+    on_failed: str | None = None
+    hook_timeout: float = 60.0
 
 
 REPORTING = Reporting()

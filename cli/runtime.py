@@ -20,6 +20,7 @@ from cli import render
 from cli.machine_output import ndjson_finish, ndjson_handler, write_junit
 from cli.options import REPORTING, Common, OutputFormat
 from fleet.errors import InputError
+from fleet.hooks import Hooks, parse_hook
 from fleet.inventory import Device, Inventory, load_inventory
 from fleet.journal import Journal
 from fleet.plans.base import Plan
@@ -127,8 +128,12 @@ def execute(
 ) -> RunResult:
     """Run a plan with progress, journaled. ``before``/``after`` run in the same event loop
     (for what a plan needs set up there, e.g. a signer's connection)."""
+    hooks = Hooks(on_changed=parse_hook(REPORTING.on_changed, "--on-changed"),
+                  on_failed=parse_hook(REPORTING.on_failed, "--on-failed"),
+                  timeout=REPORTING.hook_timeout)
     options = RunOptions(
-        parallel=common.parallel, device_timeout=common.device_timeout, dry_run=common.dry_run
+        parallel=common.parallel, device_timeout=common.device_timeout, dry_run=common.dry_run,
+        hooks=hooks,
     )
     budget = Budget(Budget.parse(common.max_fail, "--max-fail"),
                     Budget.parse(common.max_unreachable, "--max-unreachable"))

@@ -26,6 +26,7 @@ from fleet.errors import (
     SigningPending,
     UnreachableError,
 )
+from fleet.hooks import Hooks
 from fleet.inventory import Device
 from fleet.journal import Journal
 from fleet.plans.base import DeviceContext, Plan
@@ -65,6 +66,7 @@ class RunOptions:
     dry_run: bool = False
     timeouts: Timeouts = field(default_factory=Timeouts)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    hooks: Hooks = field(default_factory=Hooks)
 
     def __post_init__(self) -> None:
         if self.parallel < 1:
@@ -344,6 +346,8 @@ async def run_plan(
             device = devices[index]
             emit(DeviceStarted(device=device.name, index=index, total=total))
             result = await _run_device(device, plan, options, connector, run.run_id, journal)
+            if options.hooks and not options.dry_run:
+                await options.hooks.run(result, verb=plan.name, run_id=run.run_id)
             results[index] = result
             if journal is not None:
                 journal.record_device(run.run_id, result)

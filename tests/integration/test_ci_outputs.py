@@ -64,3 +64,37 @@ def test_quiet_prints_nothing_on_success(sim: Any, cli: Any) -> None:
     result = cli("--quiet", "status", "-i", str(sim.inventory_path))
     assert result.exit_code == 0
     assert result.stdout == "" and result.stderr == ""
+
+
+HOOK = """
+import os, sys
+with open(sys.argv[1], "a") as log:
+    log.write(",".join([os.environ["CERTFLEET_DEVICE"], os.environ["CERTFLEET_OUTCOME"],
+                        os.environ["CERTFLEET_VERB"], os.environ["CERTFLEET_NEW_FINGERPRINTS"]]) + "\\n")
+sys.exit(3 if os.environ["CERTFLEET_DEVICE"] == sys.argv[2] else 0)
+"""
+
+
+def test_hooks_run_per_device_and_a_failing_hook_fails_the_device(
+    sim: Any, corp_ca: tuple[LocalCa, Path], cli: Any, tmp_path: Path
+) -> None:
+    import sys
+
+    names = list(sim.devices)
+    script = tmp_path / "hook.py"
+    script.write_text(HOOK)
+    log = tmp_path / "hook.log"
+    sim.set_fault(names[4], offline=True)
+    result = cli("--on-changed", f"{sys.executable} {script} {log} {names[2]}",
+                 "--on-failed", f"{sys.executable} {script} {log} none",
+                 "push-ca", str(corp_ca[1]), "-i", str(sim.inventory_path), "-o", "json")
+    assert result.exit_code == 1
+    by_name = {d["device"]: d for d in result.json()["devices"]}
+    assert by_name[names[2]]["outcome"] == "failed"
+    assert by_name[names[2]]["error"]["kind"] == "hook"
+    assert "exit 3" in by_name[names[2]]["error"]["message"]
+    assert by_name[names[0]]["outcome"] == "changed"
+    lines = sorted(log.read_text().splitlines())
+    assert len(lines) == len(names)
+    assert any(line.startswith(f"{names[4]},unreachable,push-ca") for line in lines)
+    assert any(line.startswith(f"{names[0]},changed,push-ca,") for line in lines)

@@ -16,6 +16,7 @@ class OutputFormat(StrEnum):
     table = "table"
     json = "json"
     ndjson = "ndjson"
+    prometheus = "prometheus"  # status only
 
 
 InventoryOpt = Annotated[

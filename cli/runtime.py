@@ -19,6 +19,7 @@ import typer
 from cli import render
 from cli.machine_output import ndjson_finish, ndjson_handler, write_junit
 from cli.options import REPORTING, Common, OutputFormat
+from cli.render_prometheus import emit_prometheus
 from fleet.errors import InputError
 from fleet.hooks import Hooks, parse_hook
 from fleet.inventory import Device, Inventory, load_inventory
@@ -131,6 +132,8 @@ def execute(
     hooks = Hooks(on_changed=parse_hook(REPORTING.on_changed, "--on-changed"),
                   on_failed=parse_hook(REPORTING.on_failed, "--on-failed"),
                   timeout=REPORTING.hook_timeout)
+    if common.output is OutputFormat.prometheus and plan.name != "status":
+        raise InputError("--output prometheus is for status only")
     options = RunOptions(
         parallel=common.parallel, device_timeout=common.device_timeout, dry_run=common.dry_run,
         hooks=hooks,
@@ -190,7 +193,7 @@ def execute(
             else contextlib.nullcontext()
         if common.output is OutputFormat.ndjson:
             progress: Any = contextlib.nullcontext(ndjson_handler)
-        elif REPORTING.quiet:
+        elif REPORTING.quiet or common.output is OutputFormat.prometheus:
             progress = contextlib.nullcontext(None)
         else:
             progress = render.progress(len(devices), label)
@@ -211,6 +214,8 @@ def finish(run: RunResult, common: Common, *, table: Callable[[RunResult], None]
         render.emit_json({**run_document(run), **(extra or {})})
     elif common.output is OutputFormat.ndjson:
         ndjson_finish(run)
+    elif common.output is OutputFormat.prometheus:
+        emit_prometheus(run)
     elif REPORTING.quiet:
         if run.exit_code():
             render.summary(run)

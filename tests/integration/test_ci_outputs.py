@@ -98,3 +98,22 @@ def test_hooks_run_per_device_and_a_failing_hook_fails_the_device(
     assert len(lines) == len(names)
     assert any(line.startswith(f"{names[4]},unreachable,push-ca") for line in lines)
     assert any(line.startswith(f"{names[0]},changed,push-ca,") for line in lines)
+
+
+def test_status_as_prometheus_textfile(sim: Any, cli: Any) -> None:
+    names = list(sim.devices)
+    sim.set_fault(names[0], offline=True)
+    result = cli("status", "-i", str(sim.inventory_path), "-o", "prometheus")
+    assert result.exit_code == 1  # one device unreachable
+    text = result.stdout
+    assert "# TYPE certfleet_certificate_days_left gauge" in text
+    https = [line for line in text.splitlines()
+             if line.startswith("certfleet_certificate_days_left{") and 'purpose="HTTPS"' in line]
+    assert len(https) == len(names) - 1
+    assert f'certfleet_device_up{{device="{names[0]}"}} 0' in text
+    assert f'certfleet_device_up{{device="{names[1]}"}} 1' in text
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            float(line.rsplit(" ", 1)[1])  # every sample has a number
+    bad = cli("push-ca", "x.pem", "-i", str(sim.inventory_path), "-o", "prometheus")
+    assert bad.exit_code == 2

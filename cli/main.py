@@ -63,11 +63,20 @@ def root(
     ),
     hook_timeout: float = typer.Option(60.0, "--hook-timeout", min=1.0,
                                        help="Seconds a hook may take."),
+    window: list[str] | None = typer.Option(
+        None, "--window",
+        help="Maintenance window, e.g. 'Sat 01:00-05:00 Europe/Oslo' (repeatable); devices "
+        "are changed only inside one, on their own clock.",
+    ),
+    jitter: str | None = typer.Option(
+        None, "--jitter", help="Wait a random time up to this (e.g. 10m) before changing."
+    ),
 ) -> None:
     runtime.set_root_inventory(inventory)
     REPORTING.junit, REPORTING.shard, REPORTING.quiet = junit, shard, quiet
     REPORTING.on_changed, REPORTING.on_failed = on_changed, on_failed
     REPORTING.hook_timeout = hook_timeout
+    REPORTING.windows, REPORTING.jitter = tuple(window or ()), jitter
 
 
 app.add_typer(inventory.app, name="inventory")

@@ -115,6 +115,8 @@ class Reporting:
     on_changed: str | None = None
     on_failed: str | None = None
     hook_timeout: float = 60.0
+    windows: tuple[str, ...] = ()
+    jitter: str | None = None
 
 
 REPORTING = Reporting()

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import functools
 import os
+import random
 import shlex
 import signal
 import sys
@@ -20,6 +21,7 @@ from cli import render
 from cli.machine_output import ndjson_finish, ndjson_handler, write_junit
 from cli.options import REPORTING, Common, OutputFormat
 from cli.render_prometheus import emit_prometheus
+from fleet.durations import parse_duration
 from fleet.errors import InputError
 from fleet.hooks import Hooks, parse_hook
 from fleet.inventory import Device, Inventory, load_inventory
@@ -28,6 +30,7 @@ from fleet.plans.base import Plan
 from fleet.results import EXIT_INPUT, EXIT_INTERRUPTED, RunResult, run_document
 from fleet.runner import Budget, RunOptions, StopSignal, plan_waves, resolve_secrets, run_plan
 from fleet.shard import shard_devices
+from fleet.windows import parse_window
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -134,9 +137,11 @@ def execute(
                   timeout=REPORTING.hook_timeout)
     if common.output is OutputFormat.prometheus and plan.name != "status":
         raise InputError("--output prometheus is for status only")
+    windows = tuple(parse_window(w) for w in REPORTING.windows)
+    jitter = parse_duration(REPORTING.jitter).total_seconds() if REPORTING.jitter else 0.0
     options = RunOptions(
         parallel=common.parallel, device_timeout=common.device_timeout, dry_run=common.dry_run,
-        hooks=hooks,
+        hooks=hooks, windows=windows,
     )
     budget = Budget(Budget.parse(common.max_fail, "--max-fail"),
                     Budget.parse(common.max_unreachable, "--max-unreachable"))
@@ -165,6 +170,10 @@ def execute(
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(signum, on_signal, signal.Signals(signum).name)
+        if jitter and not common.dry_run and not getattr(plan, "read_only", False):
+            delay = random.uniform(0, jitter)
+            render.note(f"--jitter: waiting {delay:.0f}s before starting")
+            await asyncio.sleep(delay)
         if before is not None:
             await before()
         try:

@@ -32,6 +32,7 @@ from fleet.journal import Journal
 from fleet.plans.base import DeviceContext, Plan
 from fleet.results import DeviceResult, ErrorInfo, Outcome, RunResult
 from fleet.secrets import Secret, SecretRef
+from fleet.windows import Window, next_opening, open_now
 from fleet.xapi.commands import Xapi
 from fleet.xapi.local import (
     LocalClients,
@@ -67,6 +68,8 @@ class RunOptions:
     timeouts: Timeouts = field(default_factory=Timeouts)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     hooks: Hooks = field(default_factory=Hooks)
+    #: maintenance windows: devices are only changed while one is open on their clock
+    windows: tuple[Window, ...] = ()
 
     def __post_init__(self) -> None:
         if self.parallel < 1:
@@ -138,6 +141,19 @@ class Connector:
                 device,
                 self._local.client_for(device.verify),
                 self._secret(device, device.password, "password"),
+                retry=self._options.retry,
+                recorder=recorder,
+            )
+        if device.transport == "websocket":
+            from fleet.xapi.websocket import SslContexts, WebSocketTransport
+
+            # one TLS context per verify setting for the whole run, as LocalClients does
+            contexts: SslContexts = self._shared.setdefault("websocket", SslContexts())
+            return WebSocketTransport(
+                device,
+                self._secret(device, device.password, "password"),
+                ssl_context=contexts.for_verify(device.verify),
+                timeouts=self._options.timeouts,
                 retry=self._options.retry,
                 recorder=recorder,
             )
@@ -345,7 +361,19 @@ async def run_plan(
                 return
             device = devices[index]
             emit(DeviceStarted(device=device.name, index=index, total=total))
-            result = await _run_device(device, plan, options, connector, run.run_id, journal)
+            now = dt.datetime.now(dt.UTC)
+            if (options.windows and not options.dry_run and not getattr(plan, "read_only", False)
+                    and not open_now(options.windows, now, device.timezone)):
+                opens = next_opening(options.windows, now, device.timezone)
+                result = DeviceResult(
+                    device=device.name, host=device.host, transport=device.transport,
+                    outcome=Outcome.SKIPPED,
+                    message="outside the maintenance windows"
+                    + (f"; the next opens {opens.isoformat(timespec='minutes')}" if opens else ""),
+                )
+            else:
+                result = await _run_device(device, plan, options, connector, run.run_id,
+                                           journal)
             if options.hooks and not options.dry_run:
                 await options.hooks.run(result, verb=plan.name, run_id=run.run_id)
             results[index] = result

@@ -117,3 +117,25 @@ def test_status_as_prometheus_textfile(sim: Any, cli: Any) -> None:
             float(line.rsplit(" ", 1)[1])  # every sample has a number
     bad = cli("push-ca", "x.pem", "-i", str(sim.inventory_path), "-o", "prometheus")
     assert bad.exit_code == 2
+
+
+def test_devices_are_changed_only_inside_a_window(sim: Any, corp_ca: tuple[LocalCa, Path],
+                                                  cli: Any) -> None:
+    import datetime as dt
+
+    now = dt.datetime.now(dt.UTC)
+    # a one-hour window that opened an hour ago on today's weekday (closed now, UTC)
+    day = now.strftime("%a")
+    start = (now - dt.timedelta(hours=2)).strftime("%H:%M")
+    end = (now - dt.timedelta(hours=1)).strftime("%H:%M")
+    closed = f"{day} {start}-{end} UTC"
+    inv = str(sim.inventory_path)
+    shut = cli("--window", closed, "push-ca", str(corp_ca[1]), "-i", inv, "-o", "json")
+    assert shut.exit_code == 0
+    assert shut.json()["summary"]["skipped"] == len(sim.devices)
+    assert "outside the maintenance windows" in shut.json()["devices"][0]["message"]
+    assert all(not d.ca_list for d in sim.devices.values())
+    open_ = cli("--window", "daily 00:00-24:00", "push-ca", str(corp_ca[1]), "-i", inv,
+                "-o", "json")
+    assert open_.json()["summary"]["changed"] == len(sim.devices)
+    assert cli("--window", "Sat 05:00-05:00", "status", "-i", inv).exit_code == 2

@@ -114,6 +114,10 @@ def enroll(
     ),
     renew_before: str = typer.Option("30d", "--renew-before"),
     force: bool = typer.Option(False, "--force", help="Enroll even where not due."),
+    reboot: bool = typer.Option(
+        False, "--reboot",
+        help="Reboot each newly enrolled device and wait until it is back (use --wave).",
+    ),
     inventory: InventoryOpt = None,
     limit: LimitOpt = None,
     dry_run: DryRunOpt = False,
@@ -132,7 +136,8 @@ def enroll(
     _, devices = select(common)
     plan = Enroll(target=ScepTarget(url=scep, ca=None), purposes=parse_purposes(purpose),
                   challenge=source, renewal_profile=renewal_profile,
-                  renew_before=parse_duration(renew_before), force=force)
+                  renew_before=parse_duration(renew_before), force=force, reboot=reboot,
+                  reboot_timeout=max(30.0, device_timeout - 30.0))
 
     async def before() -> None:
         plan.target = await find_scep_target(scep, ca_fingerprint)

@@ -16,13 +16,14 @@ A wrong CA fingerprint is caught before any device is touched, and reported per 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography import x509
 
-from fleet.errors import ScepError
+from fleet.errors import DeviceError, ScepError, VerifyError
 from fleet.inventory import Device
 from fleet.pki.certs import CaCertificate
 from fleet.plans.base import DeviceContext
@@ -66,6 +67,10 @@ class Enroll:
     renewal_profile: bool = False
     renew_before: dt.timedelta = dt.timedelta(days=30)
     force: bool = False
+    #: reboot each device after a new enrollment (RoomOS applies some 802.1X changes only
+    #: after a reboot) and wait until it is back and still shows the certificate in use
+    reboot: bool = False
+    reboot_timeout: float = 300.0
     name: str = "enroll"
 
     def _issued_by_ca(self, cert: CertificateInfo) -> bool:
@@ -112,6 +117,8 @@ class Enroll:
             changes.append(Change("ca.add", ca.sha1, ca.subject))
         if self.renewal_profile and not any(ca.matches(p.fingerprint) for p in state.profiles):
             changes.append(Change("profile.set", ca.sha1, self.target.url))
+        if self.reboot and any(c.action == "scep.enroll" for c in changes):
+            changes.append(Change("reboot", ctx.device.name, "restart and wait until back"))
         return changes
 
     def _request(self, device: Device) -> ScepRequest:
@@ -162,6 +169,39 @@ class Enroll:
             await xapi.profiles_set(ca.sha1, self.target.url, self.challenge(ctx.device))
             ctx.step("renewal profile set", ca.sha1)
             by_action["profile.set"].applied = True
+        if "reboot" in by_action and new_fp is not None:
+            await self._reboot_and_wait(ctx, new_fp)
+            by_action["reboot"].applied = True
+
+    async def _reboot_and_wait(self, ctx: DeviceContext, new_fp: str) -> None:
+        """Restart, see the device go away and come back, and check the certificate is still
+        in use for the purposes afterwards."""
+        await ctx.xapi.reboot()
+        ctx.step("reboot", "requested")
+        probe = ctx.peer_certificate
+        if probe is None:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.reboot_timeout
+        went_down = False
+        while loop.time() < deadline:
+            try:
+                await probe()
+                if went_down:
+                    break
+            except DeviceError:
+                went_down = True
+            await asyncio.sleep(0.5)
+        else:
+            raise VerifyError(
+                f"the device did not come back within {self.reboot_timeout:g}s after the reboot"
+            )
+        after = await ctx.xapi.services_show()  # a new session: the old one died with it
+        in_use = active_leaves(after, self.purposes)
+        missing = [p for p in self.purposes if in_use.get(p) != new_fp]
+        if missing:
+            raise VerifyError(f"after the reboot {new_fp} is not in use for {', '.join(missing)}")
+        ctx.step("back after reboot", new_fp)
 
     async def _undo(self, ctx: DeviceContext, new_fp: str | None, added_ca: bool,
                     by_action: dict[str, Change]) -> None:

@@ -174,3 +174,21 @@ def test_push_ca_sync_to_peripherals(sim: Any, corp_ca: Any, cli: Any) -> None:
     again = cli("push-ca", str(corp_ca[1]), "-i", inv, "--sync-to-peripherals", "off",
                 "-o", "json")
     assert again.json()["summary"]["ok"] == len(sim.devices)
+
+
+def test_enroll_with_reboot_waits_until_back(tmp_path: Path, scep_server: Any, cli: Any,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from roomsim import SimFleetThread
+
+    monkeypatch.setenv("TEST_SCEP_CHALLENGE", scep_server.challenge)
+    with SimFleetThread(tmp_path / "reboot-sim", devices=3, reboot_seconds=2.0) as sim:
+        inv = enroll_inventory(sim, tmp_path)
+        result = cli(*enroll_args(scep_server, inv, "--reboot", "--wave", "1"))
+        assert result.exit_code == 0, result.output
+        for entry in result.json()["devices"]:
+            actions = [s["action"] for s in entry["steps"]]
+            assert "reboot" in actions
+            assert all(s["applied"] for s in entry["steps"])
+        for device in sim.devices.values():
+            assert any("802.1X" in c.purposes for c in device.services)
+            assert device.uptime < 60

@@ -17,6 +17,7 @@ from cli.commands import (
     push_ca,
     push_cert,
     renewal,
+    report,
     rotate,
     runs,
     sim,
@@ -92,6 +93,7 @@ app.command("csr")(csr.csr)
 app.command("enroll")(enroll.enroll)
 app.command("dot1x")(network.dot1x)
 app.command("wifi")(network.wifi)
+app.command("report")(report.report)
 app.command("demo")(demo.demo)
 
 

@@ -287,10 +287,19 @@ class Journal:
         ).fetchall()
         return [self._run_record(row) for row in rows]
 
-    def run(self, run_id: str) -> RunRecord:
+    def run(self, run_id: str, *, verbs: Sequence[str] | None = None) -> RunRecord:
+        """A run by id (or a unique start of one), or ``last``: the newest run (of ``verbs``,
+        if given)."""
         if run_id == "last":
+            where = ""
+            params: tuple[str, ...] = ()
+            if verbs:
+                where = f"WHERE verb IN ({','.join('?' for _ in verbs)}) "
+                params = tuple(verbs)
             rows = self._db.execute(
-                f"SELECT {self._RUN_COLUMNS} FROM runs ORDER BY started DESC, rowid DESC LIMIT 1"
+                f"SELECT {self._RUN_COLUMNS} FROM runs {where}"
+                "ORDER BY started DESC, rowid DESC LIMIT 1",
+                params,
             ).fetchall()
         else:
             rows = self._db.execute(

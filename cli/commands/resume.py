@@ -16,7 +16,7 @@ RESUMABLE = ("rotate",)
 
 def resume_run(run_id: str, journal_path: Path | None, output: OutputFormat) -> None:
     with Journal.open(journal_path) as journal:
-        record = journal.run(run_id)
+        record = journal.run(run_id, verbs=RESUMABLE)
         if record.verb not in RESUMABLE:
             raise InputError(
                 f"run {record.run_id} is a {record.verb} run; only {', '.join(RESUMABLE)} runs "

@@ -33,6 +33,7 @@ from fleet.plans.base import DeviceContext, Plan
 from fleet.results import DeviceResult, ErrorInfo, Outcome, RunResult
 from fleet.secrets import Secret, SecretRef
 from fleet.windows import Window, next_opening, open_now
+from fleet.xapi.cloud import CloudClients, CloudTransport
 from fleet.xapi.commands import Xapi
 from fleet.xapi.local import (
     LocalClients,
@@ -157,6 +158,17 @@ class Connector:
                 retry=self._options.retry,
                 recorder=recorder,
             )
+        if device.transport == "cloud":
+            token = self._secret(device, device.token, "token")
+            shared = self._shared.get("cloud")
+            if not isinstance(shared, CloudClients):
+                # one HTTP client per API trust setting, one rate pacer per token, for the run
+                shared = self._shared["cloud"] = CloudClients(
+                    max_connections=max(self._options.parallel, 10),
+                    timeouts=self._options.timeouts,
+                )
+            api = shared.api(device.api_url, device.api_verify, token, self._options.retry)
+            return CloudTransport(device, api, recorder=recorder)
         raise InputError(
             f"{device.name}: transport {device.transport!r} is not available in this version "
             "of certfleet"

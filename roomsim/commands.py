@@ -5,13 +5,14 @@ command, `<ActionError>` when the document holds no action).
 
 New commands are added with `registry.register(...)`; see `cert_commands.py`. A handler may
 be a coroutine function (`enrollment_commands.py`: SCEP talks to a real server); documents
-holding one run with `execute`, which the web server uses."""
+holding one run with `execute`, which the web server uses; the WebSocket API validates JSON
+arguments with `CommandSpec.make_args` and runs one command with `run_command`."""
 
 from __future__ import annotations
 
 import inspect
 import xml.etree.ElementTree as ET
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -95,7 +96,8 @@ class CommandSpec:
         return "".join(self.path[-2:]) + "Result"
 
     def parse_args(self, element: ET.Element) -> Args:
-        by_name = {p.name: p for p in self.params}
+        """The Args of a putxml command element: one child per value, `item="n"` ordering
+        repeated (array) values, `<body>` the multiline body."""
         raw: dict[str, list[tuple[int, str]]] = {}
         body: str | None = None
         for position, child in enumerate(element):
@@ -107,29 +109,39 @@ class CommandSpec:
                     raise ParameterError("More than one body given")
                 body = text
                 continue
-            if child.tag not in by_name:
-                raise ParameterError(f"Unknown parameter: {child.tag}")
             order = _item_number(child.get("item"), position)
             raw.setdefault(child.tag, []).append((order, text))
+        given = {name: [text for _, text in sorted(values)] for name, values in raw.items()}
+        return self.make_args(given, body)
+
+    def make_args(self, given: Mapping[str, Sequence[str]], body: str | None = None) -> Args:
+        """Validate the values given per parameter name (in order) against the value
+        spaces: unknown, missing, repeated and illegal values raise ParameterError."""
+        by_name = {p.name: p for p in self.params}
+        unknown = next((name for name in given if name not in by_name), None)
+        if unknown is not None:
+            raise ParameterError(f"Unknown parameter: {unknown}")
+        if body is not None and not self.multiline:
+            raise ParameterError("Unknown parameter: body")
         values: dict[str, str | list[str]] = {}
         for param in self.params:
-            given = [text for _, text in sorted(raw.get(param.name, []))]
-            if not given:
+            texts = list(given.get(param.name, ()))
+            if not texts:
                 if param.required:
                     raise ParameterError(f"Missing required parameter: {param.name}")
                 if param.default is not None:
                     values[param.name] = param.default
                 continue
             if param.max_items == 1:
-                if len(given) > 1:
+                if len(texts) > 1:
                     raise ParameterError(f"Parameter {param.name} given more than once")
-                values[param.name] = param.check(given[0])
+                values[param.name] = param.check(texts[0])
             else:
-                if len(given) > param.max_items:
+                if len(texts) > param.max_items:
                     raise ParameterError(
                         f"Parameter {param.name} accepts at most {param.max_items} values"
                     )
-                values[param.name] = [param.check(v) for v in given]
+                values[param.name] = [param.check(v) for v in texts]
         return Args(values, body)
 
 
@@ -267,14 +279,39 @@ async def execute(
     return reply
 
 
+async def run_command(spec: CommandSpec, context: CommandContext, args: Args) -> ET.Element:
+    """Run one command whose arguments are already validated (the WebSocket API builds
+    them from JSON); the result element carries `status` as in a putxml reply."""
+    result, pending = _call(spec, context, args)
+    if pending is not None:
+        try:
+            children = await pending
+        except (ParameterError, DeviceError) as exc:
+            _failed(result, exc)
+        else:
+            _succeeded(result, children)
+    return result
+
+
 def _start(
     spec: CommandSpec, context: CommandContext, element: ET.Element
 ) -> tuple[ET.Element, Awaitable[HandlerResult] | None]:
     """Validate and call the handler. A synchronous handler's result element is complete;
     for a coroutine handler the awaitable is returned and the caller completes it."""
-    result = ET.Element(spec.result_tag)
     try:
         args = spec.parse_args(element)
+    except ParameterError as exc:
+        result = ET.Element(spec.result_tag)
+        _failed(result, exc)
+        return result, None
+    return _call(spec, context, args)
+
+
+def _call(
+    spec: CommandSpec, context: CommandContext, args: Args
+) -> tuple[ET.Element, Awaitable[HandlerResult] | None]:
+    result = ET.Element(spec.result_tag)
+    try:
         outcome = spec.handler(context, args)
     except (ParameterError, DeviceError) as exc:
         _failed(result, exc)

@@ -15,11 +15,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from roomsim.commands import default_registry
+from roomsim.cloud import TOKEN_FILE, CloudServer
+from roomsim.cloud_api import device_id_for as cloud_device_id
+from roomsim.commands import CommandRegistry, default_registry
 from roomsim.device import SCEP_TIMEOUT, SimDevice
 from roomsim.enrollment import RenewalResult
 from roomsim.faults import ALL_DEVICES, load_faults_file
-from roomsim.inventory import write_inventory
+from roomsim.inventory import CloudInventory, write_inventory
 from roomsim.server import DeviceServer, ServerSettings
 from roomsim.state import StateDir
 
@@ -43,7 +45,12 @@ class SimFleet:
 
     SCEP: `scep_timeout` bounds each HTTP request a device makes to a SCEP server;
     `renewal_interval` (seconds) runs every device's renewal check that often (a real
-    device: once a day); None, the default, leaves it to `run_renewal`."""
+    device: once a day); None, the default, leaves it to `run_renewal`.
+
+    Cloud: `cloud=True` also serves the Webex cloud REST API for every device on one more
+    HTTPS port (`cloud_url`, bearer `cloud_token`; see `roomsim/cloud.py`), allowing
+    `cloud_rate_per_minute` requests per token per minute; commands matching a
+    `cloud_disallowed_commands` pattern (`Security.Certificates.*`) are refused there."""
 
     def __init__(
         self,
@@ -60,6 +67,9 @@ class SimFleet:
         request_delay: float = 0.0,
         scep_timeout: float = SCEP_TIMEOUT,
         renewal_interval: float | None = None,
+        cloud: bool = False,
+        cloud_rate_per_minute: int = 300,
+        cloud_disallowed_commands: tuple[str, ...] = (),
     ) -> None:
         if devices < 1:
             raise ValueError("a fleet needs at least one device")
@@ -67,6 +77,8 @@ class SimFleet:
             raise ValueError(f"name_prefix {name_prefix!r}: use lowercase letters, digits and -")
         if renewal_interval is not None and renewal_interval <= 0:
             raise ValueError("renewal_interval must be > 0 seconds (or None: off)")
+        if cloud_rate_per_minute < 1:
+            raise ValueError("cloud_rate_per_minute must be at least 1")
         self.state = StateDir(Path(state_dir))
         self.count = devices
         self.name_prefix = name_prefix
@@ -84,6 +96,11 @@ class SimFleet:
         self.devices: dict[str, SimDevice] = {}
         self.servers: dict[str, DeviceServer] = {}
         self.password = ""
+        self.registry: CommandRegistry = default_registry()
+        self.cloud_enabled = cloud
+        self.cloud_rate_per_minute = cloud_rate_per_minute
+        self.cloud_disallowed_commands = tuple(cloud_disallowed_commands)
+        self.cloud: CloudServer | None = None
         self._started = False
         self._renewal_task: asyncio.Task[None] | None = None
 
@@ -109,7 +126,7 @@ class SimFleet:
         self.state.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         ca_cert, ca_key = self.state.ensure_ca()
         self.password = self.state.ensure_password()
-        registry = default_registry()
+        registry = self.registry
         for index, name in enumerate(self.names(), 1):
             if name in self.devices:
                 continue
@@ -125,6 +142,19 @@ class SimFleet:
             self.devices[name] = device
             self.servers[name] = DeviceServer(device, self.settings, registry)
         await asyncio.gather(*(server.start() for server in self.servers.values()))
+        if self.cloud_enabled and self.cloud is None:
+            cloud = CloudServer(
+                self.state,
+                self.devices,
+                self.servers,
+                registry,
+                ca_cert=ca_cert,
+                ca_key=ca_key,
+                rate_per_minute=self.cloud_rate_per_minute,
+                disallowed=self.cloud_disallowed_commands,
+            )
+            await cloud.start()
+            self.cloud = cloud
         self._started = True
         if self.renewal_interval is not None:
             self._renewal_task = asyncio.get_running_loop().create_task(
@@ -138,15 +168,64 @@ class SimFleet:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewal_task
             self._renewal_task = None
+        if self.cloud is not None:
+            await self.cloud.stop()
+            self.cloud = None
         await asyncio.gather(*(server.stop() for server in self.servers.values()))
         for device in self.devices.values():
             device.save()
         self._started = False
 
-    def write_inventory(self, path: Path) -> Path:
+    def write_inventory(self, path: Path, cloud: bool = False) -> Path:
+        """The certfleet inventory: local transport, or with `cloud` the cloud transport
+        (`device_id` per device; `api_url`, `api_verify` and `token` in defaults)."""
+        settings = None
+        if cloud:
+            settings = CloudInventory(
+                api_url=self.cloud_url,
+                token_path=self.cloud_token_path,
+                device_ids={name: self.cloud_device_id(name) for name in self.devices},
+            )
         return write_inventory(
-            Path(path), self.devices.values(), self.password_path, self.ca_pem_path
+            Path(path), self.devices.values(), self.password_path, self.ca_pem_path, settings
         )
+
+    # ------------------------------------------------------------------ cloud API
+
+    def _cloud(self) -> CloudServer:
+        if self.cloud is None:
+            raise RuntimeError("the cloud API is not running: SimFleet(cloud=True), started")
+        return self.cloud
+
+    @property
+    def cloud_url(self) -> str:
+        """`https://127.0.0.1:PORT`, the cloud API's base URL (paths `/v1/...`)."""
+        return self._cloud().url
+
+    @property
+    def cloud_token(self) -> str:
+        """The bearer token the cloud API accepts (also in `<state>/cloud-token`)."""
+        return self._cloud().token
+
+    @property
+    def cloud_token_path(self) -> Path:
+        return self.state.root / TOKEN_FILE
+
+    def cloud_device_id(self, name: str) -> str:
+        """The stable Webex-style device id of device `name`."""
+        if name not in self.names():
+            raise KeyError(f"no simulated device named {name!r}")
+        return cloud_device_id(name)
+
+    def set_cloud_offline(self, name: str, offline: bool = True) -> None:
+        """Show device `name` as `disconnected` in the cloud (its xAPI calls then fail);
+        configuration changes made meanwhile reach it when it is set back online."""
+        self._cloud().set_offline(name, offline)
+
+    def force_429(self, count: int, retry_after: str | None = "2", *, html: bool = False) -> None:
+        """The next `count` cloud requests answer 429 with `Retry-After: retry_after` (sent
+        as given, so "soon" works; None: no header), with a JSON or an HTML body."""
+        self._cloud().force_429(count, retry_after, html=html)
 
     # ------------------------------------------------------------------ faults
 
@@ -234,6 +313,8 @@ class SimFleetThread:
     def __init__(self, state_dir: Path, devices: int = 5, **kwargs: Any) -> None:
         self.fleet = SimFleet(state_dir, devices, **kwargs)
         self.inventory_path: Path = self.fleet.state_dir / "inventory.yaml"
+        # written at start when the fleet serves the cloud API
+        self.cloud_inventory_path: Path = self.fleet.state_dir / "inventory-cloud.yaml"
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
@@ -251,6 +332,10 @@ class SimFleetThread:
             self.stop()
             raise
         self.inventory_path = self.fleet.write_inventory(self.inventory_path)
+        if self.fleet.cloud is not None:
+            self.cloud_inventory_path = self.fleet.write_inventory(
+                self.cloud_inventory_path, cloud=True
+            )
         return self
 
     def stop(self) -> None:
@@ -301,8 +386,31 @@ class SimFleetThread:
     def state_dir(self) -> Path:
         return self.fleet.state_dir
 
-    def write_inventory(self, path: Path) -> Path:
-        return self.fleet.write_inventory(path)
+    def write_inventory(self, path: Path, cloud: bool = False) -> Path:
+        return self.fleet.write_inventory(path, cloud)
+
+    @property
+    def cloud_url(self) -> str:
+        return self.fleet.cloud_url
+
+    @property
+    def cloud_token(self) -> str:
+        return self.fleet.cloud_token
+
+    def cloud_device_id(self, name: str) -> str:
+        return self.fleet.cloud_device_id(name)
+
+    def set_cloud_offline(self, name: str, offline: bool = True) -> None:
+        async def apply() -> None:
+            self.fleet.set_cloud_offline(name, offline)
+
+        self.run(apply())
+
+    def force_429(self, count: int, retry_after: str | None = "2", *, html: bool = False) -> None:
+        async def apply() -> None:
+            self.fleet.force_429(count, retry_after, html=html)
+
+        self.run(apply())
 
     def set_fault(self, name: str, **faults: Any) -> None:
         async def apply() -> None:

@@ -1,10 +1,13 @@
-"""The certfleet inventory (YAML) describing a simulated fleet."""
+"""The certfleet inventory (YAML) describing a simulated fleet: the local transport (host
+and port per device), or the Webex cloud transport (`device_id` per device, with the
+simulated cloud API's `api_url`, `api_verify` and bearer `token` in defaults)."""
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from roomsim.device import GROUPS, SimDevice
@@ -38,9 +41,51 @@ def render_inventory(devices: Iterable[SimDevice], password_path: Path, ca_path:
     return "\n".join(lines) + "\n"
 
 
+@dataclass(frozen=True)
+class CloudInventory:
+    """What a cloud inventory needs: the API's base URL (`https://127.0.0.1:PORT`), the
+    token file and every device's cloud id."""
+
+    api_url: str
+    token_path: Path
+    device_ids: Mapping[str, str]
+
+
+def render_cloud_inventory(
+    devices: Iterable[SimDevice], cloud: CloudInventory, ca_path: Path
+) -> str:
+    lines = [
+        "# Written by roomsim for a simulated fleet, reached through its simulated Webex cloud.",
+        "defaults:",
+        "  transport: cloud",
+        f"  api_url: {_scalar(cloud.api_url)}",
+        f"  api_verify: {_scalar(f'ca:{ca_path}')}",
+        f"  token: {_scalar(f'file:{cloud.token_path}')}",
+        "groups:",
+        *(f"  {group}: {{tags: [norway]}}" for group in GROUPS),
+        "devices:",
+    ]
+    for device in devices:
+        lines.append(
+            f"  {_scalar(device.name)}: {{device_id: {_scalar(cloud.device_ids[device.name])}, "
+            f"groups: [{device.group}], tags: [{device.product.tag}]}}"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def write_inventory(
-    path: Path, devices: Iterable[SimDevice], password_path: Path, ca_path: Path
+    path: Path,
+    devices: Iterable[SimDevice],
+    password_path: Path,
+    ca_path: Path,
+    cloud: CloudInventory | None = None,
 ) -> Path:
+    """Write the local inventory, or the cloud one when `cloud` is given."""
     path = path.resolve()
-    write_atomic(path, render_inventory(devices, password_path, ca_path).encode("utf-8"))
+    text = (
+        render_inventory(devices, password_path, ca_path)
+        if cloud is None
+        else render_cloud_inventory(devices, cloud, ca_path)
+    )
+    write_atomic(path, text.encode("utf-8"))
     return path

@@ -17,6 +17,8 @@ from pathlib import Path
 from roomsim.faults import FaultError, load_faults_file
 from roomsim.fleet import SimFleet
 
+CLOUD_INVENTORY = "inventory-cloud.yaml"
+
 
 async def serve(
     devices: int,
@@ -28,11 +30,23 @@ async def serve(
     renewal_interval: float | None = None,
     ready: Callable[[SimFleet, Path], None] | None = None,
     stop: asyncio.Event | None = None,
+    cloud: bool = False,
+    cloud_rate_per_minute: int = 300,
 ) -> None:
     """Start the fleet, apply faults, write the inventory, call `ready(fleet, inventory)`,
-    then serve until `stop` is set or SIGINT/SIGTERM arrives; always stops cleanly."""
+    then serve until `stop` is set or SIGINT/SIGTERM arrives; always stops cleanly.
+
+    With `cloud` the fleet also serves the simulated Webex cloud API, and a cloud
+    inventory is written to `<state>/inventory-cloud.yaml`."""
     faults = load_faults_file(faults_file) if faults_file is not None else None
-    fleet = SimFleet(state, devices, request_delay=request_delay, renewal_interval=renewal_interval)
+    fleet = SimFleet(
+        state,
+        devices,
+        request_delay=request_delay,
+        renewal_interval=renewal_interval,
+        cloud=cloud,
+        cloud_rate_per_minute=cloud_rate_per_minute,
+    )
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     handled: list[signal.Signals] = []
@@ -45,6 +59,8 @@ async def serve(
         if faults is not None:
             await fleet.apply_faults(faults)
         inventory = fleet.write_inventory(inventory_out or fleet.state_dir / "inventory.yaml")
+        if cloud:
+            fleet.write_inventory(fleet.state_dir / CLOUD_INVENTORY, cloud=True)
         if ready is not None:
             ready(fleet, inventory)
         await stop.wait()
@@ -69,6 +85,8 @@ def run_serve(
     faults_file: Path | None = None,
     request_delay: float = 0.0,
     renewal_interval: float | None = None,
+    cloud: bool = False,
+    cloud_rate_per_minute: int = 300,
 ) -> int:
     """Blocking entry point for `python -m roomsim serve` and `certfleet sim serve`.
     Returns the exit code: 0 after a clean stop, 2 on bad input, 1 on an OS error."""
@@ -79,6 +97,12 @@ def run_serve(
             f"CA {fleet.ca_pem_path}",
             file=sys.stderr,
         )
+        if fleet.cloud is not None:
+            print(
+                f"roomsim: Webex cloud API at {fleet.cloud_url} (paths /v1/...), bearer token in "
+                f"{fleet.cloud_token_path}, cloud inventory {fleet.state_dir / CLOUD_INVENTORY}",
+                file=sys.stderr,
+            )
         print("ready", flush=True)
 
     _raise_open_files_limit()
@@ -92,6 +116,8 @@ def run_serve(
                 request_delay,
                 renewal_interval=renewal_interval,
                 ready=ready,
+                cloud=cloud,
+                cloud_rate_per_minute=cloud_rate_per_minute,
             )
         )
     except (FaultError, ValueError, KeyError) as exc:
@@ -122,6 +148,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="SECONDS",
         help="run every device's SCEP renewal check this often (default: never)",
     )
+    serve_cmd.add_argument(
+        "--cloud",
+        action="store_true",
+        help="also serve the simulated Webex cloud API (URL printed on stderr)",
+    )
+    serve_cmd.add_argument(
+        "--cloud-rate",
+        type=int,
+        default=300,
+        metavar="PER_MINUTE",
+        help="cloud API requests allowed per token per minute (300)",
+    )
     args = parser.parse_args(argv)
     return run_serve(
         args.devices,
@@ -130,4 +168,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.faults,
         args.request_delay,
         args.renewal_interval,
+        cloud=args.cloud,
+        cloud_rate_per_minute=args.cloud_rate,
     )

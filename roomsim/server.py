@@ -1,6 +1,7 @@
 """The HTTPS web server of one simulated device (aiohttp: one AppRunner + one TCPSite):
 authentication (Basic or session cookie), login lockout, session caps, rate limits,
-faults, getxml/putxml, and reboots that really take the listener away."""
+faults, getxml/putxml, the WebSocket JSON-RPC API (`GET /ws`, roomsim/websocket.py), and
+reboots that really take the listener away (closing open WebSockets)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from roomsim.commands import CommandContext, CommandRegistry, execute
 from roomsim.configuration import apply_document
 from roomsim.device import SimDevice
 from roomsim.limits import LoginGuard, QueueFull, RateLimiter, SessionLimitError, SessionTable
+from roomsim.websocket import WS_PATH, WebSocketHub
 from roomsim.xml_wire import (
     NO_ACTION,
     XML_CONTENT_TYPE,
@@ -82,6 +84,7 @@ class DeviceServer:
         self.logins = LoginGuard(settings.max_failed_logins, settings.lockout_seconds)
         self.basic_limiter = RateLimiter(settings.basic_rate, settings.basic_queue)
         self.session_limiter = RateLimiter(settings.session_rate, settings.session_queue)
+        self.websockets = WebSocketHub(self)
         self._runner: web.AppRunner | None = None
         self._lock = asyncio.Lock()
         self._wanted = False
@@ -119,6 +122,7 @@ class DeviceServer:
                 await self._listen()
             elif not up and self._runner is not None:
                 runner, self._runner = self._runner, None
+                await self.websockets.close_all()
                 await runner.cleanup()
 
     async def _listen(self) -> None:
@@ -178,6 +182,8 @@ class DeviceServer:
             await asyncio.sleep(delay)
         if faults.http_status is not None:
             return self._status_fault(faults.http_status)
+        if request.method == "GET" and request.path == WS_PATH:
+            return await self.websockets.handshake(request)
         user, limiter, refusal = self._authenticate(request)
         if refusal is not None:
             return refusal
@@ -220,18 +226,26 @@ class DeviceServer:
         except ValueError:
             return "", self.basic_limiter, self._unauthorized()
         user = credentials.login
+        if not self.login(user, credentials.password):
+            return user, self.basic_limiter, self._unauthorized()
+        return user, self.basic_limiter, None
+
+    def login(self, user: str, password: str) -> bool:
+        """Check Basic credentials (HTTP and WebSocket alike): a locked-out user is refused
+        even with the right password; refusals count toward `device.failed_logins`, wrong
+        passwords toward the lockout."""
         if self.logins.locked(user):
             self.device.failed_logins += 1
-            return user, self.basic_limiter, self._unauthorized()
+            return False
         good = user == ADMIN_USER and hmac.compare_digest(
-            credentials.password.encode("utf-8"), self.device.password.encode("utf-8")
+            password.encode("utf-8"), self.device.password.encode("utf-8")
         )
         if not good:
             self.logins.failed(user)
             self.device.failed_logins += 1
-            return user, self.basic_limiter, self._unauthorized()
+            return False
         self.logins.succeeded(user)
-        return user, self.basic_limiter, None
+        return True
 
     @staticmethod
     def _unauthorized() -> web.Response:
@@ -273,9 +287,11 @@ class DeviceServer:
         if document.tag == "Command":
             reply = await execute(self.registry, context, document)
         elif document.tag == "Configuration":
+            before = dict(self.device.config)
             reply, changed = apply_document(self.device.config, document)
             if changed:
                 self.device.save()
+                self.websockets.configuration_changed(before)
         else:
             reply = action_error(NO_ACTION)
         response = self._reply(reply)

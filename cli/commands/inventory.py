@@ -1,10 +1,11 @@
-"""certfleet inventory list|check."""
+"""certfleet inventory list|check|import-webex."""
 
 from __future__ import annotations
 
 import typer
 
 from cli import render
+from cli.commands.import_webex import import_webex
 from cli.options import Common, InventoryOpt, LimitOpt, OutputFormat, OutputOpt
 from cli.runtime import guarded, inventory_path, select
 from fleet.errors import InventoryError, SecretError
@@ -62,3 +63,6 @@ def check(
         + ("; secrets resolve" if secrets else ""),
         soft_wrap=True,
     )
+
+
+app.command("import-webex")(import_webex)

@@ -1,0 +1,143 @@
+"""certfleet inventory import-webex — write or merge an inventory from the Webex device list."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+
+from cli import render
+from cli.runtime import DEFAULT_INVENTORY, guarded, inventory_path
+from fleet.cloud_import import (
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_TOKEN_REF,
+    CloudSettings,
+    DeviceListing,
+    fetch_devices,
+    merge_inventory,
+    read_cloud_settings,
+    write_inventory,
+)
+from fleet.errors import DeviceError, InputError
+from fleet.inventory import DEFAULT_API_URL, parse_verify
+from fleet.secrets import Secret, parse_secret_ref
+from fleet.xapi.cloud import CloudClients
+
+__all__ = ["ImportOutput", "import_webex"]
+
+
+class ImportOutput(StrEnum):
+    table = "table"
+    json = "json"
+
+
+def _target(out: Path | None) -> Path:
+    if out is not None:
+        return out
+    try:
+        return inventory_path(None)
+    except InputError:
+        return DEFAULT_INVENTORY
+
+
+async def _fetch(api_url: str, verify_text: str, base_dir: Path, token: Secret,
+                 tags: list[str], product: str | None, page_size: int) -> DeviceListing:
+    clients = CloudClients()
+    try:
+        api = clients.api(api_url, parse_verify(verify_text, base_dir=base_dir), token)
+        return await fetch_devices(api, tags=tags, product=product, page_size=page_size)
+    finally:
+        await clients.aclose()
+
+
+@guarded
+def import_webex(
+    tag: list[str] | None = typer.Option(
+        None, "--tag", help="Only devices with this Webex tag (repeat: all of them).",
+        show_default=False,
+    ),
+    product: str | None = typer.Option(
+        None, "--product", help="Only this product, e.g. 'Room Bar' (a loose match).",
+        show_default=False,
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Inventory file to write or merge into (default: the inventory: "
+        "-i, CERTFLEET_INVENTORY or ./inventory.yaml).", show_default=False,
+    ),
+    token: str | None = typer.Option(
+        None, "--token", help=f"Secret reference of the Webex access token, written to the "
+        f"inventory (default: the file's, else {DEFAULT_TOKEN_REF}).", show_default=False,
+    ),
+    api_url: str | None = typer.Option(
+        None, "--api-url", help=f"Webex API base URL (default: the file's, else "
+        f"{DEFAULT_API_URL}).", show_default=False,
+    ),
+    api_verify: str | None = typer.Option(
+        None, "--api-verify", help="How to verify the API's TLS: ca:PATH, pin:sha256:HEX, "
+        "system (default) or insecure; written to the inventory as api_verify.",
+        show_default=False,
+    ),
+    page_size: int = typer.Option(
+        DEFAULT_PAGE_SIZE, "--page-size", min=1, max=1000,
+        help="Devices asked for per page of the list.",
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="List and merge, show the counts, write nothing."
+    ),
+    output: ImportOutput = typer.Option(
+        ImportOutput.table, "--output", "-o", help="table for people, json for scripts."
+    ),
+) -> None:
+    """Add the Webex devices (transport: cloud) to an inventory; re-run to pick up new ones.
+
+    Devices already in the file (same device_id) keep their names and keys; everything
+    hand-written in the file is kept.
+    """
+    path = _target(out)
+    text = path.read_text(encoding="utf-8-sig") if path.exists() else None
+    base_dir = path.parent.absolute()
+    existing = read_cloud_settings(text)
+    token_ref = token or existing.get("token") or DEFAULT_TOKEN_REF
+    secret = parse_secret_ref(token_ref).resolve()  # SecretError: exit 2, nothing written
+    url = (api_url or existing.get("api_url") or DEFAULT_API_URL).strip().rstrip("/")
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
+        raise InputError(f"--api-url {url!r} must be an http(s) URL such as {DEFAULT_API_URL}")
+    verify_given: str | None = None
+    if api_verify is not None:
+        # a path given here is relative to where the command runs: written absolute
+        verify_given = str(parse_verify(api_verify, base_dir=Path.cwd()))
+    verify_text = verify_given or existing.get("api_verify") or "system"
+    try:
+        listing = asyncio.run(_fetch(url, verify_text, base_dir, secret, tag or [], product,
+                                     page_size))
+    except DeviceError as exc:
+        render.error(f"listing the Webex devices failed: {exc}")
+        raise typer.Exit(1) from None
+    merged, summary = merge_inventory(
+        text, listing.devices,
+        CloudSettings(token=token, api_url=api_url and url, api_verify=verify_given),
+        where=str(path),
+    )
+    summary.pages = listing.pages
+    summary.no_xapi = listing.no_xapi
+    if not dry_run:
+        write_inventory(path, merged)
+    if output is ImportOutput.json:
+        render.emit_json({"file": str(path), "written": not dry_run, **summary.to_dict()})
+        return
+    verb = "would write" if dry_run else "wrote"
+    line = (f"{verb} {path}: {len(summary.added)} added, {len(summary.updated)} updated, "
+            f"{summary.kept} kept ({len(listing.devices)} device(s) from Webex in "
+            f"{listing.pages} page(s); cloud settings in {summary.settings_in})")
+    render.stdout().print(line, soft_wrap=True, markup=False, highlight=False)
+    if listing.no_xapi:
+        render.note(f"left out {listing.no_xapi} device(s) without the xAPI "
+                    "(phones, accessories)")
+    if summary.without_permission:
+        render.warning(f"{summary.without_permission} device(s) grant this token no xAPI "
+                       "access: give the workspace API access in Control Hub")
+    if summary.skipped_ids:
+        render.warning(f"left out {len(summary.skipped_ids)} device(s) whose id has spaces")

@@ -240,7 +240,7 @@ def load_key_pem(data: bytes, passphrase: Secret | None, *, source: str) -> Priv
     """
     blocks = [m for m in _PEM_BLOCK.finditer(data) if m.group(1).endswith(b"PRIVATE KEY")]
     if not blocks:
-        raise PemError("holds no private key (no -----BEGIN PRIVATE KEY----- block)", file=source)
+        raise PemError("holds no private key (no PEM PRIVATE KEY block)", file=source)
     if len(blocks) > 1:
         raise PemError(f"holds {len(blocks)} private keys; it must hold one", file=source)
     block = blocks[0]

@@ -60,7 +60,6 @@ from fleet.xapi.local import (
     LocalClients,
     RetryPolicy,
     Timeouts,
-    _describe_body,
     _PinMismatch,
 )
 from fleet.xapi.transport import (
@@ -68,6 +67,7 @@ from fleet.xapi.transport import (
     Exchange,
     ParamValue,
     Recorder,
+    describe_body,
     describe_params,
     xpath,
 )
@@ -787,7 +787,7 @@ class CloudTransport:
             kind="command",
             path=xpath(path),
             params=describe_params(params),
-            body=_describe_body(body) if body is not None else None,
+            body=describe_body(body) if body is not None else None,
         )
 
         async def call() -> dict[str, Any]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import http.cookiejar
 import random
@@ -51,6 +52,7 @@ from fleet.xapi.transport import (
     Exchange,
     ParamValue,
     Recorder,
+    describe_body,
     describe_params,
     xpath,
 )
@@ -155,6 +157,7 @@ class _PinningBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+@functools.cache
 def ssl_context_for(verify: Verify) -> ssl.SSLContext:
     """The TLS context for a device's ``verify:`` setting (pins are checked separately)."""
     if verify.mode == "ca":
@@ -258,18 +261,6 @@ class LocalClients:
 
 
 # ------------------------------------------------------------------------- transport
-
-
-def _describe_body(body: str) -> str:
-    certs = body.count("BEGIN CERTIFICATE")
-    keys = body.count("PRIVATE KEY-----") // 2
-    parts = []
-    if certs:
-        parts.append(f"{certs} PEM certificate{'s' if certs != 1 else ''}")
-    if keys:
-        parts.append(f"{keys} private key{'s' if keys != 1 else ''}")
-    what = " + ".join(parts) or "text"
-    return f"{what}, {len(body.encode())} bytes"
 
 
 class LocalTransport:
@@ -381,7 +372,7 @@ class LocalTransport:
             kind="command",
             path=xpath(path),
             params=describe_params(params),
-            body=_describe_body(body) if body is not None else None,
+            body=describe_body(body) if body is not None else None,
         )
         document = _xml.build_command(path, params, body)
 

@@ -24,6 +24,7 @@ __all__ = [
     "ParamValue",
     "Recorder",
     "XapiTransport",
+    "describe_body",
     "describe_params",
     "xpath",
 ]
@@ -50,6 +51,19 @@ def describe_params(params: Mapping[str, ParamValue] | None) -> dict[str, Any]:
         else:
             shown[key] = list(value)
     return shown
+
+
+def describe_body(body: str) -> str:
+    """A body as it may be recorded: what it holds and its size, never its content."""
+    certs = body.count("BEGIN CERTIFICATE")
+    keys = body.count("PRIVATE KEY-----") // 2
+    parts = []
+    if certs:
+        parts.append(f"{certs} PEM certificate{'s' if certs != 1 else ''}")
+    if keys:
+        parts.append(f"{keys} private key{'s' if keys != 1 else ''}")
+    what = " + ".join(parts) or "text"
+    return f"{what}, {len(body.encode())} bytes"
 
 
 @dataclass

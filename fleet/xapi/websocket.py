@@ -53,12 +53,13 @@ from fleet.errors import (
 )
 from fleet.inventory import Device, Verify
 from fleet.secrets import Secret
-from fleet.xapi.local import RetryPolicy, Timeouts, _describe_body, ssl_context_for
+from fleet.xapi.local import RetryPolicy, Timeouts, ssl_context_for
 from fleet.xapi.transport import (
     SECRET_PARAMS,
     Exchange,
     ParamValue,
     Recorder,
+    describe_body,
     describe_params,
     xpath,
 )
@@ -590,7 +591,7 @@ class WebSocketTransport:
             kind="command",
             path=where,
             params=describe_params(params),
-            body=_describe_body(body) if body is not None else None,
+            body=describe_body(body) if body is not None else None,
         )
         wire: dict[str, Any] = {}
         for key, value in (params or {}).items():

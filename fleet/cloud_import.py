@@ -68,7 +68,7 @@ _MAX_PAGES = 100_000
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _TAG_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/+-]*")
 _MAX_NAME = 63
-_CLOUD_KEYS = ("transport", "token", "api_url", "api_verify")
+_CLOUD_KEYS = ("transport", "token", "api_url", "api_verify", "api_rate_per_minute")
 #: Latin letters NFKD does not take apart
 _TRANSLITERATE = str.maketrans({"ø": "o", "Ø": "O", "æ": "ae", "Æ": "AE", "ß": "ss", "đ": "d",
                                 "Đ": "D", "ł": "l", "Ł": "L", "œ": "oe", "Œ": "OE", "þ": "th",
@@ -248,6 +248,7 @@ class CloudSettings:
     token: str | None = None
     api_url: str | None = None
     api_verify: str | None = None
+    api_rate_per_minute: float | None = None
 
 
 @dataclass
@@ -323,12 +324,18 @@ def _section(data: CommentedMap, key: str, where: str) -> CommentedMap:
     return value
 
 
+def _whole(value: float | None) -> float | int | None:
+    """5600.0 is written as 5600."""
+    return int(value) if value is not None and float(value).is_integer() else value
+
+
 def read_cloud_settings(text: str | None) -> dict[str, str]:
     """The cloud keys an existing inventory gives imported devices (its cloud home)."""
     home, _ = _find_home(_load(text, "inventory"))
     if home is None:
         return {}
-    return {k: str(home[k]) for k in _CLOUD_KEYS if isinstance(home.get(k), str)}
+    return {k: str(home[k]) for k in _CLOUD_KEYS
+            if isinstance(home.get(k), str | int | float) and not isinstance(home.get(k), bool)}
 
 
 def _is_cloud(node: Any) -> bool:
@@ -387,7 +394,9 @@ def merge_inventory(
     home["transport"] = "cloud"
     for key, given, default in (("token", settings.token, DEFAULT_TOKEN_REF),
                                 ("api_url", settings.api_url, DEFAULT_API_URL),
-                                ("api_verify", settings.api_verify, None)):
+                                ("api_verify", settings.api_verify, None),
+                                ("api_rate_per_minute", _whole(settings.api_rate_per_minute),
+                                 None)):
         if given is not None:
             home[key] = given
         elif key not in home and default is not None:

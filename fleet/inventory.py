@@ -79,6 +79,8 @@ _VERIFY_MODES: Final = ("ca", "pin", "system", "insecure")
 
 _TOP_KEYS: Final = ("defaults", "groups", "devices")
 DEFAULT_API_URL: Final = "https://webexapis.com"
+#: a sanity bound for api_rate_per_minute (Webex documents ~300; a typo should not unleash)
+MAX_API_RATE_PER_MINUTE: Final = 100_000
 _COMMON_KEYS: Final = (
     "transport",
     "username",
@@ -91,6 +93,7 @@ _COMMON_KEYS: Final = (
     "port",
     "api_url",
     "api_verify",
+    "api_rate_per_minute",
 )
 _DEVICE_ONLY_KEYS: Final = ("host", "device_id", "groups")
 _DEVICE_KEYS: Final = _COMMON_KEYS + _DEVICE_ONLY_KEYS
@@ -113,6 +116,7 @@ _GLOB_CHARS: Final = frozenset("*?[")
 
 _T_STR: Final = "tag:yaml.org,2002:str"
 _T_INT: Final = "tag:yaml.org,2002:int"
+_T_FLOAT: Final = "tag:yaml.org,2002:float"
 _T_NULL: Final = "tag:yaml.org,2002:null"
 _T_BOOL: Final = "tag:yaml.org,2002:bool"
 _T_MERGE: Final = "tag:yaml.org,2002:merge"
@@ -343,6 +347,9 @@ class Device:
     #: the Webex cloud API (transport: cloud): base URL and how its TLS is verified
     api_url: str = DEFAULT_API_URL
     api_verify: Verify = Verify("system")
+    #: requests a minute the run may send with this device's token (None: the built-in
+    #: default, under Webex's documented ~300/min); devices sharing a token share one pacer
+    api_rate_per_minute: float | None = None
 
     @property
     def address(self) -> str | None:
@@ -728,7 +735,7 @@ def _kind(node: Node) -> str:
         return "a list"
     if node.tag == _T_NULL:
         return "nothing"
-    if node.tag in (_T_INT, "tag:yaml.org,2002:float"):
+    if node.tag in (_T_INT, _T_FLOAT):
         return "a number"
     if node.tag == _T_BOOL:
         return "true/false"
@@ -765,6 +772,7 @@ _SCALARS: Final = (
     "device_id",
     "api_url",
     "api_verify",
+    "api_rate_per_minute",
 )
 
 
@@ -784,6 +792,7 @@ class _Layer:
     device_id: str | None = None
     api_url: str | None = None
     api_verify: Verify | None = None
+    api_rate_per_minute: float | None = None
     tags: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
     certificate: _CertLayer | None = None
@@ -872,6 +881,7 @@ class _Loader:
             "groups": self._set_groups,
             "api_url": self._set_api_url,
             "api_verify": self._set_api_verify,
+            "api_rate_per_minute": self._set_api_rate,
         }
 
     # -- reporting
@@ -1113,6 +1123,7 @@ class _Loader:
             source=f"{self.display}:{line}",
             api_url=merged.api_url or DEFAULT_API_URL,
             api_verify=merged.api_verify or Verify("system"),
+            api_rate_per_minute=merged.api_rate_per_minute,
         )
 
     def _base(self, groups: tuple[str, ...]) -> tuple[_Layer, CertificateTemplate | str]:
@@ -1335,6 +1346,23 @@ class _Loader:
             layer.invalid.discard("verify")
             layer.invalid.add("api_verify")
         layer.api_verify = api_verify
+
+    def _set_api_rate(self, layer: _Layer, node: Node, path: str) -> None:
+        rate: float | None = None
+        if isinstance(node, ScalarNode) and node.tag in (_T_INT, _T_FLOAT):
+            try:
+                rate = float(node.value.replace("_", ""))
+            except ValueError:
+                rate = None
+        if rate is None or not (0 < rate <= MAX_API_RATE_PER_MINUTE) or rate != rate:
+            given = node.value if isinstance(node, ScalarNode) and node.value else _kind(node)
+            self.problem(_line(node), path,
+                         f"api_rate_per_minute must be a number of requests a minute above 0 "
+                         f"and at most {MAX_API_RATE_PER_MINUTE}, not {given}")
+            rate = None
+        if rate is None:
+            layer.invalid.add("api_rate_per_minute")
+        layer.api_rate_per_minute = rate
 
     def _set_tags(self, layer: _Layer, node: Node, path: str) -> None:
         items = self._text_list(node, path)

@@ -167,7 +167,8 @@ class Connector:
                     max_connections=max(self._options.parallel, 10),
                     timeouts=self._options.timeouts,
                 )
-            api = shared.api(device.api_url, device.api_verify, token, self._options.retry)
+            api = shared.api(device.api_url, device.api_verify, token, self._options.retry,
+                             rate_per_minute=device.api_rate_per_minute)
             return CloudTransport(device, api, recorder=recorder)
         raise InputError(
             f"{device.name}: transport {device.transport!r} is not available in this version "
@@ -203,7 +204,11 @@ async def _run_device(
                     dry_run=options.dry_run,
                     run_id=run_id,
                     journal=journal,
-                    peer_certificate=lambda: fetch_peer_certificate(device),
+                    # a device reached only through the cloud has no address to shake
+                    # hands with: its HTTPS certificate is checked in the services list only
+                    peer_certificate=(
+                        (lambda: fetch_peer_certificate(device)) if device.host else None
+                    ),
                 )
                 state = await plan.read(ctx)
                 changes = plan.diff(ctx, state)

@@ -49,6 +49,9 @@ class CloudInventory:
     api_url: str
     token_path: Path
     device_ids: Mapping[str, str]
+    #: the client pacing to write (`api_rate_per_minute`), or None for certfleet's default:
+    #: a sim serving a higher rate than Webex's 300/min tells certfleet so
+    rate_per_minute: float | None = None
 
 
 def render_cloud_inventory(
@@ -61,6 +64,8 @@ def render_cloud_inventory(
         f"  api_url: {_scalar(cloud.api_url)}",
         f"  api_verify: {_scalar(f'ca:{ca_path}')}",
         f"  token: {_scalar(f'file:{cloud.token_path}')}",
+        *([f"  api_rate_per_minute: {cloud.rate_per_minute:g}"]
+          if cloud.rate_per_minute is not None else []),
         "groups:",
         *(f"  {group}: {{tags: [norway]}}" for group in GROUPS),
         "devices:",

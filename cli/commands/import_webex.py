@@ -22,9 +22,9 @@ from fleet.cloud_import import (
     write_inventory,
 )
 from fleet.errors import DeviceError, InputError
-from fleet.inventory import DEFAULT_API_URL, parse_verify
+from fleet.inventory import DEFAULT_API_URL, MAX_API_RATE_PER_MINUTE, parse_verify
 from fleet.secrets import Secret, parse_secret_ref
-from fleet.xapi.cloud import CloudClients
+from fleet.xapi.cloud import DEFAULT_RATE_PER_MINUTE, CloudClients
 
 __all__ = ["ImportOutput", "import_webex"]
 
@@ -44,13 +44,25 @@ def _target(out: Path | None) -> Path:
 
 
 async def _fetch(api_url: str, verify_text: str, base_dir: Path, token: Secret,
-                 tags: list[str], product: str | None, page_size: int) -> DeviceListing:
+                 tags: list[str], product: str | None, page_size: int,
+                 rate: float | None) -> DeviceListing:
     clients = CloudClients()
     try:
-        api = clients.api(api_url, parse_verify(verify_text, base_dir=base_dir), token)
+        api = clients.api(api_url, parse_verify(verify_text, base_dir=base_dir), token,
+                          rate_per_minute=rate)
         return await fetch_devices(api, tags=tags, product=product, page_size=page_size)
     finally:
         await clients.aclose()
+
+
+def _number(value: str | None) -> float | None:
+    """The file's api_rate_per_minute if it is a usable number (else the default applies;
+    `inventory check` reports a bad one)."""
+    try:
+        rate = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return rate if rate is not None and 0 < rate <= MAX_API_RATE_PER_MINUTE else None
 
 
 @guarded
@@ -79,6 +91,12 @@ def import_webex(
         None, "--api-verify", help="How to verify the API's TLS: ca:PATH, pin:sha256:HEX, "
         "system (default) or insecure; written to the inventory as api_verify.",
         show_default=False,
+    ),
+    api_rate: float | None = typer.Option(
+        None, "--api-rate", min=0.1, max=MAX_API_RATE_PER_MINUTE,
+        help="Requests a minute certfleet may send with this token (default: the file's, "
+        f"else {DEFAULT_RATE_PER_MINUTE:g}, under Webex's ~300); written as "
+        "api_rate_per_minute.", show_default=False,
     ),
     page_size: int = typer.Option(
         DEFAULT_PAGE_SIZE, "--page-size", min=1, max=1000,
@@ -111,14 +129,16 @@ def import_webex(
         verify_given = str(parse_verify(api_verify, base_dir=Path.cwd()))
     verify_text = verify_given or existing.get("api_verify") or "system"
     try:
+        rate = api_rate or _number(existing.get("api_rate_per_minute"))
         listing = asyncio.run(_fetch(url, verify_text, base_dir, secret, tag or [], product,
-                                     page_size))
+                                     page_size, rate))
     except DeviceError as exc:
         render.error(f"listing the Webex devices failed: {exc}")
         raise typer.Exit(1) from None
     merged, summary = merge_inventory(
         text, listing.devices,
-        CloudSettings(token=token, api_url=api_url and url, api_verify=verify_given),
+        CloudSettings(token=token, api_url=api_url and url, api_verify=verify_given,
+                      api_rate_per_minute=api_rate),
         where=str(path),
     )
     summary.pages = listing.pages

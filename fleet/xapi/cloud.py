@@ -35,6 +35,7 @@ import json
 import math
 import re
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,7 @@ from fleet.errors import (
     BadReplyError,
     CommandError,
     DeviceError,
+    InputError,
     ParameterError,
     RateLimitedError,
     TimeoutError_,
@@ -57,10 +59,11 @@ from fleet.errors import (
 from fleet.inventory import Device, Verify
 from fleet.secrets import Secret, redact
 from fleet.xapi.local import (
-    LocalClients,
+    PinMismatch,
     RetryPolicy,
     Timeouts,
-    _PinMismatch,
+    build_client,
+    redact_url,
 )
 from fleet.xapi.transport import (
     SECRET_PARAMS,
@@ -85,11 +88,13 @@ __all__ = [
     "api_base",
     "config_key",
     "parse_retry_after",
+    "proxy_for",
     "webex_error",
 ]
 
 #: requests a minute one token may send: under Webex's ~300/min with room for other clients
 DEFAULT_RATE_PER_MINUTE = 280.0
+DEFAULT_API_BASE = "https://webexapis.com"
 #: requests that may go at once after a quiet spell (any 60 s window: at most rate + burst)
 DEFAULT_BURST = 10
 #: the wait after a 429 whose Retry-After is missing or unreadable (WebexPythonSDK: 15 s)
@@ -108,6 +113,28 @@ _PART_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
+
+
+def proxy_for(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (``HTTPS_PROXY``/``https_proxy``, or
+    ``ALL_PROXY``), unless ``NO_PROXY`` exempts its host; None for a direct connection.
+    Only ``http://`` proxies are used (the tunnel carries end-to-end verified TLS)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if urllib.request.proxy_bypass_environment(host):  # type: ignore[attr-defined]
+        return None
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy:
+        return None
+    if "://" not in proxy:
+        proxy = f"http://{proxy}"
+    if not proxy.startswith("http://"):
+        raise InputError(
+            f"the proxy {redact_url(proxy)} for the Webex API is not an http:// proxy; "
+            "certfleet tunnels HTTPS through an http:// proxy only"
+        )
+    return proxy
 
 
 def api_base(url: str) -> str:
@@ -248,6 +275,14 @@ class RatePacer:
         self._tokens = 0.0
         self._stamp = max(self._stamp, self._paused_until)
 
+    def slow_down(self, rate_per_minute: float) -> None:
+        """Lower the rate (never raise it): devices sharing a token but asking for
+        different rates get the most careful one."""
+        if 0 < rate_per_minute < self.rate_per_minute:
+            self._refill(self._clock())
+            self.rate_per_minute = rate_per_minute
+            self._per_second = rate_per_minute / 60.0
+
     def stats(self) -> dict[str, float]:
         return {"requests": self.requests, "rate_limited": self.rate_limited,
                 "waited_s": round(self.waited, 3)}
@@ -276,8 +311,11 @@ class CloudClients:
         wall_clock: Clock = time.time,
     ) -> None:
         # the same client set-up as for devices: verified TLS (CA file, pin, system), no
-        # cookies, no proxies or CA bundles from the environment, no redirects
-        self._clients = LocalClients(max_connections=max_connections, timeouts=timeouts)
+        # cookies, no CA bundles from the environment, no redirects — but the API is on the
+        # internet, so HTTPS_PROXY / NO_PROXY are honoured for it (never for devices)
+        self._clients: dict[tuple[str, str | None], httpx.AsyncClient] = {}
+        self._max = max_connections
+        self._timeouts = timeouts or Timeouts()
         self._pacers: dict[str, RatePacer] = {}
         self._rate = rate_per_minute
         self._burst = burst
@@ -285,16 +323,29 @@ class CloudClients:
         self.sleep = sleep
         self.wall_clock = wall_clock
 
-    def client_for(self, verify: Verify) -> httpx.AsyncClient:
-        return self._clients.client_for(verify)
+    def client_for(self, verify: Verify, base_url: str = DEFAULT_API_BASE) -> httpx.AsyncClient:
+        proxy = proxy_for(base_url)
+        key = (str(verify), proxy)
+        client = self._clients.get(key)
+        if client is None:
+            client = self._clients[key] = build_client(
+                verify, max_connections=self._max, timeouts=self._timeouts, proxy=proxy
+            )
+        return client
 
-    def pacer_for(self, token: Secret) -> RatePacer:
+    def pacer_for(self, token: Secret, rate_per_minute: float | None = None) -> RatePacer:
+        """The token's pacer; ``rate_per_minute`` (the inventory's ``api_rate_per_minute``)
+        replaces the default rate, and when devices of one token ask for different rates the
+        lowest wins."""
+        rate = rate_per_minute or self._rate
         key = _token_key(token)
         pacer = self._pacers.get(key)
         if pacer is None:
             pacer = self._pacers[key] = RatePacer(
-                self._rate, self._burst, clock=self.clock, sleep=self.sleep
+                rate, self._burst, clock=self.clock, sleep=self.sleep
             )
+        else:
+            pacer.slow_down(rate)
         return pacer
 
     @property
@@ -302,13 +353,17 @@ class CloudClients:
         return list(self._pacers.values())
 
     def api(self, base_url: str, verify: Verify, token: Secret,
-            retry: RetryPolicy | None = None) -> WebexApi:
-        return WebexApi(self.client_for(verify), token, self.pacer_for(token),
+            retry: RetryPolicy | None = None, *,
+            rate_per_minute: float | None = None) -> WebexApi:
+        pacer = self.pacer_for(token, rate_per_minute)
+        return WebexApi(self.client_for(verify, base_url), token, pacer,
                         base_url=base_url, verify=verify, retry=retry, sleep=self.sleep,
                         wall_clock=self.wall_clock)
 
     async def aclose(self) -> None:
-        await self._clients.aclose()
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()
 
 
 # ------------------------------------------------------------------------ HTTP layer
@@ -479,7 +534,7 @@ class WebexApi:
         cause = exc.__cause__
         text = str(exc) or type(exc).__name__
         if isinstance(exc, httpx.ConnectError):
-            verify_failed = isinstance(cause, _PinMismatch) or any(
+            verify_failed = isinstance(cause, PinMismatch) or any(
                 marker in text for marker in ("CERTIFICATE_VERIFY_FAILED",
                                               "certificate verify failed", "Hostname mismatch"))
             if verify_failed:

@@ -31,6 +31,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpcore
 import httpx
@@ -39,6 +40,7 @@ from fleet.errors import (
     AuthError,
     BadReplyError,
     DeviceError,
+    InputError,
     RateLimitedError,
     TimeoutError_,
     TlsVerifyError,
@@ -60,8 +62,10 @@ from fleet.xapi.transport import (
 __all__ = [
     "LocalClients",
     "LocalTransport",
+    "PinMismatch",
     "RetryPolicy",
     "Timeouts",
+    "build_client",
     "fetch_peer_certificate",
     "ssl_context_for",
 ]
@@ -98,7 +102,7 @@ class RetryPolicy:
 # ------------------------------------------------------------------------------- TLS
 
 
-class _PinMismatch(httpcore.ConnectError):
+class PinMismatch(httpcore.ConnectError):
     pass
 
 
@@ -128,7 +132,7 @@ class _PinnedStream(httpcore.AsyncNetworkStream):
         seen = hashlib.sha256(der).hexdigest() if der else "no certificate"
         if seen != self._pin:
             await stream.aclose()
-            raise _PinMismatch(f"certificate SHA-256 {seen} does not match the pinned {self._pin}")
+            raise PinMismatch(f"certificate SHA-256 {seen} does not match the pinned {self._pin}")
         return _PinnedStream(stream, self._pin)
 
     def get_extra_info(self, info: str) -> Any:
@@ -214,6 +218,60 @@ class _NoCookies(http.cookiejar.DefaultCookiePolicy):
         return False
 
 
+def build_client(
+    verify: Verify,
+    *,
+    max_connections: int,
+    timeouts: Timeouts,
+    proxy: str | None = None,
+) -> httpx.AsyncClient:
+    """One HTTP client for one TLS trust setting: verified TLS (CA file, pin checked inside
+    the handshake, or the system store), no cookie jar, no redirects, and nothing taken from
+    the environment — no proxies, no CA bundles. ``proxy`` (an ``http://`` URL) sends the
+    requests through that proxy (CONNECT tunnel; TLS is still end to end and verified)."""
+    ctx = ssl_context_for(verify)
+    limits = httpx.Limits(
+        max_connections=max_connections,
+        max_keepalive_connections=max_connections,
+        keepalive_expiry=30.0,
+    )
+    transport = httpx.AsyncHTTPTransport(
+        verify=ctx, limits=limits, trust_env=False,
+        proxy=httpx.Proxy(proxy) if proxy else None,
+    )
+    if verify.mode == "pin":
+        assert verify.pin_sha256
+        if proxy:
+            raise InputError(
+                f"verify {verify}: a pinned certificate cannot be checked through the proxy "
+                f"{redact_url(proxy)}; use ca:PATH, or exempt the host with NO_PROXY"
+            )
+        transport._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ctx,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_PinningBackend(verify.pin_sha256),
+        )
+    return httpx.AsyncClient(
+        transport=transport,
+        timeout=timeouts.to_httpx(),
+        cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
+        headers={"User-Agent": _USER_AGENT},
+        trust_env=False,
+        follow_redirects=False,
+    )
+
+
+def redact_url(url: str) -> str:
+    """A URL fit to print: any ``user:password@`` in it replaced by ``***@``."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return parts._replace(netloc=f"***@{host}").geturl()
+
+
 class LocalClients:
     """Shared HTTP clients, one per TLS trust setting, so connections and TLS contexts are
     reused across the fleet instead of being built per device or per request."""
@@ -227,31 +285,9 @@ class LocalClients:
         key = str(verify)
         client = self._clients.get(key)
         if client is None:
-            ctx = ssl_context_for(verify)
-            limits = httpx.Limits(
-                max_connections=self._max,
-                max_keepalive_connections=self._max,
-                keepalive_expiry=30.0,
+            client = self._clients[key] = build_client(
+                verify, max_connections=self._max, timeouts=self.timeouts
             )
-            transport = httpx.AsyncHTTPTransport(verify=ctx, limits=limits, trust_env=False)
-            if verify.mode == "pin":
-                assert verify.pin_sha256
-                transport._pool = httpcore.AsyncConnectionPool(
-                    ssl_context=ctx,
-                    max_connections=limits.max_connections,
-                    max_keepalive_connections=limits.max_keepalive_connections,
-                    keepalive_expiry=limits.keepalive_expiry,
-                    network_backend=_PinningBackend(verify.pin_sha256),
-                )
-            client = httpx.AsyncClient(
-                transport=transport,
-                timeout=self.timeouts.to_httpx(),
-                cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
-                headers={"User-Agent": _USER_AGENT},
-                trust_env=False,
-                follow_redirects=False,
-            )
-            self._clients[key] = client
         return client
 
     async def aclose(self) -> None:
@@ -511,7 +547,7 @@ class LocalTransport:
     def _map_exception(self, exc: httpx.HTTPError) -> DeviceError:
         where = f"{self.device.host}:{self.device.port}"
         cause = exc.__cause__
-        if isinstance(cause, _PinMismatch):
+        if isinstance(cause, PinMismatch):
             return TlsVerifyError(f"TLS pin check failed for {where}: {cause}")
         if isinstance(exc, httpx.ConnectError):
             text = str(exc)

@@ -975,3 +975,17 @@ async def test_secret_configuration_values_are_masked_in_records(
     assert json.loads(patch.calls.last.request.content)[0]["value"] == "radius-pw-8812"
     assert "radius-pw-8812" not in json.dumps([c.to_dict() for c in calls])
     assert calls[-1].params == {"value": "********"}
+
+
+async def test_devices_of_one_token_share_a_pacer_at_the_lowest_rate_asked() -> None:
+    clients = CloudClients()
+    try:
+        token, other = Secret("tok-one"), Secret("tok-two")
+        first = clients.pacer_for(token, 600)
+        assert first.rate_per_minute == 600
+        assert clients.pacer_for(token, 900) is first and first.rate_per_minute == 600
+        assert clients.pacer_for(token, 120) is first and first.rate_per_minute == 120
+        assert clients.pacer_for(token) is first and first.rate_per_minute == 120
+        assert clients.pacer_for(other).rate_per_minute == 280
+    finally:
+        await clients.aclose()

@@ -1271,3 +1271,37 @@ def test_loader_survives_arbitrary_yaml_text(
     path.write_text(text)
     with contextlib.suppress(InventoryError):
         load_inventory(path)
+
+
+def test_api_rate_per_minute_is_inherited_and_checked(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        defaults: {transport: cloud, token: "env:T", api_rate_per_minute: 150}
+        groups:
+          eu: {api_rate_per_minute: 90.5}
+        devices:
+          a: {device_id: "id-a"}
+          b: {device_id: "id-b", groups: [eu]}
+          c: {device_id: "id-c"}
+    """)
+    devices = load_inventory(path).devices
+    assert devices["a"].api_rate_per_minute == 150.0
+    assert devices["b"].api_rate_per_minute == 90.5
+    default = write(tmp_path, """
+        devices:
+          a: {transport: cloud, token: "env:T", device_id: "id-a"}
+    """, "default.yaml")
+    assert load_inventory(default).devices["a"].api_rate_per_minute is None
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "fast", "[300]", "1000000"])
+def test_a_bad_api_rate_per_minute_names_file_line_and_key(tmp_path: Path, value: str) -> None:
+    path = write(tmp_path, f"""
+        defaults:
+          transport: cloud
+          api_rate_per_minute: {value}
+        devices:
+          a: {{token: "env:T", device_id: "id-a"}}
+    """)
+    problem = only_problem(path)
+    assert problem.line == 3 and problem.key == "defaults.api_rate_per_minute"
+    assert "api_rate_per_minute must be a number" in problem.reason

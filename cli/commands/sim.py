@@ -24,6 +24,18 @@ def serve(
     request_delay: float = typer.Option(
         0.0, "--request-delay", min=0.0, help="Seconds each device takes per request."
     ),
+    renewal_interval: float | None = typer.Option(
+        None, "--renewal-interval", min=0.1, show_default=False,
+        help="Run every device's SCEP renewal check this often, in seconds (default: never).",
+    ),
+    cloud: bool = typer.Option(
+        False, "--cloud", help="Also serve the simulated Webex cloud API for the same devices "
+        "(URL and token file printed; STATE/inventory-cloud.yaml written).",
+    ),
+    cloud_rate: int = typer.Option(
+        300, "--cloud-rate", min=1, help="Cloud API requests allowed per token per minute "
+        "(429 with Retry-After above it).",
+    ),
 ) -> None:
     """Serve N simulated devices on 127.0.0.1; prints `ready` when all listen. Ctrl-C stops."""
     from roomsim.serve import run_serve
@@ -35,5 +47,8 @@ def serve(
             inventory_out=inventory_out,
             faults_file=faults,
             request_delay=request_delay,
+            renewal_interval=renewal_interval,
+            cloud=cloud,
+            cloud_rate_per_minute=cloud_rate,
         )
     )

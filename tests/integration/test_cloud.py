@@ -257,3 +257,53 @@ def test_500_devices_the_pacer_alone_never_meets_a_429(
         # and the pacer is what kept it there: the run took at least as long as its rate
         # allows for the requests it made (less the initial burst)
         assert elapsed >= (len(sent) - 10) / (8370 / 60) * 0.95
+
+
+def test_sim_serve_cloud_from_another_shell(tmp_path: Path) -> None:
+    """`certfleet sim serve --cloud` in one process, `certfleet import-webex` + `push-ca`
+    through the simulated cloud in others (the issue's set-up, as a user types it)."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from fleet.pki.local_ca import create_ca
+
+    cmd = [sys.executable, "-m", "cli.main"]
+    state = tmp_path / "state"
+    server = subprocess.Popen(
+        [*cmd, "sim", "serve", "--devices", "12", "--state", str(state), "--cloud",
+         "--cloud-rate", "3000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTFLEET_")
+           and k.lower() not in ("https_proxy", "all_proxy")}
+    env["CERTFLEET_JOURNAL"] = os.environ["CERTFLEET_JOURNAL"]
+    try:
+        assert server.stdout is not None and server.stderr is not None
+        assert server.stdout.readline().strip() == "ready"
+        banner = server.stderr.readline() + server.stderr.readline()
+        api_url = banner.split("Webex cloud API at ", 1)[1].split()[0]
+        out = tmp_path / "webex.yaml"
+        imported = subprocess.run(
+            [*cmd, "inventory", "import-webex", "--api-url", api_url,
+             "--token", f"file:{state / 'cloud-token'}", "--api-verify",
+             f"ca:{state / 'sim-ca.pem'}", "--api-rate", "2790", "--page-size", "5",
+             "--out", str(out)],
+            capture_output=True, text=True, env=env, timeout=120, check=False)
+        assert imported.returncode == 0, imported.stderr
+        assert "12 added" in imported.stdout and "3 page(s)" in imported.stdout
+        ca = create_ca("Shell Root CA", organization="Example")
+        ca_file = tmp_path / "root.pem"
+        ca_file.write_text(ca.cert_pem)
+        pushed = subprocess.run([*cmd, "-i", str(out), "push-ca", str(ca_file), "-o", "json"],
+                                capture_output=True, text=True, env=env, timeout=120,
+                                check=False)
+        assert pushed.returncode == 0, pushed.stderr
+        doc = json.loads(pushed.stdout)
+        assert doc["summary"]["changed"] == 12
+        assert {d["transport"] for d in doc["devices"]} == {"cloud"}
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=20) == 0

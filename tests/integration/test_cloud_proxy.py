@@ -137,3 +137,4 @@ def test_a_socks_or_https_proxy_is_refused_clearly(monkeypatch: pytest.MonkeyPat
         proxy_for("https://webexapis.com")
     assert "not an http:// proxy" in str(caught.value)
     assert "sekrit-99" not in str(caught.value)
+

@@ -1,0 +1,1209 @@
+"""Fleet benchmark: certfleet against what users would use instead, and against the bound the
+devices themselves impose (issue 8).
+
+    python bench/fleet_bench.py [--devices 1000] [--baseline-devices 200] [--delay-ms 30]
+                                [--parallel 50] [--keys N] [--memory-devices 10000]
+                                [--only push-ca,status,...] [--skip-ansible] [--quick]
+                                [--profile DIR] [--json FILE]
+
+What one run does (every client is a child process; its CPU time and peak RSS come from
+``os.wait4``, i.e. the kernel's exact user + system time and ``ru_maxrss`` of that process and
+of the children it waited for):
+
+keygen      certfleet's ``KeyFactory`` (bench/keygen_certfleet.py) making N RSA-2048 keys, against
+            ``openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048`` looping in one
+            process per core, all cores at once. Keys per wall second.
+            roomsim starts (``python -m roomsim serve``, its own process) with N devices, the real
+            per-device limits (Basic auth 1 req/s, queue 30; session 15 req/s, queue 90; session
+            caps; lockout) and ``--request-delay`` = ``--delay-ms`` on every reply.
+push-ca     ``certfleet push-ca`` of a fresh CA (made here) that no device has; every device
+            must come back ``changed`` and the CA must be in every device's stored state.
+status      ``certfleet status``; every device must be ``ok``.
+script      bench/baselines/script_push_ca.py (httpx, Basic auth on every request, 20 threads)
+            pushing another fresh CA to the first --baseline-devices devices; checked the same way.
+ansible     bench/baselines/push_ca.yml (ansible-core ``uri``, forks 50, TLS verified against
+            the devices' CA) doing the same with a third CA. ansible-core lives in
+            bench/.venv-ansible, made on demand (not a certfleet dependency); when it cannot be
+            installed the row says ``unavailable: <reason>``.
+rotate      ``certfleet rotate --purpose HTTPS --signer local-ca --force`` with RSA-2048 keys
+            (a lab CA from ``certfleet ca init``); every device must be ``changed``.
+memory      roomsim again with --memory-devices (10,000) and ``certfleet status`` on all of them:
+            the client's peak RSS.
+
+The ideal bound of a row is what the device delays and limits alone impose at the row's
+parallelism P: a device answers each of its k sequential requests after the delay d and after
+its rate limiter (token bucket: session 15/s with a burst of 15; Basic 1/s with a burst of 1)
+lets it through, so one device takes t_dev(k) (simulated exactly from roomsim's limiter rules,
+= k·d while k ≤ 15 on a session), and N devices P at a time take ceil(N/P) · t_dev(k). k is the
+mean number of xAPI requests per device that the client reported (certfleet: the ``calls`` of
+its JSON, session begin and end included; TCP/TLS handshakes are not counted, nor is the TLS
+probe ``rotate`` makes after activating a certificate). So the bound assumes a client with zero
+CPU time, a network with zero latency, and devices that finish exactly on time.
+
+Baselines run on fewer devices; they are compared with certfleet per device (wall time / N).
+Targets (issue 8) are printed beside the figures with pass/miss. ``--quick`` is a reduced run
+(N=100, baselines 50, memory 1000, 16 keys, ansible only if already installed) in under a minute.
+
+Loopback only: roomsim listens on 127.0.0.1 and every inventory host is checked to be a
+loopback address. State lives in a temporary folder; roomsim is stopped on exit, on Ctrl-C and
+on SIGTERM (and, on Linux, when this process dies).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import ctypes
+import hashlib
+import ipaddress
+import json
+import math
+import os
+import platform
+import pstats
+import re
+import resource
+import secrets
+import selectors
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+ANSIBLE_VENV = BENCH / ".venv-ansible"
+ANSIBLE_REQUIREMENT = "ansible-core>=2.16,<2.20"
+READY_TIMEOUT = 900.0
+RUN_TIMEOUT = 3600.0
+SCHEMA = "certfleet/bench/v1"
+ROWS = ("keygen", "push-ca", "status", "script", "ansible", "rotate", "memory")
+
+# roomsim's per-device limits (roomsim/server.py ServerSettings, the defaults are a real
+# device's): requests per second and token-bucket burst, per auth class.
+SESSION_RATE, SESSION_BURST = 15.0, 15.0
+BASIC_RATE, BASIC_BURST = 1.0, 1.0
+SCRIPT_WORKERS = 20
+ANSIBLE_FORKS = 50
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+@dataclass
+class Row:
+    name: str
+    label: str
+    status: str = "not run"  # ok | failed: ... | unavailable: ... | skipped: ...
+    devices: int | None = None
+    succeeded: int | None = None
+    parallel: int | None = None
+    wall_s: float | None = None
+    cpu_s: float | None = None  # the client process and the children it reaped (wait4)
+    tree_cpu_s: float | None = None  # every process under the client, sampled from /proc
+    peak_rss_mb: float | None = None  # ru_maxrss of the client (largest process it reaped)
+    sim_cpu_s: float | None = None  # roomsim over the same span
+    requests_per_device: float | None = None
+    ideal_s: float | None = None
+    ideal_formula: str | None = None
+    exit_code: int | None = None
+    command: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def per_device(self, value: float | None) -> float | None:
+        if value is None or not self.devices:
+            return None
+        return value / self.devices
+
+    def as_json(self) -> dict[str, Any]:
+        doc = asdict(self)
+        for key in ("wall_s", "cpu_s", "tree_cpu_s", "sim_cpu_s"):
+            per = self.per_device(doc[key])
+            doc[key.replace("_s", "_ms_per_device")] = _round(per * 1000 if per else per)
+        doc["vs_ideal"] = _round(self.wall_s / self.ideal_s) if (
+            self.wall_s and self.ideal_s) else None
+        for key, value in list(doc.items()):
+            if isinstance(value, float):
+                doc[key] = _round(value)
+        return doc
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+class BenchError(Exception):
+    """A row could not be measured (the client failed, a device did not succeed, ...)."""
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+def _linux_parent_death_signal() -> Callable[[], None] | None:
+    """A preexec_fn that makes the child get SIGTERM when this process dies (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+    def set_pdeathsig() -> None:
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    return set_pdeathsig
+
+
+def _proc_cpu(pid: int) -> float | None:
+    """user + system seconds of a running process (its own, Linux /proc), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+class TreeSampler(threading.Thread):
+    """Samples, every `interval` s, the CPU time (own user + system) and RSS of every process
+    under `root` from /proc. The sum of each process's last sample is the tree's CPU time: it
+    includes workers the client does not reap itself (KeyFactory's forkserver children), which
+    wait4 cannot see. A process that ends between two samples loses at most `interval`."""
+
+    def __init__(self, root: int, interval: float = 0.2) -> None:
+        super().__init__(daemon=True)
+        self.root = root
+        self.interval = interval
+        self.cpu: dict[tuple[int, str], float] = {}
+        self.peak_tree_rss_mb = 0.0
+        self.max_processes = 0
+        self._halt = threading.Event()
+        self._ticks = os.sysconf("SC_CLK_TCK")
+        self._page_mb = os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def _scan(self) -> None:
+        parents: dict[int, int] = {}
+        stats: dict[int, list[str]] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            pid = int(entry)
+            parents[pid] = int(fields[1])
+            stats[pid] = fields
+        tree, frontier = set(), {self.root}
+        while frontier:
+            tree |= frontier
+            frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - tree
+        rss = 0.0
+        for pid in tree & stats.keys():
+            fields = stats[pid]
+            self.cpu[(pid, fields[19])] = (int(fields[11]) + int(fields[12])) / self._ticks
+            rss += int(fields[21]) * self._page_mb
+        self.peak_tree_rss_mb = max(self.peak_tree_rss_mb, rss)
+        self.max_processes = max(self.max_processes, len(tree & stats.keys()))
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            self._scan()
+            self._halt.wait(self.interval)
+
+    def stop(self) -> float:
+        self._halt.set()
+        self.join()
+        return sum(self.cpu.values())
+
+
+@dataclass
+class Measured:
+    exit_code: int
+    wall_s: float
+    cpu_s: float
+    peak_rss_mb: float
+    stdout: str
+    stderr: str
+    tree_cpu_s: float | None = None
+    peak_tree_rss_mb: float | None = None
+    sim_cpu_s: float | None = None
+
+
+def run_measured(command: list[str], work: Path, tag: str, *, env: dict[str, str] | None = None,
+                 sim_pid: int | None = None, sample_tree: bool = False,
+                 timeout: float = RUN_TIMEOUT) -> Measured:
+    """Run `command` as a child, stdout/stderr to files, and measure it with os.wait4."""
+    out_path, err_path = work / f"{tag}.stdout", work / f"{tag}.stderr"
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        sim_before = _proc_cpu(sim_pid) if sim_pid else None
+        started = time.perf_counter()
+        proc = subprocess.Popen(command, cwd=ROOT, env=full_env, stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=err)
+        sampler = TreeSampler(proc.pid) if sample_tree and Path("/proc").is_dir() else None
+        if sampler is not None:
+            sampler.start()
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            timer.cancel()
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        sim_after = _proc_cpu(sim_pid) if sim_pid else None
+        tree_cpu = sampler.stop() if sampler is not None else None
+    cpu = usage.ru_utime + usage.ru_stime
+    if tree_cpu is not None:
+        tree_cpu = max(tree_cpu, cpu)
+    return Measured(
+        exit_code=proc.returncode, wall_s=wall, cpu_s=cpu,
+        peak_rss_mb=usage.ru_maxrss / 1024,  # KiB on Linux
+        stdout=out_path.read_text(errors="replace"), stderr=err_path.read_text(errors="replace"),
+        tree_cpu_s=tree_cpu,
+        peak_tree_rss_mb=sampler.peak_tree_rss_mb if sampler is not None else None,
+        sim_cpu_s=(sim_after - sim_before) if sim_before is not None and sim_after is not None
+        else None,
+    )
+
+
+class Sim:
+    """`python -m roomsim serve` in its own process, stopped on exit whatever happens."""
+
+    def __init__(self, devices: int, state: Path, delay_s: float) -> None:
+        self.devices = devices
+        self.state = state
+        self.inventory = state / "inventory.yaml"
+        self.delay_s = delay_s
+        self.proc: subprocess.Popen[str] | None = None
+        self.start_s: float | None = None
+
+    def start(self) -> Sim:
+        started = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "roomsim", "serve", "--devices", str(self.devices),
+             "--state", str(self.state), "--inventory-out", str(self.inventory),
+             "--request-delay", repr(self.delay_s)],
+            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+            preexec_fn=_linux_parent_death_signal(),  # before any thread of ours starts
+        )
+        assert self.proc.stdout is not None
+        selector = selectors.DefaultSelector()
+        selector.register(self.proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if not selector.select(timeout=1.0):
+                if self.proc.poll() is not None:
+                    raise BenchError(f"roomsim exited with {self.proc.returncode} before ready")
+                continue
+            line = self.proc.stdout.readline()
+            if line.strip() == "ready":
+                self.start_s = time.perf_counter() - started
+                check_loopback(self.inventory)
+                return self
+            if not line:
+                raise BenchError(f"roomsim exited with {self.proc.wait()} before it was ready")
+        self.stop()
+        raise BenchError(f"roomsim was not ready within {READY_TIMEOUT:g}s")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def ca_path(self) -> Path:
+        return self.state / "sim-ca.pem"
+
+    @property
+    def password_path(self) -> Path:
+        return self.state / "admin-password"
+
+    def device_cas(self, name: str) -> set[str]:
+        """SHA-1s of the CAs device `name` has stored (its roomsim state file)."""
+        data = json.loads((self.state / "devices" / name / "state.json").read_text())
+        return {sha1_of_pem(pem) for pem in data.get("ca", [])}
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def __enter__(self) -> Sim:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def check_loopback(inventory: Path) -> None:
+    data = yaml.safe_load(inventory.read_text())
+    for name, device in data["devices"].items():
+        if not ipaddress.ip_address(device["host"]).is_loopback:
+            raise BenchError(f"{name}: {device['host']} is not a loopback address; refusing")
+
+
+# ----------------------------------------------------------------------------- material
+
+
+def make_ca(common_name: str, folder: Path) -> tuple[Path, str]:
+    """A fresh self-signed CA certificate (EC P-256) nobody has seen: (PEM path, SHA-1)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "certfleet bench"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=365))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    path = folder / (re.sub(r"[^a-z0-9]+", "-", common_name.lower()).strip("-") + ".pem")
+    path.write_text(pem)
+    return path, sha1_of_pem(pem)
+
+
+def sha1_of_pem(pem: str) -> str:
+    return hashlib.sha1(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
+
+
+def openssl_versions() -> dict[str, str]:
+    """The OpenSSL of the `openssl` command and the one inside `cryptography` (certfleet's):
+    they differ, and RSA key generation speed differs a lot between OpenSSL releases."""
+    from cryptography.hazmat.backends.openssl import backend
+
+    cli = "none"
+    if shutil.which("openssl"):
+        done = subprocess.run(["openssl", "version"], capture_output=True, text=True,
+                              check=False, timeout=60)
+        cli = done.stdout.strip() or "unknown"
+    return {"cli": cli, "cryptography": backend.openssl_version_text()}
+
+
+def device_time(k: float, delay: float, rate: float, burst: float) -> float:
+    """Seconds one device needs for k sequential requests when each is answered `delay` after
+    it arrives and then passes roomsim's token bucket (rate/s, burst), with no client or
+    network time at all. Fractional k is interpolated."""
+    whole = max(0, math.floor(k))
+
+    def run(n: int) -> float:
+        clock, tokens, stamp = 0.0, burst, 0.0
+        for _ in range(n):
+            clock += delay
+            tokens = min(burst, tokens + (clock - stamp) * rate)
+            stamp = clock
+            if tokens >= 1:
+                tokens -= 1
+            else:
+                clock += (1 - tokens) / rate
+                tokens, stamp = 0.0, clock
+        return clock
+
+    low = run(whole)
+    return low + (run(whole + 1) - low) * (k - whole) if k > whole else low
+
+
+def ideal(devices: int, parallel: int, k: float, delay: float, *, basic: bool = False
+          ) -> tuple[float, str]:
+    rate, burst = (BASIC_RATE, BASIC_BURST) if basic else (SESSION_RATE, SESSION_BURST)
+    per_device = device_time(k, delay, rate, burst)
+    rounds = math.ceil(devices / parallel)
+    auth = "Basic 1 req/s, burst 1" if basic else "session 15 req/s, burst 15"
+    return rounds * per_device, (
+        f"ceil(N/P) x t_dev(k) = ceil({devices}/{parallel}) x t_dev({k:g} requests, "
+        f"d={delay * 1000:g} ms, {auth}) = {rounds} x {per_device:.3f} s"
+    )
+
+
+# ----------------------------------------------------------------------------- rows
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, work: Path) -> None:
+        self.args = args
+        self.work = work
+        self.delay = args.delay_ms / 1000
+        self.rows: dict[str, Row] = {}
+        self.profiles: dict[str, dict[str, list[str]]] = {}
+        self.sim: Sim | None = None
+        self.cas = work / "cas"
+        self.cas.mkdir()
+        self.secrets = {"CERTFLEET_CA_PASSPHRASE": secrets.token_urlsafe(18),
+                        "CERTFLEET_JOURNAL_PASSPHRASE": secrets.token_urlsafe(18)}
+        self.lab: Path | None = None
+
+    def log(self, text: str) -> None:
+        print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+    def wanted(self, name: str) -> bool:
+        return name in self.args.only
+
+    def record(self, row: Row, action: Callable[[Row], None]) -> Row:
+        self.rows[row.name] = row
+        self.log(f"{row.label} ...")
+        try:
+            action(row)
+        except BenchError as exc:
+            row.status = f"failed: {exc}"
+        if row.ok:
+            self.log(f"{row.label}: {row.wall_s:.2f} s wall, cpu {row.cpu_s or 0:.2f} s, "
+                     f"peak RSS {row.peak_rss_mb or 0:.0f} MB")
+        else:
+            self.log(f"{row.label}: {row.status}")
+        return row
+
+    # ------------------------------------------------------------------ certfleet
+
+    def certfleet(self, tag: str, verb_args: list[str], *, sample_tree: bool = False,
+                  profile: bool = False) -> tuple[Measured, dict[str, Any], list[str]]:
+        journal = self.work / f"journal-{tag}.sqlite"
+        prefix = [sys.executable]
+        if profile:
+            assert self.args.profile is not None
+            prefix += ["-m", "cProfile", "-o", str(self.args.profile / f"{tag}.prof")]
+        command = [*prefix, "-m", "cli.main", *verb_args, "-o", "json"]
+        env = {"CERTFLEET_JOURNAL": str(journal), **self.secrets}
+        measured = run_measured(command, self.work, tag, env=env,
+                                sim_pid=self.sim.pid if self.sim else None,
+                                sample_tree=sample_tree)
+        try:
+            doc = json.loads(measured.stdout)
+        except ValueError:
+            raise BenchError(f"certfleet exited {measured.exit_code} without JSON: "
+                             f"{measured.stderr[-1500:]}") from None
+        shown = ["certfleet", *verb_args, "-o", "json"]
+        return measured, doc, shown
+
+    @staticmethod
+    def check_outcomes(doc: dict[str, Any], measured: Measured, devices: int,
+                       outcome: str) -> int:
+        entries = doc.get("devices", [])
+        good = sum(1 for d in entries if d.get("outcome") == outcome)
+        if measured.exit_code != 0 or len(entries) != devices or good != devices:
+            bad = [{k: d.get(k) for k in ("device", "outcome", "error")}
+                   for d in entries if d.get("outcome") != outcome][:3]
+            raise BenchError(f"{good}/{devices} devices {outcome} (of {len(entries)} reported, "
+                             f"exit {measured.exit_code}); first others: {json.dumps(bad)[:1200]}")
+        return good
+
+    @staticmethod
+    def requests_per_device(doc: dict[str, Any]) -> float:
+        entries = doc["devices"]
+        return sum(len(d.get("calls", [])) for d in entries) / max(1, len(entries))
+
+    def fill(self, row: Row, measured: Measured, devices: int, parallel: int) -> None:
+        row.devices, row.parallel = devices, parallel
+        row.wall_s, row.cpu_s, row.peak_rss_mb = measured.wall_s, measured.cpu_s, \
+            measured.peak_rss_mb
+        row.tree_cpu_s, row.sim_cpu_s = measured.tree_cpu_s, measured.sim_cpu_s
+        row.exit_code = measured.exit_code
+        if measured.peak_tree_rss_mb is not None:
+            row.extra["peak_tree_rss_mb"] = round(measured.peak_tree_rss_mb, 1)
+
+    def verify_cas(self, names: list[str], fingerprint: str) -> None:
+        assert self.sim is not None
+        missing = [n for n in names if fingerprint not in self.sim.device_cas(n)]
+        if missing:
+            raise BenchError(f"the CA is missing on {len(missing)} devices by roomsim's own "
+                             f"state, e.g. {missing[:3]}")
+
+    def inventory(self) -> Path:
+        """The roomsim inventory trusting the sim CA and the lab CA (so devices stay trusted
+        after `rotate` changes their HTTPS certificates), with an RSA-2048 template."""
+        assert self.sim is not None
+        path = self.work / "inventory.yaml"
+        if path.exists():
+            return path
+        trust = self.work / "device-trust.pem"
+        lab = (self.lab / "ca.pem").read_text() if self.lab else ""
+        trust.write_text(self.sim.ca_path.read_text() + lab)
+        data = yaml.safe_load(self.sim.inventory.read_text())
+        data["defaults"]["verify"] = f"ca:{trust}"
+        data["defaults"]["certificate"] = {
+            "key": "rsa-2048", "subject": {"O": "certfleet bench"},
+            "san_dns": ["{name}.rooms.example"], "san_ip": ["{host}"],
+        }
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    def device_names(self, count: int | None = None) -> list[str]:
+        assert self.sim is not None
+        names = list(yaml.safe_load(self.sim.inventory.read_text())["devices"])
+        return names if count is None else names[:count]
+
+    def push_ca(self, row: Row) -> None:
+        n, p = self.args.devices, self.args.parallel
+        ca, fingerprint = make_ca("Bench push-ca Root", self.cas)
+        measured, doc, shown = self.certfleet(
+            "push-ca", ["push-ca", str(ca), "-i", str(self.inventory()), "--parallel", str(p)])
+        self.fill(row, measured, n, p)
+        row.command = " ".join(shown)
+        row.succeeded = self.check_outcomes(doc, measured, n, "changed")
+        self.verify_cas(self.device_names(), fingerprint)
+        row.requests_per_device = self.requests_per_device(doc)
+        row.ideal_s, row.ideal_formula = ideal(n, p, row.requests_per_device, self.delay)
+        row.status = "ok"
+        if self.args.profile:
+            ca2, _ = make_ca("Bench push-ca profiled Root", self.cas)
+            profiled, doc2, _ = self.certfleet(
+                "push-ca-profile",
+                ["push-ca", str(ca2), "-i", str(self.inventory()), "--parallel", str(p)],
+                profile=True)
+            self.check_outcomes(doc2, profiled, n, "changed")
+            self.profile_report("push-ca", profiled)
+
+    def status(self, row: Row) -> None:
+        n, p = self.args.devices, self.args.parallel
+        measured, doc, shown = self.certfleet(
+            "status", ["status", "-i", str(self.inventory()), "--parallel", str(p)])
+        self.fill(row, measured, n, p)
+        row.command = " ".join(shown)
+        row.succeeded = self.check_outcomes(doc, measured, n, "ok")
+        row.requests_per_device = self.requests_per_device(doc)
+        row.ideal_s, row.ideal_formula = ideal(n, p, row.requests_per_device, self.delay)
+        row.status = "ok"
+        if self.args.profile:
+            profiled, doc2, _ = self.certfleet(
+                "status-profile", ["status", "-i", str(self.inventory()), "--parallel", str(p)],
+                profile=True)
+            self.check_outcomes(doc2, profiled, n, "ok")
+            self.profile_report("status", profiled)
+
+    def lab_ca(self) -> Path:
+        """`certfleet ca init`: the local CA that signs the rotated certificates."""
+        if self.lab is None:
+            lab = self.work / "lab-ca"
+            done = subprocess.run(
+                [sys.executable, "-m", "cli.main", "ca", "init", "--dir", str(lab),
+                 "--cn", "Bench Lab CA", "--passphrase", "env:CERTFLEET_CA_PASSPHRASE"],
+                cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **self.secrets},
+                capture_output=True, text=True, check=False, timeout=300)
+            if done.returncode != 0:
+                raise BenchError(f"certfleet ca init failed: {done.stderr[-1000:]}")
+            self.lab = lab
+        return self.lab
+
+    def rotate(self, row: Row) -> None:
+        n, p = self.args.devices, self.args.parallel
+        lab = self.lab_ca()
+        measured, doc, shown = self.certfleet(
+            "rotate", ["rotate", "-i", str(self.inventory()), "--purpose", "HTTPS",
+                       "--signer", "local-ca", "--ca-dir", str(lab), "--force",
+                       "--parallel", str(p)], sample_tree=True)
+        self.fill(row, measured, n, p)
+        row.command = " ".join(shown)
+        row.succeeded = self.check_outcomes(doc, measured, n, "changed")
+        row.extra["key"] = "rsa-2048"
+        row.requests_per_device = self.requests_per_device(doc)
+        network, formula = ideal(n, p, row.requests_per_device, self.delay)
+        row.extra["network_ideal_s"] = round(network, 3)
+        keygen = self.rows.get("keygen-certfleet")
+        if keygen is not None and keygen.ok and keygen.extra.get("keys_per_s"):
+            alone = n / keygen.extra["keys_per_s"]
+            row.extra["keygen_alone_s"] = round(alone, 3)
+            row.ideal_s = max(network, alone)
+            row.ideal_formula = (f"max(network {formula}; keygen alone N / certfleet keys/s = "
+                                 f"{n} / {keygen.extra['keys_per_s']:.2f} = {alone:.2f} s)")
+        else:
+            row.ideal_s, row.ideal_formula = network, formula
+        row.status = "ok"
+
+    # ------------------------------------------------------------------ baselines
+
+    def baseline_devices(self) -> list[dict[str, str]]:
+        assert self.sim is not None
+        data = yaml.safe_load(self.sim.inventory.read_text())["devices"]
+        names = list(data)[: self.args.baseline_devices]
+        return [{"name": n, "host": str(data[n]["host"]), "port": str(data[n]["port"])}
+                for n in names]
+
+    def device_trust(self) -> Path:
+        self.inventory()
+        return self.work / "device-trust.pem"
+
+    def script(self, row: Row) -> None:
+        devices = self.baseline_devices()
+        csv_path = self.work / "devices.csv"
+        with csv_path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["name", "host", "port"])
+            writer.writeheader()
+            writer.writerows(devices)
+        ca, fingerprint = make_ca("Bench script Root", self.cas)
+        assert self.sim is not None
+        command = [sys.executable, str(BENCH / "baselines" / "script_push_ca.py"),
+                   "--devices", str(csv_path), "--pem", str(ca), "--username", "admin",
+                   "--password-file", str(self.sim.password_path),
+                   "--device-ca", str(self.device_trust()), "--workers", str(SCRIPT_WORKERS)]
+        measured = run_measured(command, self.work, "script", sim_pid=self.sim.pid)
+        n = len(devices)
+        self.fill(row, measured, n, SCRIPT_WORKERS)
+        row.command = "python bench/baselines/script_push_ca.py --workers 20 ..."
+        try:
+            doc = json.loads(measured.stdout)
+        except ValueError:
+            raise BenchError(f"script exited {measured.exit_code} without JSON: "
+                             f"{measured.stderr[-1500:]}") from None
+        if measured.exit_code != 0 or doc.get("changed") != n:
+            raise BenchError(f"{doc.get('changed')}/{n} devices changed "
+                             f"(exit {measured.exit_code}): {json.dumps(doc.get('errors'))[:800]}")
+        self.verify_cas([d["name"] for d in devices], fingerprint)
+        row.succeeded = n
+        row.requests_per_device = doc["requests"] / n
+        row.ideal_s, row.ideal_formula = ideal(n, SCRIPT_WORKERS, row.requests_per_device,
+                                               self.delay, basic=True)
+        row.status = "ok"
+
+    def ansible_playbook(self) -> Path:
+        """bench/.venv-ansible/bin/ansible-playbook, installing ansible-core on demand."""
+        playbook = ANSIBLE_VENV / "bin" / "ansible-playbook"
+        if playbook.exists():
+            return playbook
+        if self.args.quick:
+            raise BenchError("skipped: --quick runs ansible only when bench/.venv-ansible "
+                             "already exists (run once without --quick to install it)")
+        self.log(f"installing {ANSIBLE_REQUIREMENT} into {ANSIBLE_VENV} ...")
+        steps = [[sys.executable, "-m", "venv", str(ANSIBLE_VENV)],
+                 [str(ANSIBLE_VENV / "bin" / "python"), "-m", "pip", "install", "-q",
+                  ANSIBLE_REQUIREMENT]]
+        for step in steps:
+            try:
+                done = subprocess.run(step, capture_output=True, text=True, check=False,
+                                      timeout=900)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                shutil.rmtree(ANSIBLE_VENV, ignore_errors=True)
+                raise BenchError(f"unavailable: {exc}") from None
+            if done.returncode != 0:
+                shutil.rmtree(ANSIBLE_VENV, ignore_errors=True)
+                reason = (done.stderr.strip().splitlines() or ["exit " + str(done.returncode)])
+                raise BenchError(f"unavailable: {' '.join(step[:3])}: {reason[-1][:300]}")
+        if not playbook.exists():
+            raise BenchError("unavailable: ansible-core installed no ansible-playbook")
+        return playbook
+
+    def ansible(self, row: Row) -> None:
+        try:
+            playbook_bin = self.ansible_playbook()
+        except BenchError as exc:
+            text = str(exc)
+            row.status = text if text.startswith(("unavailable", "skipped")) else \
+                f"unavailable: {text}"
+            return
+        assert self.sim is not None
+        devices = self.baseline_devices()
+        ca, fingerprint = make_ca("Bench ansible Root", self.cas)
+        folder = self.work / "ansible"
+        folder.mkdir(exist_ok=True)
+        inventory = {"all": {"children": {"rooms": {"hosts": {
+            d["name"]: {"xapi_host": d["host"], "xapi_port": int(d["port"])} for d in devices
+        }}}, "vars": {"ansible_python_interpreter": "{{ ansible_playbook_python }}"}}}
+        (folder / "inventory.yml").write_text(yaml.safe_dump(inventory, sort_keys=False))
+        variables = folder / "vars.yml"
+        variables.write_text(yaml.safe_dump({
+            "xapi_user": "admin", "xapi_password": self.sim.password_path.read_text().strip(),
+            "device_ca": str(self.device_trust()), "ca_pem_file": str(ca),
+            "ca_fingerprint": fingerprint,
+        }))
+        variables.chmod(0o600)
+        (folder / "ansible.cfg").write_text(
+            f"[defaults]\nforks = {ANSIBLE_FORKS}\nhost_key_checking = False\n"
+            "retry_files_enabled = False\ninterpreter_python = auto_silent\n"
+            f"local_tmp = {folder / 'tmp'}\n")
+        command = [str(playbook_bin), "-i", str(folder / "inventory.yml"), "-e", f"@{variables}",
+                   str(BENCH / "baselines" / "push_ca.yml")]
+        env = {"ANSIBLE_CONFIG": str(folder / "ansible.cfg"), "ANSIBLE_HOME": str(folder),
+               "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
+        measured = run_measured(command, self.work, "ansible", env=env, sim_pid=self.sim.pid)
+        n = len(devices)
+        self.fill(row, measured, n, ANSIBLE_FORKS)
+        row.command = ("ansible-playbook -i inventory.yml -e @vars.yml "
+                       "bench/baselines/push_ca.yml (forks 50)")
+        recap = {m.group(1): {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2))}
+                 for m in re.finditer(r"^(\S+)\s+:\s+(ok=.*)$", measured.stdout, re.M)}
+        good = [h for h, c in recap.items()
+                if c.get("failed") == 0 and c.get("unreachable") == 0 and c.get("changed") == 1]
+        if measured.exit_code != 0 or len(good) != n:
+            raise BenchError(f"{len(good)}/{n} hosts changed (exit {measured.exit_code}): "
+                             f"{measured.stdout[-1500:]}{measured.stderr[-500:]}")
+        self.verify_cas([d["name"] for d in devices], fingerprint)
+        row.succeeded = n
+        row.requests_per_device = 2.0  # CA Show + CA Add, each host changed
+        row.extra["validate_certs"] = "true, ca_path = the devices' CA"
+        row.extra["ansible_core"] = self.ansible_version(playbook_bin)
+        row.ideal_s, row.ideal_formula = ideal(n, ANSIBLE_FORKS, 2.0, self.delay, basic=True)
+        row.status = "ok"
+
+    @staticmethod
+    def ansible_version(playbook_bin: Path) -> str:
+        done = subprocess.run([str(playbook_bin), "--version"], capture_output=True, text=True,
+                              check=False, timeout=120)
+        match = re.search(r"core ([\d.]+)", done.stdout)
+        return match.group(1) if match else "unknown"
+
+    # ------------------------------------------------------------------ keys
+
+    def keygen_certfleet(self, row: Row) -> None:
+        keys = self.args.keys
+        measured = run_measured(
+            [sys.executable, str(BENCH / "keygen_certfleet.py"), "--keys", str(keys)],
+            self.work, "keygen-certfleet", sample_tree=True)
+        if measured.exit_code != 0:
+            raise BenchError(f"exit {measured.exit_code}: {measured.stderr[-1000:]}")
+        doc = json.loads(measured.stdout.strip().splitlines()[-1])
+        row.wall_s, row.cpu_s = doc["wall_s"], measured.cpu_s
+        row.tree_cpu_s, row.peak_rss_mb = measured.tree_cpu_s, measured.peak_rss_mb
+        row.parallel = doc["workers"]
+        row.extra.update(keys=keys, kind="rsa-2048", keys_per_s=doc["keys_per_s"],
+                         openssl=openssl_versions()["cryptography"],
+                         warmup_s=doc["warmup_s"], process_wall_s=round(measured.wall_s, 3))
+        row.status = "ok"
+
+    def keygen_openssl(self, row: Row) -> None:
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            row.status = "unavailable: no openssl on PATH"
+            return
+        cores = os.cpu_count() or 1
+        per = max(1, math.ceil(self.args.keys / cores))
+        loop = (f'i=0; while [ "$i" -lt {per} ]; do "{openssl}" genpkey -algorithm RSA '
+                f"-pkeyopt rsa_keygen_bits:2048 -out /dev/null 2>/dev/null || exit 1; "
+                f"i=$((i+1)); done")
+        started = time.perf_counter()
+        procs = [subprocess.Popen(["sh", "-c", loop], stdin=subprocess.DEVNULL)
+                 for _ in range(cores)]
+        codes = [p.wait() for p in procs]
+        wall = time.perf_counter() - started
+        if any(codes):
+            raise BenchError(f"openssl genpkey loops exited {codes}")
+        total = per * cores
+        row.wall_s, row.parallel = wall, cores
+        row.extra.update(keys=total, kind="rsa-2048", keys_per_s=round(total / wall, 3),
+                         command="openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048",
+                         openssl=openssl_versions()["cli"])
+        row.status = "ok"
+
+    def keygen_library(self, row: Row) -> None:
+        """The same OpenSSL that certfleet uses (the one inside `cryptography`), one plain
+        generate_private_key loop per core: the ceiling for KeyFactory on this machine."""
+        cores = os.cpu_count() or 1
+        per = max(1, math.ceil(self.args.keys / cores))
+        loop = ("from cryptography.hazmat.primitives.asymmetric import rsa\n"
+                f"for _ in range({per}):\n    rsa.generate_private_key(65537, 2048)\n")
+        started = time.perf_counter()
+        procs = [subprocess.Popen([sys.executable, "-c", loop], stdin=subprocess.DEVNULL)
+                 for _ in range(cores)]
+        codes = [p.wait() for p in procs]
+        wall = time.perf_counter() - started
+        if any(codes):
+            raise BenchError(f"generate_private_key loops exited {codes}")
+        total = per * cores
+        row.wall_s, row.parallel = wall, cores
+        row.extra.update(keys=total, kind="rsa-2048", keys_per_s=round(total / wall, 3),
+                         openssl=openssl_versions()["cryptography"])
+        row.status = "ok"
+
+    # ------------------------------------------------------------------ memory
+
+    def memory(self, row: Row) -> None:
+        m, p = self.args.memory_devices, self.args.parallel
+        self.log(f"starting roomsim with {m} devices for the memory run ...")
+        with Sim(m, self.work / "sim-memory", self.delay) as sim:
+            row.extra["sim_start_s"] = round(sim.start_s or 0, 2)
+            measured = run_measured(
+                [sys.executable, "-m", "cli.main", "status", "-i", str(sim.inventory),
+                 "--parallel", str(p), "-o", "json"],
+                self.work, "memory-status", sim_pid=sim.pid,
+                env={"CERTFLEET_JOURNAL": str(self.work / "journal-memory.sqlite")})
+            try:
+                doc = json.loads(measured.stdout)
+            except ValueError:
+                raise BenchError(f"certfleet exited {measured.exit_code} without JSON: "
+                                 f"{measured.stderr[-1500:]}") from None
+            self.fill(row, measured, m, p)
+            row.command = f"certfleet status -i <{m}-device inventory> --parallel {p} -o json"
+            row.succeeded = self.check_outcomes(doc, measured, m, "ok")
+            row.requests_per_device = self.requests_per_device(doc)
+            row.ideal_s, row.ideal_formula = ideal(m, p, row.requests_per_device, self.delay)
+        row.status = "ok"
+
+    # ------------------------------------------------------------------ profiles
+
+    def profile_report(self, name: str, measured: Measured) -> None:
+        assert self.args.profile is not None
+        prof = self.args.profile / f"{name}-profile.prof"
+        top: dict[str, list[str]] = {}
+        for order in ("cumulative", "tottime"):
+            stats = pstats.Stats(str(prof))
+            stats.strip_dirs().sort_stats(order)
+            width, entries = stats.get_print_list([25])
+            lines = []
+            for func in entries:
+                _, nc, tt, ct, _ = stats.stats[func]  # type: ignore[attr-defined]
+                where = f"{func[0]}:{func[1]}({func[2]})"
+                lines.append(f"{nc:>9} {tt:9.3f} {ct:9.3f}  {where}")
+            top[order] = lines
+            del width
+        self.profiles[name] = top
+        text = [f"{name}: profiled run {measured.wall_s:.2f} s wall, {measured.cpu_s:.2f} s cpu "
+                f"(cProfile overhead included)"]
+        for order, lines in top.items():
+            text += [f"-- top 25 by {order}", f"{'ncalls':>9} {'tottime':>9} {'cumtime':>9}",
+                     *lines]
+        (self.args.profile / f"{name}-top.txt").write_text("\n".join(text) + "\n")
+
+    # ------------------------------------------------------------------ the run
+
+    def run(self) -> None:
+        a = self.args
+        if self.wanted("keygen"):
+            self.record(Row("keygen-certfleet", f"certfleet KeyFactory, {a.keys} RSA-2048 keys"),
+                        self.keygen_certfleet)
+            self.record(Row("keygen-openssl", f"openssl genpkey on {os.cpu_count()} cores"),
+                        self.keygen_openssl)
+            self.record(Row("keygen-library", f"same OpenSSL, {os.cpu_count()} processes"),
+                        self.keygen_library)
+        fleet_rows = [r for r in ("push-ca", "status", "script", "ansible", "rotate")
+                      if self.wanted(r)]
+        if fleet_rows:
+            self.log(f"starting roomsim with {a.devices} devices, delay {a.delay_ms:g} ms ...")
+            sim = Sim(a.devices, self.work / "sim", self.delay)
+            self.sim = sim
+            try:
+                sim.start()
+                self.log(f"roomsim ready in {sim.start_s:.1f} s (pid {sim.pid})")
+                if self.wanted("rotate"):
+                    self.lab_ca()
+                steps: list[tuple[Row, Callable[[Row], None]]] = [
+                    (Row("push-ca", "certfleet push-ca"), self.push_ca),
+                    (Row("status", "certfleet status"), self.status),
+                    (Row("script", "baseline script push-ca"), self.script),
+                    (Row("ansible", "baseline ansible push-ca"), self.ansible),
+                    (Row("rotate", "certfleet rotate HTTPS, RSA-2048"), self.rotate),
+                ]
+                for row, action in steps:
+                    if not self.wanted(row.name):
+                        continue
+                    if row.name == "ansible" and a.skip_ansible:
+                        row.status = "skipped: --skip-ansible"
+                        self.rows[row.name] = row
+                        continue
+                    self.record(row, action)
+            finally:
+                sim.stop()
+                self.sim = None
+        if self.wanted("memory"):
+            self.record(Row("memory", f"certfleet status, {a.memory_devices} devices (memory)"),
+                        self.memory)
+
+    # ------------------------------------------------------------------ results
+
+    def comparisons(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        rows = self.rows
+
+        def good(name: str) -> Row | None:
+            row = rows.get(name)
+            return row if row is not None and row.ok else None
+
+        ratios: dict[str, Any] = {}
+        push, status, rotate = good("push-ca"), good("status"), good("rotate")
+        targets: list[dict[str, Any]] = []
+
+        def target(name: str, wanted: str, measured: float | None, passed: bool | None,
+                   note: str = "") -> None:
+            targets.append({"target": name, "wanted": wanted,
+                            "measured": _round(measured, 3), "pass": passed, "note": note})
+
+        def per_dev(row: Row) -> float:
+            assert row.wall_s is not None and row.devices
+            return row.wall_s / row.devices
+
+        if push is not None and push.ideal_s:
+            ratio = push.wall_s / push.ideal_s if push.wall_s else None
+            ratios["push-ca / ideal"] = _round(ratio, 3)
+            target("push-ca within 1.3x of the ideal bound", "<= 1.3", ratio,
+                   None if ratio is None else ratio <= 1.3,
+                   f"N={push.devices}, P={push.parallel}")
+        for base in ("script", "ansible"):
+            other = good(base)
+            if push is not None and other is not None:
+                faster = per_dev(other) / per_dev(push)
+                ratios[f"push-ca / {base} (wall per device)"] = _round(1 / faster, 4)
+                ratios[f"{base} / push-ca (x faster)"] = _round(faster, 2)
+                target(f"push-ca >= 10x faster than {base} per device", ">= 10", faster,
+                       faster >= 10, f"certfleet N={push.devices}, {base} N={other.devices}")
+            else:
+                why = ("needs the push-ca row" if push is None else
+                       rows[base].status if base in rows else "not run")
+                target(f"push-ca >= 10x faster than {base} per device", ">= 10", None, None, why)
+        for row in (push, status):
+            if row is not None and row.cpu_s is not None and row.devices:
+                per = row.cpu_s / row.devices * 1000
+                target(f"{row.name} client CPU < 2 ms/device", "< 2 ms", per, per < 2)
+        kc, ko = good("keygen-certfleet"), good("keygen-openssl")
+        if kc is not None and ko is not None:
+            share = kc.extra["keys_per_s"] / ko.extra["keys_per_s"]
+            ratios["keygen certfleet / openssl all cores"] = _round(share, 3)
+            target("keygen >= 85% of all-core openssl", ">= 0.85", share, share >= 0.85,
+                   f"{kc.extra.get('openssl')} vs CLI {ko.extra.get('openssl')}")
+        kl = good("keygen-library")
+        if kc is not None and kl is not None:
+            share = kc.extra["keys_per_s"] / kl.extra["keys_per_s"]
+            ratios["keygen certfleet / same OpenSSL all cores"] = _round(share, 3)
+            target("keygen >= 85% of all cores, same OpenSSL (stricter)", ">= 0.85", share,
+                   share >= 0.85, "generate_private_key loop per core")
+        else:
+            target("keygen >= 85% of all-core openssl", ">= 0.85", None, None, "not run")
+        if rotate is not None and rotate.extra.get("keygen_alone_s"):
+            share = (rotate.wall_s or 0) / rotate.extra["keygen_alone_s"]
+            ratios["rotate / keygen alone"] = _round(share, 3)
+            target("rotate <= keygen alone x 1.2", "<= 1.2", share, share <= 1.2,
+                   f"N={rotate.devices}; keygen alone = N / certfleet keys/s")
+        else:
+            target("rotate <= keygen alone x 1.2", "<= 1.2", None, None,
+                   "needs the rotate and keygen rows")
+        for name in ("status", "rotate"):
+            row = good(name)
+            if row is not None and row.ideal_s and row.wall_s:
+                ratios[f"{name} / ideal"] = _round(row.wall_s / row.ideal_s, 3)
+        mem = good("memory")
+        if mem is not None and mem.peak_rss_mb is not None:
+            target("status peak client RSS < 250 MB on 10,000 devices", "< 250 MB",
+                   mem.peak_rss_mb, mem.peak_rss_mb < 250 if mem.devices == 10000 else None,
+                   f"measured on {mem.devices} devices")
+        else:
+            target("status peak client RSS < 250 MB on 10,000 devices", "< 250 MB", None, None,
+                   "not run")
+        return ratios, targets
+
+    def document(self) -> dict[str, Any]:
+        ratios, targets = self.comparisons()
+        a = self.args
+        return {
+            "schema": SCHEMA,
+            "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                        "platform": platform.platform()},
+            "params": {"devices": a.devices, "baseline_devices": a.baseline_devices,
+                       "memory_devices": a.memory_devices, "delay_ms": a.delay_ms,
+                       "parallel": a.parallel, "keys": a.keys, "quick": a.quick,
+                       "only": sorted(a.only), "script_workers": SCRIPT_WORKERS,
+                       "ansible_forks": ANSIBLE_FORKS},
+            "ideal_model": (
+                "ideal = ceil(N / P) x t_dev(k): k = mean xAPI requests per device as the client "
+                "reported them; t_dev = time for k sequential requests each answered d after "
+                "arrival and passing the device's token bucket (session 15/s burst 15, Basic "
+                "1/s burst 1); zero client CPU, zero network time, handshakes not counted"),
+            "rows": {name: row.as_json() for name, row in self.rows.items()},
+            "ratios": ratios,
+            "targets": targets,
+            "profiles": self.profiles,
+        }
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def render(doc: dict[str, Any]) -> str:
+    p = doc["params"]
+    out = [f"certfleet fleet benchmark  ({doc['machine']['cpus']} cpus, Python "
+           f"{doc['machine']['python']}; delay {p['delay_ms']:g} ms/request; certfleet "
+           f"--parallel {p['parallel']}; script {p['script_workers']} threads; ansible forks "
+           f"{p['ansible_forks']})", ""]
+    head = (f"{'row':<34} {'N':>6} {'wall s':>8} {'ms/dev':>7} {'cpu ms/dev':>10} "
+            f"{'RSS MB':>7} {'req/dev':>7} {'ideal s':>8} {'x ideal':>7} {'sim ms/dev':>10}"
+            f"  status")
+    out += [head, "-" * len(head)]
+    for name, row in doc["rows"].items():
+        if name.startswith("keygen"):
+            continue
+        out.append(
+            f"{row['label'][:34]:<34} {_fmt(row['devices'], 'd'):>6}"
+            f" {_fmt(row['wall_s'], '.2f'):>8}"
+            f" {_fmt(row['wall_ms_per_device'], '.2f'):>7}"
+            f" {_fmt(row['cpu_ms_per_device'], '.2f'):>10} {_fmt(row['peak_rss_mb'], '.0f'):>7}"
+            f" {_fmt(row['requests_per_device'], '.1f'):>7} {_fmt(row['ideal_s'], '.2f'):>8}"
+            f" {_fmt(row['vs_ideal'], '.2f'):>7} {_fmt(row['sim_cpu_ms_per_device'], '.2f'):>10}"
+            f"  {row['status']}")
+    rotate = doc["rows"].get("rotate")
+    if rotate and rotate.get("tree_cpu_ms_per_device") is not None:
+        out.append(f"  rotate: cpu of the whole client tree incl. key workers (sampled) "
+                   f"{rotate['tree_cpu_ms_per_device']:.2f} ms/device")
+    out += ["  cpu ms/dev: the client's user+system CPU (os.wait4) per device; sim ms/dev: "
+            "roomsim's CPU per device over the same span (both share this machine's cores)"]
+    keyrows = [(n, r) for n, r in doc["rows"].items() if n.startswith("keygen")]
+    if keyrows:
+        out += ["", f"{'key generation (RSA-2048)':<34} {'keys':>6} {'wall s':>8} {'keys/s':>8} "
+                    f"{'procs':>6}  status"]
+        for _, row in keyrows:
+            extra = row["extra"]
+            out.append(f"{row['label'][:34]:<34} {_fmt(extra.get('keys'), 'd'):>6} "
+                       f"{_fmt(row['wall_s'], '.2f'):>8} {_fmt(extra.get('keys_per_s'), '.2f'):>8}"
+                       f" {_fmt(row['parallel'], 'd'):>6}  {row['status']}")
+    baseline_n = {doc["rows"][b]["devices"] for b in ("script", "ansible")
+                  if b in doc["rows"] and doc["rows"][b]["devices"]}
+    if baseline_n and p["devices"] not in baseline_n:
+        out += ["", f"Baselines ran on {', '.join(map(str, sorted(baseline_n)))} devices, "
+                    f"certfleet on {p['devices']}: they are compared per device (wall / N)."]
+    if doc["ratios"]:
+        out += ["", "ratios"]
+        out += [f"  {name:<44} {value}" for name, value in doc["ratios"].items()]
+    out += ["", "targets (issue 8)"]
+    for t in doc["targets"]:
+        verdict = {True: "PASS", False: "MISS", None: "n/a "}[t["pass"]]
+        note = f"  ({t['note']})" if t["note"] else ""
+        out.append(f"  {verdict}  {t['target']:<52} wanted {t['wanted']:<9} measured "
+                   f"{_fmt(t['measured'], '.3f')}{note}")
+    out += ["", "ideal bound: " + doc["ideal_model"]]
+    for name, row in doc["rows"].items():
+        if row.get("ideal_formula"):
+            out.append(f"  {name}: {row['ideal_formula']}")
+    for name, top in doc.get("profiles", {}).items():
+        for order, lines in top.items():
+            out += ["", f"profile {name}: top 25 by {order}",
+                    f"{'ncalls':>9} {'tottime':>9} {'cumtime':>9}", *lines]
+    return "\n".join(out)
+
+
+# ----------------------------------------------------------------------------- main
+
+
+@contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM (and SIGHUP) unwind like Ctrl-C, so every `finally` stops roomsim."""
+
+    def raise_interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = {s: signal.signal(s, raise_interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def raise_open_files_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").split("\n\n")[0],
+        epilog="Rows: " + ", ".join(ROWS) + ". See the module docstring for what each does.")
+    parser.add_argument("--devices", type=int, help="simulated devices (1000; --quick 100)")
+    parser.add_argument("--baseline-devices", type=int,
+                        help="devices for the script and ansible baselines (200; --quick 50)")
+    parser.add_argument("--memory-devices", type=int,
+                        help="devices for the memory run (10000; --quick 1000)")
+    parser.add_argument("--delay-ms", type=float, default=30.0,
+                        help="roomsim's added delay per request, ms (30)")
+    parser.add_argument("--parallel", type=int, default=50,
+                        help="certfleet --parallel (50, as ansible's forks)")
+    parser.add_argument("--keys", type=int,
+                        help="keys per key generation measurement (= --devices; --quick 16)")
+    parser.add_argument("--only", help="comma list of rows to run: " + ",".join(ROWS))
+    parser.add_argument("--skip-ansible", action="store_true", help="leave out the ansible row")
+    parser.add_argument("--quick", action="store_true", help="a reduced run, under a minute")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="also run push-ca and status once more under cProfile; write "
+                             "DIR/<row>-profile.prof and DIR/<row>-top.txt (top 25 functions)")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the figures here")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the temporary folder (roomsim state, client outputs)")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    args.devices = args.devices or (100 if quick else 1000)
+    args.baseline_devices = args.baseline_devices or (50 if quick else 200)
+    args.baseline_devices = min(args.baseline_devices, args.devices)
+    args.memory_devices = args.memory_devices or (1000 if quick else 10000)
+    args.keys = args.keys or (16 if quick else args.devices)
+    only = set(ROWS) if args.only is None else {
+        part.strip() for part in args.only.split(",") if part.strip()}
+    unknown = only - set(ROWS)
+    if unknown:
+        parser.error(f"--only: unknown rows {sorted(unknown)}; known: {', '.join(ROWS)}")
+    args.only = only
+    for name in ("devices", "baseline_devices", "memory_devices", "keys", "parallel"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.delay_ms < 0:
+        parser.error("--delay-ms must be >= 0")
+    if args.profile is not None:
+        args.profile = args.profile.resolve()
+        args.profile.mkdir(parents=True, exist_ok=True)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    raise_open_files_limit()
+    work = Path(tempfile.mkdtemp(prefix="certfleet-bench-"))
+    bench = Bench(args, work)
+    interrupted = False
+    try:
+        with stop_on_sigterm():
+            bench.run()
+    except KeyboardInterrupt:
+        interrupted = True
+        print("\ninterrupted: roomsim stopped; partial figures follow", file=sys.stderr)
+    finally:
+        if bench.sim is not None:
+            bench.sim.stop()
+        if args.keep:
+            print(f"kept {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    doc = bench.document()
+    doc["interrupted"] = interrupted
+    print(render(doc))
+    if args.json:
+        args.json.write_text(json.dumps(doc, indent=2) + "\n")
+    failed = [r for r in bench.rows.values() if r.status.startswith("failed")]
+    if interrupted:
+        return 130
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,7 +10,7 @@ import datetime as dt
 import logging
 import re
 import threading
-from collections.abc import Awaitable, Coroutine, Generator
+from collections.abc import Awaitable, Coroutine, Generator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -20,7 +20,15 @@ from roomsim.cloud_api import device_id_for as cloud_device_id
 from roomsim.commands import CommandRegistry, default_registry
 from roomsim.device import SCEP_TIMEOUT, SimDevice
 from roomsim.enrollment import RenewalResult
-from roomsim.faults import ALL_DEVICES, load_faults_file
+from roomsim.faults import (
+    ALL_DEVICES,
+    FaultError,
+    FaultPlan,
+    check_faults,
+    load_faults_file,
+    parse_percent,
+    pick_fraction,
+)
 from roomsim.inventory import CloudInventory, write_inventory
 from roomsim.server import DeviceServer, ServerSettings
 from roomsim.state import StateDir
@@ -239,33 +247,67 @@ class SimFleet:
             raise KeyError(f"no simulated device named {name!r}")
         return [name]
 
+    def _fault_targets(self, name: str | None, seed: int = 0) -> list[str]:
+        """A device name, "*"/None, or a share "P%" (see `pick_fraction`)."""
+        percent = parse_percent(name) if name is not None else None
+        if percent is not None:
+            return pick_fraction(self.devices, percent, seed)
+        return self._targets(name)
+
+    def pick_fraction(self, percent: float | str, seed: int = 0) -> list[str]:
+        """The devices a share of the fleet names (`10`, `2.5` or `"10%"`): sorted names,
+        `random.Random(f"roomsim-faults/{seed}/{P}")`, `max(1, round(N*P/100))` of them —
+        the same rule as a `"P%"` key of a faults file. Different percentages or seeds give
+        independent picks."""
+        value = parse_percent(percent) if isinstance(percent, str) else float(percent)
+        if value is None:
+            raise FaultError(f"{percent!r} is not a share like 10%")
+        return pick_fraction(self.devices, value, seed)
+
     def set_fault(self, name: str, **faults: Any) -> Awaitable[None]:
-        """Set faults on device `name` ("*" = all); falsy values clear single faults.
+        """Set faults on device `name` ("*" = all, "P%" = a share of the fleet picked with
+        seed 0); falsy values clear single faults.
 
         Takes effect for the next request at once; the returned awaitable completes when the
         listeners match (await it when a test needs `offline` to refuse connections)."""
-        targets = self._targets(name)
+        targets = self._fault_targets(name)
+        checked = check_faults(faults)
         for target in targets:
-            self.devices[target].faults.update(**faults)
+            self.devices[target].faults.update(**checked)
         return self._sync(targets)
 
+    async def set_fault_fraction(
+        self, percent: float | str, seed: int = 0, **faults: Any
+    ) -> list[str]:
+        """Set faults on a share of the fleet (see `pick_fraction`); the chosen names."""
+        targets = self.pick_fraction(percent, seed)
+        checked = check_faults(faults)
+        for target in targets:
+            self.devices[target].faults.update(**checked)
+        await self._sync(targets)
+        return targets
+
     def clear_faults(self, name: str | None = None) -> Awaitable[None]:
-        """Clear every fault on `name`, or on every device when None."""
-        targets = self._targets(name)
+        """Clear every fault on `name` (a device, "*" or "P%"), or on every device when None."""
+        targets = self._fault_targets(name)
         for target in targets:
             self.devices[target].faults.clear()
         return self._sync(targets)
 
-    def apply_faults(self, spec: dict[str, dict[str, Any]]) -> Awaitable[None]:
-        """Apply `{"device": {...}, "*": {...}}`; device entries win over "*"."""
-        for name in spec:
-            if name != ALL_DEVICES:
-                self._targets(name)
-        targets = list(self.devices)
-        for target in targets:
-            merged = {**spec.get(ALL_DEVICES, {}), **spec.get(target, {})}
-            self.devices[target].faults.update(**merged)
-        return self._sync(targets)
+    def apply_faults(
+        self, spec: FaultPlan | Mapping[str, Mapping[str, Any]], seed: int = 0
+    ) -> Awaitable[None]:
+        """Apply a FaultPlan, or `{"device": {...}, "10%": {...}, "*": {...}}` (picked with
+        `seed`); device entries win over shares, shares over "*"."""
+        if not isinstance(spec, FaultPlan):
+            plan = FaultPlan(seed=seed)
+            for target, faults in spec.items():
+                plan.add(target, check_faults(faults), target)
+            spec = plan
+        resolved = spec.resolve(list(self.devices))
+        for target, faults in resolved.items():
+            self.devices[target].faults.update(**faults)
+        return self._sync(list(resolved))
 
     def apply_faults_file(self, path: Path) -> Awaitable[None]:
         return self.apply_faults(load_faults_file(Path(path)))
@@ -416,8 +458,25 @@ class SimFleetThread:
         self.run(apply())
 
     def set_fault(self, name: str, **faults: Any) -> None:
+        """As `SimFleet.set_fault` ("P%" targets a share of the fleet, seed 0)."""
+
         async def apply() -> None:
             await self.fleet.set_fault(name, **faults)
+
+        self.run(apply())
+
+    def set_fault_fraction(self, percent: float | str, seed: int = 0, **faults: Any) -> list[str]:
+        """Set faults on a share of the fleet; returns the chosen device names."""
+        return self.run(self.fleet.set_fault_fraction(percent, seed, **faults))
+
+    def pick_fraction(self, percent: float | str, seed: int = 0) -> list[str]:
+        return self.fleet.pick_fraction(percent, seed)
+
+    def apply_faults(
+        self, spec: FaultPlan | Mapping[str, Mapping[str, Any]], seed: int = 0
+    ) -> None:
+        async def apply() -> None:
+            await self.fleet.apply_faults(spec, seed)
 
         self.run(apply())
 

@@ -1,7 +1,11 @@
 """`python -m roomsim serve`: run a simulated fleet until SIGINT/SIGTERM.
 
 Prints exactly one line, `ready`, on stdout once every device listens; everything else
-goes to stderr."""
+goes to stderr (including which devices got which faults).
+
+Faults: `--faults FILE` (JSON) and `--fault NAME[=VALUE][@TARGET]` (repeatable; on top of
+the file), `--fault-seed N` for the shares (`@10%`); see roomsim/faults.py. A bad fault
+or target exits 2 before anything listens."""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from roomsim.faults import FaultError, load_faults_file
+from roomsim.faults import FaultError, FaultPlan, load_faults_file, plan_from_specs
 from roomsim.fleet import SimFleet
 
 CLOUD_INVENTORY = "inventory-cloud.yaml"
@@ -32,13 +36,15 @@ async def serve(
     stop: asyncio.Event | None = None,
     cloud: bool = False,
     cloud_rate_per_minute: int = 300,
+    fault_specs: Sequence[str] = (),
+    fault_seed: int | None = None,
 ) -> None:
     """Start the fleet, apply faults, write the inventory, call `ready(fleet, inventory)`,
     then serve until `stop` is set or SIGINT/SIGTERM arrives; always stops cleanly.
 
     With `cloud` the fleet also serves the simulated Webex cloud API, and a cloud
     inventory is written to `<state>/inventory-cloud.yaml`."""
-    faults = load_faults_file(faults_file) if faults_file is not None else None
+    faults = fault_plan(faults_file, fault_specs, fault_seed)
     fleet = SimFleet(
         state,
         devices,
@@ -47,6 +53,8 @@ async def serve(
         cloud=cloud,
         cloud_rate_per_minute=cloud_rate_per_minute,
     )
+    if faults is not None:
+        faults.resolve(fleet.names())  # unknown device names: exit 2 before anything starts
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     handled: list[signal.Signals] = []
@@ -70,6 +78,30 @@ async def serve(
             loop.remove_signal_handler(signum)
 
 
+def fault_plan(
+    faults_file: Path | None, specs: Sequence[str] = (), seed: int | None = None
+) -> FaultPlan | None:
+    """The faults file with the `--fault` specs on top; None when there are none."""
+    if faults_file is None and not specs:
+        return None
+    plan = load_faults_file(faults_file) if faults_file is not None else FaultPlan()
+    plan = plan.merge(plan_from_specs(specs))
+    if seed is not None:
+        plan.seed = seed
+    return plan
+
+
+def describe_faults(fleet: SimFleet) -> list[str]:
+    """One line per device with faults: `room-003: latency=0.2 truncate`."""
+    lines = []
+    for name, device in fleet.devices.items():
+        active = device.faults.active()
+        if active:
+            items = " ".join(k if v is True else f"{k}={v}" for k, v in active.items())
+            lines.append(f"{name}: {items}")
+    return lines
+
+
 def _raise_open_files_limit() -> None:
     """Each device holds a listening socket: allow as many open files as permitted."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -87,6 +119,8 @@ def run_serve(
     renewal_interval: float | None = None,
     cloud: bool = False,
     cloud_rate_per_minute: int = 300,
+    fault_specs: Sequence[str] = (),
+    fault_seed: int | None = None,
 ) -> int:
     """Blocking entry point for `python -m roomsim serve` and `certfleet sim serve`.
     Returns the exit code: 0 after a clean stop, 2 on bad input, 1 on an OS error."""
@@ -97,6 +131,11 @@ def run_serve(
             f"CA {fleet.ca_pem_path}",
             file=sys.stderr,
         )
+        faulty = describe_faults(fleet)
+        if faulty:
+            print(f"roomsim: faults on {len(faulty)} device(s):", file=sys.stderr)
+            for line in faulty:
+                print(f"roomsim:   {line}", file=sys.stderr)
         if fleet.cloud is not None:
             print(
                 f"roomsim: Webex cloud API at {fleet.cloud_url} (paths /v1/...), bearer token in "
@@ -105,6 +144,11 @@ def run_serve(
             )
         print("ready", flush=True)
 
+    try:
+        fault_plan(faults_file, fault_specs, fault_seed)  # bad specs: exit 2 at once
+    except FaultError as exc:
+        print(f"roomsim: {exc}", file=sys.stderr)
+        return 2
     _raise_open_files_limit()
     try:
         asyncio.run(
@@ -118,6 +162,8 @@ def run_serve(
                 ready=ready,
                 cloud=cloud,
                 cloud_rate_per_minute=cloud_rate_per_minute,
+                fault_specs=fault_specs,
+                fault_seed=fault_seed,
             )
         )
     except (FaultError, ValueError, KeyError) as exc:
@@ -139,6 +185,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve_cmd.add_argument("--state", type=Path, required=True, help="state folder")
     serve_cmd.add_argument("--inventory-out", type=Path, help="inventory file to write")
     serve_cmd.add_argument("--faults", type=Path, help="JSON faults file")
+    serve_cmd.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="NAME[=VALUE][@TARGET]",
+        help="a fault on a device, on * (all) or on a share (10%%); repeatable, on top of "
+        "--faults; e.g. truncate@10%%, latency=0.2@room-003, storm_503=5@*",
+    )
+    serve_cmd.add_argument(
+        "--fault-seed",
+        type=int,
+        metavar="N",
+        help="seed that picks the devices of a share (default: the file's, else 0)",
+    )
     serve_cmd.add_argument(
         "--request-delay", type=float, default=0.0, help="seconds added to every reply (0)"
     )
@@ -170,4 +230,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.renewal_interval,
         cloud=args.cloud,
         cloud_rate_per_minute=args.cloud_rate,
+        fault_specs=args.fault,
+        fault_seed=args.fault_seed,
     )

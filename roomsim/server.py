@@ -1,7 +1,12 @@
 """The HTTPS web server of one simulated device (aiohttp: one AppRunner + one TCPSite):
 authentication (Basic or session cookie), login lockout, session caps, rate limits,
 faults, getxml/putxml, the WebSocket JSON-RPC API (`GET /ws`, roomsim/websocket.py), and
-reboots that really take the listener away (closing open WebSockets)."""
+reboots that really take the listener away (closing open WebSockets).
+
+Faults act in this order on every request: drop / offline / rebooting (no answer), the
+`offline_after` count, latency, a `storm_503` answer, `http_status`, then the endpoint;
+`garbage` and `hostile_xml` replace getxml/putxml bodies, and `truncate` cuts whatever
+reply has a body (roomsim/faults.py describes each)."""
 
 from __future__ import annotations
 
@@ -35,6 +40,7 @@ log = logging.getLogger(__name__)
 ADMIN_USER = "admin"
 SESSION_COOKIE = "SessionId"
 GARBAGE_BODY = b"<<<%%%garbage\x00\xff not xml %%%>>>"
+STORM_RETRY_AFTER = "1"
 UNAUTHORIZED_BODY = (
     "401 Unauthorized\n\nThis server could not verify that you are authorized to access the "
     "document you requested. Either you supplied the wrong credentials (e.g., bad password), "
@@ -70,6 +76,30 @@ def _xml(root: ET.Element) -> web.Response:
     return web.Response(body=serialize(root), headers={"Content-Type": XML_CONTENT_TYPE})
 
 
+def hostile_document(kind: str, root_tag: str) -> bytes:
+    """The `hostile_xml` fault's reply: `laughs`, ten levels of nested entities (a billion
+    `lol`s once expanded), or `external`, an entity naming file:///etc/passwd. A safe parser
+    refuses both; neither is ever expanded by roomsim."""
+    tag = root_tag if root_tag.isalnum() else "Status"
+    if kind == "external":
+        dtd = '<!ENTITY x SYSTEM "file:///etc/passwd">'
+        body = "&x;"
+    else:
+        levels = ['<!ENTITY lol0 "lol">']
+        levels += [
+            f'<!ENTITY lol{i} "{"".join(f"&lol{i - 1};" for _ in range(10))}">'
+            for i in range(1, 10)
+        ]
+        dtd = "\n ".join(levels)
+        body = "&lol9;"
+    text = (
+        '<?xml version="1.0"?>\n'
+        f"<!DOCTYPE {tag} [\n {dtd}\n]>\n"
+        f"<{tag} product=\"Cisco Codec\" apiVersion=\"4\">{body}</{tag}>\n"
+    )
+    return text.encode("ascii")
+
+
 class DeviceServer:
     """Serves one device on 127.0.0.1:`device.port`. `start`/`stop` say whether the fleet
     wants it up; the listener is open only while wanted, not offline and not rebooting."""
@@ -90,6 +120,7 @@ class DeviceServer:
         self._wanted = False
         self._rebooting = False
         self._boot_task: asyncio.Task[None] | None = None
+        self._offline_task: asyncio.Task[None] | None = None
         self._routes: dict[tuple[str, str], _Handler] = {
             ("POST", "/xmlapi/session/begin"): self._session_begin,
             ("POST", "/xmlapi/session/end"): self._session_end,
@@ -163,7 +194,7 @@ class DeviceServer:
             self.sessions.clear()
             if action == "Shutdown":
                 self.device.faults.offline = True
-            await asyncio.sleep(self.settings.reboot_seconds)
+            await asyncio.sleep(self.device.faults.slow_reboot or self.settings.reboot_seconds)
         finally:
             self._rebooting = False
         self.device.mark_booted()
@@ -173,13 +204,34 @@ class DeviceServer:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         """Faults, then authentication, then the rate limit of the auth class, then the
-        endpoint."""
+        endpoint; then the faults that spoil the reply (truncate) or follow it
+        (offline_after)."""
         faults = self.device.faults
         if faults.drop or faults.offline or self._rebooting:
             return self._drop(request)
+        last = faults.take_last_request()
+        websocket = request.method == "GET" and request.path == WS_PATH
+        if last and websocket:
+            self.go_offline_soon()  # the socket is served until the device goes away
+        response = await self._answer(request)
+        if last and not websocket:
+            self.go_offline_soon()
+        if isinstance(response, web.WebSocketResponse) or response.prepared:
+            return response
+        if last:
+            response.force_close()  # `Connection: close`: the device is going away
+        if faults.truncate and isinstance(response, web.Response) and response.body:
+            return await self._truncated(request, response)
+        return response
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
+        faults = self.device.faults
         delay = self.settings.request_delay + faults.latency
         if delay > 0:
             await asyncio.sleep(delay)
+        if faults.take_storm():
+            return _text(503, "503 Service Temporarily Unavailable\n",
+                         **{"Retry-After": STORM_RETRY_AFTER})
         if faults.http_status is not None:
             return self._status_fault(faults.http_status)
         if request.method == "GET" and request.path == WS_PATH:
@@ -195,6 +247,31 @@ class DeviceServer:
         if handler is None:
             return _text(404, "404 Not Found\n")
         return await handler(request, user)
+
+    def go_offline_soon(self) -> None:
+        """`offline_after` ran out (faults.offline is already set): close the listener once
+        the reply in hand is on its way. Requests meanwhile are dropped as offline."""
+        if self._offline_task is None or self._offline_task.done():
+            self._offline_task = asyncio.get_running_loop().create_task(self.sync())
+
+    @staticmethod
+    async def _truncated(request: web.Request, response: web.Response) -> web.StreamResponse:
+        """The `truncate` fault: the full Content-Length, half the body, then an abort."""
+        body = response.body
+        assert isinstance(body, bytes | bytearray)
+        cut = web.StreamResponse(status=response.status, reason=response.reason,
+                                 headers=response.headers)
+        cut.content_length = len(body)
+        await cut.prepare(request)
+        await cut.write(bytes(body[: len(body) // 2]))
+        transport = request.transport
+        if transport is not None:
+            for _ in range(200):  # let the half body reach the socket before the abort
+                if transport.is_closing() or not transport.get_write_buffer_size():
+                    break
+                await asyncio.sleep(0.005)
+            transport.abort()
+        return cut  # write_eof fails quietly on the aborted connection
 
     @staticmethod
     def _drop(request: web.Request) -> web.StreamResponse:
@@ -303,6 +380,10 @@ class DeviceServer:
         return response
 
     def _reply(self, root: ET.Element) -> web.Response:
-        if self.device.faults.garbage:
+        faults = self.device.faults
+        if faults.garbage:
             return web.Response(body=GARBAGE_BODY, headers={"Content-Type": XML_CONTENT_TYPE})
+        if faults.hostile_xml is not None:
+            return web.Response(body=hostile_document(faults.hostile_xml, root.tag),
+                                headers={"Content-Type": XML_CONTENT_TYPE})
         return _xml(root)

@@ -231,8 +231,32 @@ class Connection:
             return
         if self.device.faults.garbage:
             text = GARBAGE_TEXT
+        if self.device.faults.truncate:
+            await self._send_truncated(text)
+            return
         with contextlib.suppress(ConnectionError):
             await self.ws.send_str(text)
+
+    async def _send_truncated(self, text: str) -> None:
+        """The `truncate` fault: a text frame whose header announces the whole message,
+        half of it, then the connection is aborted."""
+        transport = self.request.transport
+        if transport is None or transport.is_closing():
+            return
+        payload = text.encode("utf-8")
+        size = len(payload)
+        if size < 126:
+            header = bytes((0x81, size))
+        elif size < 1 << 16:
+            header = bytes((0x81, 126)) + size.to_bytes(2, "big")
+        else:
+            header = bytes((0x81, 127)) + size.to_bytes(8, "big")
+        transport.write(header + payload[: size // 2])
+        for _ in range(200):  # let the half frame reach the socket before the abort
+            if transport.is_closing() or not transport.get_write_buffer_size():
+                break
+            await asyncio.sleep(0.005)
+        transport.abort()
 
     async def _message(self, data: str | bytes) -> None:
         previous, started = self._last_started, asyncio.Event()
@@ -246,9 +270,20 @@ class Connection:
         self, data: str | bytes, previous: asyncio.Event, started: asyncio.Event
     ) -> None:
         faults = self.device.faults
-        if faults.drop:
+        if faults.drop or faults.offline:
             self.abort()
             return
+        last = faults.take_last_request()
+        try:
+            await self._process_one(data, previous, started)
+        finally:
+            if last:  # answered: now the device goes away (offline_after)
+                self.server.go_offline_soon()
+
+    async def _process_one(
+        self, data: str | bytes, previous: asyncio.Event, started: asyncio.Event
+    ) -> None:
+        faults = self.device.faults
         parsed: jsonrpc.Request | RpcError
         try:
             parsed = jsonrpc.parse_request(data)

@@ -21,6 +21,16 @@ def serve(
         help="Where to write the inventory (default: STATE/inventory.yaml).",
     ),
     faults: Path | None = typer.Option(None, "--faults", help="JSON file of per-device faults."),
+    fault: list[str] = typer.Option(
+        [], "--fault", metavar="NAME[=VALUE][@TARGET]",
+        help="A fault on a device, on * (every device) or on a share like 10%; repeatable, "
+        "on top of --faults. E.g. truncate@10%, latency=0.2@room-003, storm_503=5@*, "
+        "hostile_xml=external@5%, offline_after=4@room-007.",
+    ),
+    fault_seed: int | None = typer.Option(
+        None, "--fault-seed", show_default=False,
+        help="Seed that picks the devices of a share (default: the faults file's, else 0).",
+    ),
     request_delay: float = typer.Option(
         0.0, "--request-delay", min=0.0, help="Seconds each device takes per request."
     ),
@@ -50,5 +60,7 @@ def serve(
             renewal_interval=renewal_interval,
             cloud=cloud,
             cloud_rate_per_minute=cloud_rate,
+            fault_specs=fault,
+            fault_seed=fault_seed,
         )
     )

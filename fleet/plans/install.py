@@ -208,7 +208,12 @@ async def _roll_back(
         except Exception as exc:
             failed.append(f"delete {new_fp}: {exc}")
     ctx.step("rolled back", "; ".join(done + failed))
-    text = "rolled back: " + ("; ".join(done) if done else "nothing was active before")
+    if done:
+        text = "rolled back: " + "; ".join(done)
+    elif failed:  # every step failed (the device went away): say so, not "nothing to do"
+        text = "not rolled back"
+    else:
+        text = "rolled back: nothing was active before"
     if failed:
         text += "; ROLLBACK INCOMPLETE: " + "; ".join(failed)
     return text

@@ -35,17 +35,20 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
-import httpx
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
 from fleet.errors import BadReplyError, InventoryError
 from fleet.inventory import DEFAULT_API_URL, load_inventory, parse_verify
-from fleet.xapi.cloud import WebexApi
+
+if TYPE_CHECKING:  # the CLI imports this module for every verb; httpx only when listing
+    import httpx
+
+    from fleet.xapi.cloud import WebexApi
 
 __all__ = [
     "DEFAULT_GROUP",

@@ -79,6 +79,9 @@ _VERIFY_MODES: Final = ("ca", "pin", "system", "insecure")
 
 _TOP_KEYS: Final = ("defaults", "groups", "devices")
 DEFAULT_API_URL: Final = "https://webexapis.com"
+#: requests a minute one Webex token may send when api_rate_per_minute is not set: under the
+#: documented ~300/min, with room for other clients of the same user
+DEFAULT_API_RATE_PER_MINUTE: Final = 280.0
 #: a sanity bound for api_rate_per_minute (Webex documents ~300; a typo should not unleash)
 MAX_API_RATE_PER_MINUTE: Final = 100_000
 _COMMON_KEYS: Final = (

@@ -33,7 +33,6 @@ from fleet.plans.base import DeviceContext, Plan
 from fleet.results import DeviceResult, ErrorInfo, Outcome, RunResult
 from fleet.secrets import Secret, SecretRef
 from fleet.windows import Window, next_opening, open_now
-from fleet.xapi.cloud import CloudClients, CloudTransport
 from fleet.xapi.commands import Xapi
 from fleet.xapi.local import (
     LocalClients,
@@ -125,9 +124,7 @@ class Connector:
     def __init__(self, secrets: dict[SecretRef, Secret], options: RunOptions) -> None:
         self._secrets = secrets
         self._options = options
-        self._local = LocalClients(
-            max_connections=max(options.parallel, 10), timeouts=options.timeouts
-        )
+        self._local = LocalClients(timeouts=options.timeouts)
         self._shared: dict[str, Any] = {}  # per-transport shared state (e.g. cloud pacers)
 
     def _secret(self, device: Device, ref: SecretRef | None, what: str) -> Secret:
@@ -140,10 +137,11 @@ class Connector:
         if device.transport == "local":
             return LocalTransport(
                 device,
-                self._local.client_for(device.verify),
+                self._local.device_client(device.verify),
                 self._secret(device, device.password, "password"),
                 retry=self._options.retry,
                 recorder=recorder,
+                owns_client=True,
             )
         if device.transport == "websocket":
             from fleet.xapi.websocket import SslContexts, WebSocketTransport
@@ -159,6 +157,9 @@ class Connector:
                 recorder=recorder,
             )
         if device.transport == "cloud":
+            # imported when a cloud device is met: a local-only run need not load httpx
+            from fleet.xapi.cloud import CloudClients, CloudTransport
+
             token = self._secret(device, device.token, "token")
             shared = self._shared.get("cloud")
             if not isinstance(shared, CloudClients):
@@ -176,7 +177,6 @@ class Connector:
         )
 
     async def aclose(self) -> None:
-        await self._local.aclose()
         for shared in self._shared.values():
             closer = getattr(shared, "aclose", None)
             if closer is not None:

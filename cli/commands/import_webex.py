@@ -22,9 +22,13 @@ from fleet.cloud_import import (
     write_inventory,
 )
 from fleet.errors import DeviceError, InputError
-from fleet.inventory import DEFAULT_API_URL, MAX_API_RATE_PER_MINUTE, parse_verify
+from fleet.inventory import (
+    DEFAULT_API_RATE_PER_MINUTE,
+    DEFAULT_API_URL,
+    MAX_API_RATE_PER_MINUTE,
+    parse_verify,
+)
 from fleet.secrets import Secret, parse_secret_ref
-from fleet.xapi.cloud import DEFAULT_RATE_PER_MINUTE, CloudClients
 
 __all__ = ["ImportOutput", "import_webex"]
 
@@ -46,6 +50,8 @@ def _target(out: Path | None) -> Path:
 async def _fetch(api_url: str, verify_text: str, base_dir: Path, token: Secret,
                  tags: list[str], product: str | None, page_size: int,
                  rate: float | None) -> DeviceListing:
+    from fleet.xapi.cloud import CloudClients  # httpx: loaded only for this verb
+
     clients = CloudClients()
     try:
         api = clients.api(api_url, parse_verify(verify_text, base_dir=base_dir), token,
@@ -95,7 +101,7 @@ def import_webex(
     api_rate: float | None = typer.Option(
         None, "--api-rate", min=0.1, max=MAX_API_RATE_PER_MINUTE,
         help="Requests a minute certfleet may send with this token (default: the file's, "
-        f"else {DEFAULT_RATE_PER_MINUTE:g}, under Webex's ~300); written as "
+        f"else {DEFAULT_API_RATE_PER_MINUTE:g}, under Webex's ~300); written as "
         "api_rate_per_minute.", show_default=False,
     ),
     page_size: int = typer.Option(

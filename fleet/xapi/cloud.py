@@ -56,15 +56,10 @@ from fleet.errors import (
     TransportError,
     UnreachableError,
 )
-from fleet.inventory import Device, Verify
+from fleet.inventory import DEFAULT_API_RATE_PER_MINUTE, Device, Verify
 from fleet.secrets import Secret, redact
-from fleet.xapi.local import (
-    PinMismatch,
-    RetryPolicy,
-    Timeouts,
-    build_client,
-    redact_url,
-)
+from fleet.xapi._httpx import PinMismatch, build_client, redact_url
+from fleet.xapi.local import RetryPolicy, Timeouts
 from fleet.xapi.transport import (
     SECRET_PARAMS,
     Exchange,
@@ -93,7 +88,7 @@ __all__ = [
 ]
 
 #: requests a minute one token may send: under Webex's ~300/min with room for other clients
-DEFAULT_RATE_PER_MINUTE = 280.0
+DEFAULT_RATE_PER_MINUTE = DEFAULT_API_RATE_PER_MINUTE
 DEFAULT_API_BASE = "https://webexapis.com"
 #: requests that may go at once after a quiet spell (any 60 s window: at most rate + burst)
 DEFAULT_BURST = 10

@@ -21,26 +21,21 @@ handshake, before any credential is sent), the system store, or — spelled out 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import functools
 import hashlib
-import http.cookiejar
 import random
 import ssl
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
-
-import httpcore
-import httpx
 
 from fleet.errors import (
     AuthError,
     BadReplyError,
     DeviceError,
-    InputError,
     RateLimitedError,
     TimeoutError_,
     TlsVerifyError,
@@ -50,6 +45,15 @@ from fleet.errors import (
 from fleet.inventory import Device, Verify
 from fleet.secrets import Secret
 from fleet.xapi import _xml
+from fleet.xapi._http import (
+    AiohttpClient,
+    ConnectTimedOut,
+    HttpClient,
+    HttpFailure,
+    HttpReply,
+    ReplyTimedOut,
+    TlsRejected,
+)
 from fleet.xapi.transport import (
     Exchange,
     ParamValue,
@@ -62,15 +66,15 @@ from fleet.xapi.transport import (
 __all__ = [
     "LocalClients",
     "LocalTransport",
-    "PinMismatch",
     "RetryPolicy",
     "Timeouts",
-    "build_client",
     "fetch_peer_certificate",
     "ssl_context_for",
 ]
 
 _USER_AGENT = "certfleet/0.1"
+#: connections one device's client may hold (calls are sequential; one spare for a retry)
+DEVICE_CONNECTIONS = 2
 SESSION_END_TIMEOUT = 5.0
 
 
@@ -83,8 +87,6 @@ class Timeouts:
     write: float = 10.0
     pool: float = 60.0
 
-    def to_httpx(self) -> httpx.Timeout:
-        return httpx.Timeout(connect=self.connect, read=self.read, write=self.write, pool=self.pool)
 
 
 @dataclass(frozen=True)
@@ -102,65 +104,6 @@ class RetryPolicy:
 # ------------------------------------------------------------------------------- TLS
 
 
-class PinMismatch(httpcore.ConnectError):
-    pass
-
-
-class _PinnedStream(httpcore.AsyncNetworkStream):
-    def __init__(self, inner: httpcore.AsyncNetworkStream, pin: str) -> None:
-        self._inner = inner
-        self._pin = pin
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._inner.read(max_bytes, timeout)
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._inner.write(buffer, timeout)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        stream = await self._inner.start_tls(ssl_context, server_hostname, timeout)
-        ssl_object = stream.get_extra_info("ssl_object")
-        der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
-        seen = hashlib.sha256(der).hexdigest() if der else "no certificate"
-        if seen != self._pin:
-            await stream.aclose()
-            raise PinMismatch(f"certificate SHA-256 {seen} does not match the pinned {self._pin}")
-        return _PinnedStream(stream, self._pin)
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
-
-
-class _PinningBackend(httpcore.AsyncNetworkBackend):
-    """Checks the pinned certificate inside the TLS handshake, before a byte of HTTP is sent."""
-
-    def __init__(self, pin: str) -> None:
-        self._inner = httpcore.AnyIOBackend()
-        self._pin = pin
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Any = None,
-    ) -> httpcore.AsyncNetworkStream:
-        stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        return _PinnedStream(stream, self._pin)
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
 @functools.cache
 def ssl_context_for(verify: Verify) -> ssl.SSLContext:
     """The TLS context for a device's ``verify:`` setting (pins are checked separately)."""
@@ -168,7 +111,7 @@ def ssl_context_for(verify: Verify) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=str(verify.ca_path))
     elif verify.mode == "system":
         ctx = ssl.create_default_context()
-    else:  # pin (checked in the handshake by _PinningBackend) or insecure (spelled out)
+    else:  # pin (checked right after the handshake, before any HTTP) or insecure (spelled out)
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
@@ -213,87 +156,26 @@ async def fetch_peer_certificate(device: Device, *, timeout: float = 10.0) -> by
     return der
 
 
-class _NoCookies(http.cookiejar.DefaultCookiePolicy):
-    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
-        return False
-
-
-def build_client(
-    verify: Verify,
-    *,
-    max_connections: int,
-    timeouts: Timeouts,
-    proxy: str | None = None,
-) -> httpx.AsyncClient:
-    """One HTTP client for one TLS trust setting: verified TLS (CA file, pin checked inside
-    the handshake, or the system store), no cookie jar, no redirects, and nothing taken from
-    the environment — no proxies, no CA bundles. ``proxy`` (an ``http://`` URL) sends the
-    requests through that proxy (CONNECT tunnel; TLS is still end to end and verified)."""
-    ctx = ssl_context_for(verify)
-    limits = httpx.Limits(
-        max_connections=max_connections,
-        max_keepalive_connections=max_connections,
-        keepalive_expiry=30.0,
-    )
-    transport = httpx.AsyncHTTPTransport(
-        verify=ctx, limits=limits, trust_env=False,
-        proxy=httpx.Proxy(proxy) if proxy else None,
-    )
-    if verify.mode == "pin":
-        assert verify.pin_sha256
-        if proxy:
-            raise InputError(
-                f"verify {verify}: a pinned certificate cannot be checked through the proxy "
-                f"{redact_url(proxy)}; use ca:PATH, or exempt the host with NO_PROXY"
-            )
-        transport._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ctx,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=_PinningBackend(verify.pin_sha256),
-        )
-    return httpx.AsyncClient(
-        transport=transport,
-        timeout=timeouts.to_httpx(),
-        cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
-        headers={"User-Agent": _USER_AGENT},
-        trust_env=False,
-        follow_redirects=False,
-    )
-
-
-def redact_url(url: str) -> str:
-    """A URL fit to print: any ``user:password@`` in it replaced by ``***@``."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return parts._replace(netloc=f"***@{host}").geturl()
-
-
 class LocalClients:
-    """Shared HTTP clients, one per TLS trust setting, so connections and TLS contexts are
-    reused across the fleet instead of being built per device or per request."""
+    """Makes the devices' HTTP clients. TLS contexts are built once per trust setting and
+    shared (:func:`ssl_context_for`); each device gets its own small client: one device's
+    calls are sequential, and a pool shared by the fleet costs more per request the larger
+    the fleet (httpcore scanned every connection of its pool on each request; a 300-device
+    status spent most of its CPU there)."""
 
-    def __init__(self, *, max_connections: int = 100, timeouts: Timeouts | None = None) -> None:
-        self._clients: dict[str, httpx.AsyncClient] = {}
-        self._max = max_connections
+    def __init__(self, *, timeouts: Timeouts | None = None) -> None:
         self.timeouts = timeouts or Timeouts()
 
-    def client_for(self, verify: Verify) -> httpx.AsyncClient:
-        key = str(verify)
-        client = self._clients.get(key)
-        if client is None:
-            client = self._clients[key] = build_client(
-                verify, max_connections=self._max, timeouts=self.timeouts
-            )
-        return client
-
-    async def aclose(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
-            await client.aclose()
+    def device_client(self, verify: Verify) -> HttpClient:
+        """A new client for one device (a couple of connections at most); the caller closes
+        it — :class:`LocalTransport` does when given ``owns_client=True``."""
+        return AiohttpClient(
+            ssl_context_for(verify),
+            connect_timeout=self.timeouts.connect,
+            read_timeout=self.timeouts.read,
+            pin_sha256=verify.pin_sha256 if verify.mode == "pin" else None,
+            max_connections=DEVICE_CONNECTIONS,
+        )
 
 
 # ------------------------------------------------------------------------- transport
@@ -307,16 +189,18 @@ class LocalTransport:
     def __init__(
         self,
         device: Device,
-        client: httpx.AsyncClient,
+        client: HttpClient,
         password: Secret,
         *,
         retry: RetryPolicy | None = None,
         recorder: Recorder | None = None,
+        owns_client: bool = False,
     ) -> None:
         if not device.host:
             raise ValueError(f"device {device.name} has no host")
         self.device = device
         self._client = client
+        self._owns_client = owns_client
         self._password = password
         self._retry = retry or RetryPolicy()
         self._recorder = recorder
@@ -330,15 +214,21 @@ class LocalTransport:
 
     # -- session ---------------------------------------------------------------------
 
-    def _auth(self) -> tuple[str, str]:
-        return (self.device.username or "", self._password.reveal())
+    def _auth(self) -> str:
+        """The basic-auth header value (sent, never recorded: exchanges hold no headers)."""
+        pair = f"{self.device.username or ''}:{self._password.reveal()}".encode()
+        return "Basic " + base64.b64encode(pair).decode("ascii")
 
     async def __aenter__(self) -> LocalTransport:
         await self.begin_session()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self.end_session()
+        try:
+            await self.end_session()
+        finally:
+            if self._owns_client:
+                await self._client.aclose()
 
     async def begin_session(self) -> None:
         exchange = Exchange(kind="session", path="xmlapi/session/begin")
@@ -348,20 +238,20 @@ class LocalTransport:
                 "POST", "/xmlapi/session/begin", exchange, auth=True, idempotent=True,
                 content=b"",
             )
-            if response.status_code in (401, 403, 503):
+            if response.status in (401, 403, 503):
                 self._check_status(response)
-            if response.status_code in (200, 204):
+            if response.status in (200, 204):
                 cookie = response.cookies.get("SessionId")
                 if not cookie:
                     raise BadReplyError(
-                        f"session begin answered {response.status_code} without a SessionId cookie"
+                        f"session begin answered {response.status} without a SessionId cookie"
                     )
                 self._session = cookie
-            elif response.status_code in (301, 302, 303, 307, 308, 404):
+            elif response.status in (301, 302, 303, 307, 308, 404):
                 # No XML API sessions on this device (TC-era firmware): basic auth per request.
                 self._basic_only = True
             else:
-                raise BadReplyError(f"session begin answered HTTP {response.status_code}")
+                raise BadReplyError(f"session begin answered HTTP {response.status}")
             exchange.ok = True
         except DeviceError as exc:
             exchange.error = str(exc.message)
@@ -379,14 +269,15 @@ class LocalTransport:
             # Bounded: a device that stopped answering must not hold the run (or a timed-out
             # device's clean-up) for the full read timeout.
             async with asyncio.timeout(SESSION_END_TIMEOUT):
-                response = await self._client.post(
+                response = await self._client.request(
+                    "POST",
                     self.base_url + "/xmlapi/session/end",
                     headers={"Cookie": f"SessionId={self._session}"},
-                    content=b"",
+                    body=b"",
                 )
-            exchange.http_status = response.status_code
-            exchange.ok = response.status_code < 400
-        except (httpx.HTTPError, TimeoutError) as exc:
+            exchange.http_status = response.status
+            exchange.ok = response.status < 400
+        except (HttpFailure, TimeoutError) as exc:
             # The device is gone or busy; its session cap frees the slot when it restarts.
             exchange.error = f"{type(exc).__name__}: {exc}"
         finally:
@@ -412,8 +303,8 @@ class LocalTransport:
         )
         document = _xml.build_command(path, params, body)
 
-        def parse(response: httpx.Response) -> dict[str, Any]:
-            return _xml.parse_command_reply(response.content, path)
+        def parse(response: HttpReply) -> dict[str, Any]:
+            return _xml.parse_command_reply(response.body, path)
 
         result: dict[str, Any] = await self._call(
             exchange, "POST", "/putxml", document, idempotent, parse
@@ -424,8 +315,8 @@ class LocalTransport:
         location = _xml.getxml_location(path)
         exchange = Exchange(kind="get", path=location.lstrip("/"))
 
-        def parse(response: httpx.Response) -> Any:
-            return _xml.parse_get_reply(response.content, path)
+        def parse(response: HttpReply) -> Any:
+            return _xml.parse_get_reply(response.body, path)
 
         return await self._call(
             exchange, "GET", "/getxml", None, True, parse, query={"location": location}
@@ -437,8 +328,8 @@ class LocalTransport:
         )
         document = _xml.build_configuration(path, value)
 
-        def parse(response: httpx.Response) -> None:
-            _xml.parse_configuration_reply(response.content, path)
+        def parse(response: HttpReply) -> None:
+            _xml.parse_configuration_reply(response.body, path)
 
         await self._call(exchange, "POST", "/putxml", document, True, parse)
 
@@ -457,7 +348,7 @@ class LocalTransport:
             response = await self._send(
                 method, url, exchange, content=content, idempotent=idempotent, query=query
             )
-            if response.status_code == 401 and self._session is not None and not self._relogged:
+            if response.status == 401 and self._session is not None and not self._relogged:
                 # The session is gone (device rebooted, session terminated): log in once more.
                 # A wrong password fails this single login and is not tried again.
                 self._relogged = True
@@ -477,8 +368,8 @@ class LocalTransport:
             exchange.duration_ms = (time.perf_counter() - started) * 1000
             self._record(exchange)
 
-    def _check_status(self, response: httpx.Response) -> None:
-        status = response.status_code
+    def _check_status(self, response: HttpReply) -> None:
+        status = response.status
         if status == 200:
             return
         if status == 401:
@@ -503,40 +394,35 @@ class LocalTransport:
         idempotent: bool,
         auth: bool = False,
         query: Mapping[str, str] | None = None,
-    ) -> httpx.Response:
+    ) -> HttpReply:
         headers: dict[str, str] = {}
         if content:
             headers["Content-Type"] = "text/xml; charset=utf-8"
         use_basic = auth or self._basic_only or self._session is None
-        if not use_basic:
+        if use_basic:
+            headers["Authorization"] = self._auth()
+        else:
             headers["Cookie"] = f"SessionId={self._session}"
         attempt = 0
         while True:
             exchange.attempts = attempt + 1
             try:
                 response = await self._client.request(
-                    method,
-                    self.base_url + url,
-                    content=content,
-                    headers=headers,
-                    params=query,
-                    auth=self._auth() if use_basic else None,
+                    method, self.base_url + url, headers=headers, body=content, query=query
                 )
-                exchange.http_status = response.status_code
-            except httpx.HTTPError as exc:
-                error = self._map_exception(exc)
-                sent = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout,
-                                            httpx.PoolTimeout))
-                retryable = not isinstance(error, TlsVerifyError) and (idempotent or not sent)
+                exchange.http_status = response.status
+            except HttpFailure as exc:
+                error = self._device_error(exc)
+                retryable = not isinstance(exc, TlsRejected) and (idempotent or not exc.sent)
                 if retryable and attempt + 1 < self._retry.attempts:
                     await asyncio.sleep(self._retry.delay(attempt))
                     attempt += 1
                     continue
-                raise error from exc
-            if response.status_code == 503 and attempt + 1 < self._retry.attempts:
+                raise error from None
+            if response.status == 503 and attempt + 1 < self._retry.attempts:
                 # Queue full: the request was not processed. Honour Retry-After if given.
                 delay = self._retry.delay(attempt)
-                retry_after = response.headers.get("Retry-After", "")
+                retry_after = response.headers.get("retry-after", "")
                 if retry_after.isdigit():
                     delay = max(delay, min(float(retry_after), self._retry.cap * 4))
                 await asyncio.sleep(delay)
@@ -544,33 +430,22 @@ class LocalTransport:
                 continue
             return response
 
-    def _map_exception(self, exc: httpx.HTTPError) -> DeviceError:
+    def _device_error(self, exc: HttpFailure) -> DeviceError:
         where = f"{self.device.host}:{self.device.port}"
-        cause = exc.__cause__
-        if isinstance(cause, PinMismatch):
-            return TlsVerifyError(f"TLS pin check failed for {where}: {cause}")
-        if isinstance(exc, httpx.ConnectError):
-            text = str(exc)
-            verify_failed = isinstance(cause, ssl.SSLCertVerificationError) or any(
-                marker in text
-                for marker in ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed",
-                               "Hostname mismatch")
+        if isinstance(exc, TlsRejected):
+            if exc.pinned:
+                return TlsVerifyError(f"TLS pin check failed for {where}: {exc.message}")
+            return TlsVerifyError(
+                f"TLS certificate of {where} did not verify against {self.device.verify}: "
+                f"{exc.message}; fix the trust setting (verify:) rather than turning checks off"
             )
-            if verify_failed:
-                return TlsVerifyError(
-                    f"TLS certificate of {where} did not verify against {self.device.verify}: "
-                    f"{text}; fix the trust setting (verify:) rather than turning checks off"
-                )
-            return UnreachableError(f"cannot connect to {where}: {text or type(exc).__name__}")
-        if isinstance(exc, httpx.ConnectTimeout):
+        if isinstance(exc, ConnectTimedOut):
             return UnreachableError(f"connection to {where} timed out")
-        if isinstance(exc, httpx.TimeoutException):
-            return TimeoutError_(f"{type(exc).__name__} talking to {where}")
-        if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
-            return TransportError(
-                f"connection to {where} broke: {exc or type(exc).__name__}"
-            )
-        return TransportError(f"{type(exc).__name__} talking to {where}: {exc}")
+        if not exc.sent:
+            return UnreachableError(f"cannot connect to {where}: {exc.message}")
+        if isinstance(exc, ReplyTimedOut):
+            return TimeoutError_(f"{exc.message} from {where}")
+        return TransportError(f"connection to {where} broke: {exc.message}")
 
     def _record(self, exchange: Exchange) -> None:
         if self._recorder is not None:

@@ -909,46 +909,48 @@ def test_cli_import_webex_reports_a_refused_token(tmp_path: Path, webex_env: Non
     assert missing.exit_code == 2 and "NO_SUCH_WEBEX_TOKEN_VAR" in missing.stderr
 
 
-@respx.mock
-async def test_a_run_over_local_and_cloud_devices(tmp_path: Path, webex_env: None,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CF_TEST_PW", "pw-123456")
-    path = tmp_path / "mixed.yaml"
-    path.write_text(
-        "defaults: {username: admin, password: 'env:CF_TEST_PW', verify: insecure}\n"
-        "groups:\n  webex: {transport: cloud, token: 'env:WEBEX_TOKEN', api_url: "
-        f"'{API}'}}\n"
-        "devices:\n"
-        "  room-1: {host: 127.0.0.1, port: 8443}\n"
-        "  board-1: {device_id: DEV-1, groups: [webex]}\n"
-        "  board-2: {device_id: DEV-2, groups: [webex]}\n"
-    )
-    devices = list(load_inventory(path).devices.values())
-    local = "https://127.0.0.1:8443"
-    respx.post(f"{local}/xmlapi/session/begin").mock(
-        return_value=httpx.Response(204, headers={"Set-Cookie": "SessionId=s-1; Path=/"}))
-    respx.post(f"{local}/putxml").mock(return_value=httpx.Response(200, content=(
-        f'<Command><CAShowResult status="OK"><Details item="1"><Fingerprint>{FP1}'
-        '</Fingerprint><SubjectName>/CN=Corp Root</SubjectName></Details></CAShowResult>'
-        '</Command>').encode()))
-    respx.post(f"{local}/xmlapi/session/end").mock(return_value=httpx.Response(204))
-    lookup("DEV-1")
-    lookup("DEV-2", status="disconnected")
-    command_route("Security.Certificates.CA.Show").mock(return_value=ca_show_reply())
+@respx.mock  # the local device is a real simulated one (aiohttp: not intercepted)
+async def test_a_run_over_local_and_cloud_devices(tmp_path: Path, webex_env: None) -> None:
+    from roomsim import SimFleet
 
-    class _Ca:
-        sha1 = FP1
-        subject = "/CN=Corp Root"
-        pem = ""
+    sim = SimFleet(tmp_path / "sim", 1)
+    await sim.start()
+    try:
+        room = next(iter(sim.devices.values()))
+        path = tmp_path / "mixed.yaml"
+        path.write_text(
+            f"defaults: {{username: admin, password: 'file:{sim.password_path}', "
+            f"verify: 'ca:{sim.ca_pem_path}'}}\n"
+            "groups:\n  webex: {transport: cloud, token: 'env:WEBEX_TOKEN', api_url: "
+            f"'{API}'}}\n"
+            "devices:\n"
+            f"  room-1: {{host: 127.0.0.1, port: {room.port}}}\n"
+            "  board-1: {device_id: DEV-1, groups: [webex]}\n"
+            "  board-2: {device_id: DEV-2, groups: [webex]}\n"
+        )
+        devices = list(load_inventory(path).devices.values())
+        lookup("DEV-1")
+        lookup("DEV-2", status="disconnected")
+        command_route("Security.Certificates.CA.Show").mock(return_value=ca_show_reply())
 
-        def matches(self, fp: str) -> bool:
-            return fp == FP1
+        class _Ca:
+            sha1 = FP1
+            subject = "/CN=Corp Root"
+            pem = ""
 
-    run = await run_plan(devices, PushCa(cas=[_Ca()]),  # type: ignore[list-item]
-                         RunOptions(parallel=3), command="push-ca")
+            def matches(self, fp: str) -> bool:
+                return fp == FP1
+
+        run = await run_plan(devices, PushCa(cas=[_Ca()]),  # type: ignore[list-item]
+                             RunOptions(parallel=3, dry_run=True), command="push-ca")
+    finally:
+        await sim.stop()
     by_name = {r.device: r for r in run.devices}
-    assert by_name["room-1"].transport == "local" and by_name["room-1"].outcome.value == "ok"
-    assert by_name["board-1"].transport == "cloud" and by_name["board-1"].outcome.value == "ok"
+    # the simulated room lacks the CA (a dry run: it would be added), board-1 has it
+    assert by_name["room-1"].transport == "local"
+    assert by_name["room-1"].outcome.value == "changed", by_name["room-1"].error
+    assert by_name["board-1"].transport == "cloud"
+    assert by_name["board-1"].outcome.value == "ok", by_name["board-1"].error
     assert by_name["board-2"].outcome.value == "unreachable"
     assert "offline in Webex" in (by_name["board-2"].error.message if by_name["board-2"].error
                                   else "")

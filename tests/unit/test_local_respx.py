@@ -1,5 +1,7 @@
-"""Local transport edge cases with respx routes, through the real client set-up
-(`LocalClients`: TLS context, no cookie jar, no proxies from the environment)."""
+"""Local transport edge cases with respx routes, through certfleet's httpx client set-up
+(`build_client`: TLS context, no cookie jar, no proxies from the environment) and the
+`HttpxClient` adapter. The aiohttp client devices are reached with in a run has its own tests
+over real sockets in tests/unit/test_http_client.py."""
 
 from __future__ import annotations
 
@@ -9,10 +11,11 @@ import httpx
 import pytest
 import respx
 
-from fleet.inventory import Device, load_inventory
+from fleet.inventory import Device, Verify, load_inventory
 from fleet.secrets import Secret
+from fleet.xapi._httpx import HttpxClient, build_client
 from fleet.xapi.commands import Xapi
-from fleet.xapi.local import LocalClients, LocalTransport, RetryPolicy
+from fleet.xapi.local import LocalTransport, RetryPolicy, Timeouts
 
 BASE = "https://127.0.0.1:8443"
 SYSTEM_UNIT = b"""<?xml version="1.0"?>
@@ -21,6 +24,10 @@ SYSTEM_UNIT = b"""<?xml version="1.0"?>
 <Software><Version>ce11.24.1.5.1234abcd</Version><DisplayName>RoomOS 11.24.1.5 1234abcd</DisplayName></Software>
 <Hardware><Module><SerialNumber>FOC2702N9ZS</SerialNumber></Module></Hardware>
 </SystemUnit></Status>"""
+
+
+def client_for(verify: Verify) -> HttpxClient:
+    return HttpxClient(build_client(verify, max_connections=10, timeouts=Timeouts()))
 
 
 @pytest.fixture
@@ -44,14 +51,13 @@ async def test_status_read_through_a_session(devices: dict[str, Device]) -> None
         return_value=httpx.Response(200, content=SYSTEM_UNIT)
     )
     end = respx.post(f"{BASE}/xmlapi/session/end").mock(return_value=httpx.Response(204))
-    clients = LocalClients()
+    client = client_for(devices["room-1"].verify)
     try:
-        transport = LocalTransport(devices["room-1"], clients.client_for(devices["room-1"].verify),
-                                   Secret("pw-123456"))
+        transport = LocalTransport(devices["room-1"], client, Secret("pw-123456"))
         async with transport:
             unit = await Xapi(transport).system_unit()
     finally:
-        await clients.aclose()
+        await client.aclose()
     assert unit.product == "Cisco Room Bar"
     assert unit.serial == "FOC2702N9ZS"
     assert unit.software == "RoomOS 11.24.1.5 1234abcd"
@@ -73,17 +79,15 @@ async def test_session_cookies_never_leak_between_devices(devices: dict[str, Dev
         return_value=httpx.Response(200, content=b'<Command><CAShowResult status="OK"/></Command>')
     )
     respx.post(f"{BASE}/xmlapi/session/end").mock(return_value=httpx.Response(204))
-    clients = LocalClients()
+    client = client_for(devices["room-1"].verify)  # one client for both: the worst case
     try:
-        client = clients.client_for(devices["room-1"].verify)
-        assert client is clients.client_for(devices["room-2"].verify)  # shared, by design
         a = LocalTransport(devices["room-1"], client, Secret("pw-123456"))
         b = LocalTransport(devices["room-2"], client, Secret("pw-123456"))
         async with a, b:
             await Xapi(a).ca_show()
             await Xapi(b).ca_show()
     finally:
-        await clients.aclose()
+        await client.aclose()
     cookies = [call.request.headers.get("cookie") for call in put.calls]
     assert cookies == ["SessionId=s-A", "SessionId=s-B"]
 
@@ -105,16 +109,16 @@ async def test_retry_after_on_503_is_honoured(devices: dict[str, Device],
         ]
     )
     respx.post(f"{BASE}/xmlapi/session/end").mock(return_value=httpx.Response(204))
-    clients = LocalClients()
+    client = client_for(devices["room-1"].verify)
     try:
         transport = LocalTransport(
-            devices["room-1"], clients.client_for(devices["room-1"].verify), Secret("pw-123456"),
+            devices["room-1"], client, Secret("pw-123456"),
             retry=RetryPolicy(attempts=4, base=0.01, cap=1.0),
         )
         async with transport:
             pass
     finally:
-        await clients.aclose()
+        await client.aclose()
     assert len(slept) == 2
     assert slept[0] >= 3.0
     assert slept[1] <= 0.02

@@ -23,6 +23,7 @@ from fleet.errors import (
 )
 from fleet.inventory import Device, load_inventory
 from fleet.secrets import Secret
+from fleet.xapi._httpx import HttpxClient
 from fleet.xapi.commands import Xapi
 from fleet.xapi.local import LocalTransport, RetryPolicy
 from fleet.xapi.transport import Exchange
@@ -50,7 +51,7 @@ Handler = Callable[[httpx.Request], httpx.Response]
 
 
 def make(device: Device, handler: Handler, calls: list[Exchange] | None = None) -> LocalTransport:
-    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    client = HttpxClient(httpx.AsyncClient(transport=httpx.MockTransport(handler)))
     recorder = calls.append if calls is not None else None
     return LocalTransport(device, client, Secret("s3cret-pw"), retry=FAST, recorder=recorder)
 

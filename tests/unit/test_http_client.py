@@ -1,0 +1,180 @@
+"""The aiohttp client devices are reached with, over real sockets and real TLS on loopback
+(a small aiohttp server with trustme certificates): what each failure maps to, that a pin is
+checked before any HTTP is sent, that no cookie is kept and no proxy is used."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import socket
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+import trustme
+from aiohttp import web
+
+from fleet.xapi._http import (
+    AiohttpClient,
+    ConnectFailed,
+    ConnectionBroke,
+    ReplyTimedOut,
+    TlsRejected,
+)
+
+
+@dataclass
+class Server:
+    url: str
+    ca: trustme.CA
+    cert_der: bytes
+    seen: list[web.Request] = field(default_factory=list)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Server]:
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    leaf.configure_cert(ctx)
+    seen: list[web.Request] = []
+
+    async def echo(request: web.Request) -> web.StreamResponse:
+        seen.append(request)
+        body = await request.read()
+        if request.path == "/slow":
+            await asyncio.sleep(2)
+        if request.path == "/half":
+            response = web.StreamResponse(headers={"Content-Length": "1000"})
+            await response.prepare(request)
+            await response.write(b"<Status>")
+            assert request.transport is not None
+            request.transport.abort()
+            return response
+        response = web.Response(
+            body=b"cookie=" + request.headers.get("Cookie", "").encode() + b";query="
+            + request.query.get("location", "").encode() + b";body=" + body,
+            headers={"Retry-After": "3"},
+        )
+        response.set_cookie("SessionId", "abc123")
+        return response
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", echo)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    der = ssl.PEM_cert_to_DER_cert(leaf.cert_chain_pems[0].bytes().decode())
+    try:
+        yield Server(f"https://127.0.0.1:{port}", ca, der, seen)
+    finally:
+        await runner.cleanup()
+
+
+def trusting(server: Server) -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    server.ca.configure_trust(ctx)
+    return ctx
+
+
+def client(ctx: ssl.SSLContext, **kwargs: object) -> AiohttpClient:
+    return AiohttpClient(ctx, connect_timeout=2.0, read_timeout=5.0, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_a_reply_with_cookies_headers_and_query(server: Server) -> None:
+    http = client(trusting(server))
+    try:
+        first = await http.request("POST", server.url + "/getxml",
+                                   headers={"Content-Type": "text/xml"}, body=b"<x/>",
+                                   query={"location": "/Status/SystemUnit"})
+        again = await http.request("GET", server.url + "/getxml", headers={})
+    finally:
+        await http.aclose()
+    assert first.status == 200
+    assert first.cookies == {"SessionId": "abc123"}
+    assert first.headers["retry-after"] == "3"  # names lower-case
+    assert first.body == b"cookie=;query=/Status/SystemUnit;body=<x/>"
+    # the cookie the server set is not sent back by itself: sessions are the caller's
+    assert again.body.startswith(b"cookie=;")
+
+
+async def test_a_pinned_certificate_is_checked_before_any_http(server: Server) -> None:
+    unverified = ssl.create_default_context()
+    unverified.check_hostname = False
+    unverified.verify_mode = ssl.CERT_NONE
+    wrong = client(unverified, pin_sha256="00" * 32)
+    try:
+        with pytest.raises(TlsRejected) as caught:
+            await wrong.request("POST", server.url + "/xmlapi/session/begin",
+                                headers={"Authorization": "Basic c2VjcmV0"})
+    finally:
+        await wrong.aclose()
+    assert caught.value.pinned and not caught.value.sent
+    assert server.seen == []  # the credentials never left
+    right = client(unverified, pin_sha256=hashlib.sha256(server.cert_der).hexdigest())
+    try:
+        reply = await right.request("GET", server.url + "/", headers={})
+    finally:
+        await right.aclose()
+    assert reply.status == 200
+
+
+async def test_an_untrusted_certificate_is_refused(server: Server) -> None:
+    http = client(ssl.create_default_context())  # the system store does not know trustme's CA
+    try:
+        with pytest.raises(TlsRejected) as caught:
+            await http.request("GET", server.url + "/", headers={})
+    finally:
+        await http.aclose()
+    assert not caught.value.pinned and "verify" in caught.value.message
+    assert server.seen == []
+
+
+async def test_nothing_listening_is_a_connect_failure() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    http = client(ssl.create_default_context())
+    try:
+        with pytest.raises(ConnectFailed) as caught:
+            await http.request("GET", f"https://127.0.0.1:{port}/", headers={})
+    finally:
+        await http.aclose()
+    assert caught.value.sent is False
+
+
+async def test_a_reply_that_stops_halfway_broke_after_sending(server: Server) -> None:
+    http = client(trusting(server))
+    try:
+        with pytest.raises(ConnectionBroke) as caught:
+            await http.request("POST", server.url + "/half", headers={}, body=b"<x/>")
+    finally:
+        await http.aclose()
+    assert caught.value.sent is True
+
+
+async def test_no_reply_in_time_is_a_reply_timeout(server: Server) -> None:
+    http = client(trusting(server))
+    try:
+        with pytest.raises(ReplyTimedOut) as caught:
+            await http.request("GET", server.url + "/slow", headers={}, timeout=0.2)
+    finally:
+        await http.aclose()
+    assert caught.value.sent is True and "0.2s" in caught.value.message
+
+
+async def test_proxies_from_the_environment_are_not_used(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")  # nothing there: would fail
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    http = client(trusting(server))
+    try:
+        reply = await http.request("GET", server.url + "/", headers={})
+    finally:
+        await http.aclose()
+    assert reply.status == 200

@@ -159,7 +159,7 @@ class Journal:
             raise InputError(f"cannot open the journal {target}: {exc}") from exc
         try:
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA synchronous=FULL")  # per transaction: see _tx
             db.execute("PRAGMA foreign_keys=ON")
             db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
@@ -177,7 +177,13 @@ class Journal:
         self.close()
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """One transaction. Every commit survives the process being killed (WAL). Only a
+        ``durable`` one is also on disk before this returns, surviving power loss: keys, whose
+        loss would strand a certificate already out for signing. Run and device records are
+        not (an fsync per device was most of a large read-only run's time; what a power cut
+        loses there, the next run reads again from the devices)."""
+        self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
@@ -381,7 +387,7 @@ class Journal:
         csr_pem: str,
     ) -> int:
         """Commit a new key (encrypted) and its CSR. Call before the CSR leaves the machine."""
-        with self._tx() as db:
+        with self._tx(durable=True) as db:
             cursor = db.execute(
                 "INSERT INTO keys (run_id, device, purposes, created, key_kind,"
                 " key_pem_encrypted, public_sha256, csr_pem, state, updated)"
@@ -396,7 +402,7 @@ class Journal:
     def update_key(self, key_id: int, state: str, *, cert_pem: str | None = None) -> None:
         if state not in KEY_STATES:
             raise ValueError(f"unknown key state {state!r}")
-        with self._tx() as db:
+        with self._tx(durable=True) as db:
             if cert_pem is not None:
                 db.execute("UPDATE keys SET state = ?, cert_pem = ?, updated = ? WHERE id = ?",
                            (state, cert_pem, _now(), key_id))

@@ -567,43 +567,55 @@ class Bench:
         names = list(yaml.safe_load(self.sim.inventory.read_text())["devices"])
         return names if count is None else names[:count]
 
-    def push_ca(self, row: Row) -> None:
+    def best_of_rounds(self, row: Row, tag: str, outcome: str,
+                       make_args: Callable[[int], tuple[list[str], str | None]]) -> None:
+        """Run a certfleet verb --rounds times (each must succeed on every device) and keep
+        the round with the least wall time; every round's figures stay in `extra`."""
         n, p = self.args.devices, self.args.parallel
-        ca, fingerprint = make_ca("Bench push-ca Root", self.cas)
-        measured, doc, shown = self.certfleet(
-            "push-ca", ["push-ca", str(ca), "-i", str(self.inventory()), "--parallel", str(p)])
+        best: tuple[Measured, dict[str, Any], list[str]] | None = None
+        walls, cpus = [], []
+        for round_ in range(1, self.args.rounds + 1):
+            verb_args, fingerprint = make_args(round_)
+            suffix = f"-{round_}" if self.args.rounds > 1 else ""
+            measured, doc, shown = self.certfleet(tag + suffix, verb_args)
+            self.check_outcomes(doc, measured, n, outcome)
+            if fingerprint is not None:
+                self.verify_cas(self.device_names(), fingerprint)
+            walls.append(round(measured.wall_s, 3))
+            cpus.append(round(measured.cpu_s, 3))
+            if best is None or measured.wall_s < best[0].wall_s:
+                best = (measured, doc, shown)
+        assert best is not None
+        measured, doc, shown = best
         self.fill(row, measured, n, p)
         row.command = " ".join(shown)
-        row.succeeded = self.check_outcomes(doc, measured, n, "changed")
-        self.verify_cas(self.device_names(), fingerprint)
+        row.succeeded = n
         row.requests_per_device = self.requests_per_device(doc)
         row.ideal_s, row.ideal_formula = ideal(n, p, row.requests_per_device, self.delay)
+        if self.args.rounds > 1:
+            row.extra.update(rounds_wall_s=walls, rounds_cpu_s=cpus, kept="least wall time")
         row.status = "ok"
         if self.args.profile:
-            ca2, _ = make_ca("Bench push-ca profiled Root", self.cas)
-            profiled, doc2, _ = self.certfleet(
-                "push-ca-profile",
-                ["push-ca", str(ca2), "-i", str(self.inventory()), "--parallel", str(p)],
-                profile=True)
-            self.check_outcomes(doc2, profiled, n, "changed")
-            self.profile_report("push-ca", profiled)
+            verb_args, _ = make_args(0)
+            profiled, doc, _ = self.certfleet(f"{tag}-profile", verb_args, profile=True)
+            self.check_outcomes(doc, profiled, n, outcome)
+            self.profile_report(tag, profiled)
+
+    def push_ca(self, row: Row) -> None:
+        def make_args(round_: int) -> tuple[list[str], str | None]:
+            label = f"round {round_}" if round_ else "profiled"
+            ca, fingerprint = make_ca(f"Bench push-ca Root {label}", self.cas)
+            return ["push-ca", str(ca), "-i", str(self.inventory()),
+                    "--parallel", str(self.args.parallel)], fingerprint
+
+        self.best_of_rounds(row, "push-ca", "changed", make_args)
 
     def status(self, row: Row) -> None:
-        n, p = self.args.devices, self.args.parallel
-        measured, doc, shown = self.certfleet(
-            "status", ["status", "-i", str(self.inventory()), "--parallel", str(p)])
-        self.fill(row, measured, n, p)
-        row.command = " ".join(shown)
-        row.succeeded = self.check_outcomes(doc, measured, n, "ok")
-        row.requests_per_device = self.requests_per_device(doc)
-        row.ideal_s, row.ideal_formula = ideal(n, p, row.requests_per_device, self.delay)
-        row.status = "ok"
-        if self.args.profile:
-            profiled, doc2, _ = self.certfleet(
-                "status-profile", ["status", "-i", str(self.inventory()), "--parallel", str(p)],
-                profile=True)
-            self.check_outcomes(doc2, profiled, n, "ok")
-            self.profile_report("status", profiled)
+        def make_args(round_: int) -> tuple[list[str], str | None]:
+            return ["status", "-i", str(self.inventory()),
+                    "--parallel", str(self.args.parallel)], None
+
+        self.best_of_rounds(row, "status", "ok", make_args)
 
     def lab_ca(self) -> Path:
         """`certfleet ca init`: the local CA that signs the rotated certificates."""
@@ -743,7 +755,7 @@ class Bench:
         (folder / "ansible.cfg").write_text(
             f"[defaults]\nforks = {ANSIBLE_FORKS}\nhost_key_checking = False\n"
             "retry_files_enabled = False\ninterpreter_python = auto_silent\n"
-            f"local_tmp = {folder / 'tmp'}\n")
+            f"local_tmp = {folder / 'tmp'}\nremote_tmp = {folder / 'remote-tmp'}\n")
         command = [str(playbook_bin), "-i", str(folder / "inventory.yml"), "-e", f"@{variables}",
                    str(BENCH / "baselines" / "push_ca.yml")]
         env = {"ANSIBLE_CONFIG": str(folder / "ansible.cfg"), "ANSIBLE_HOME": str(folder),
@@ -1032,6 +1044,7 @@ class Bench:
             "params": {"devices": a.devices, "baseline_devices": a.baseline_devices,
                        "memory_devices": a.memory_devices, "delay_ms": a.delay_ms,
                        "parallel": a.parallel, "keys": a.keys, "quick": a.quick,
+                       "rounds": a.rounds,
                        "only": sorted(a.only), "script_workers": SCRIPT_WORKERS,
                        "ansible_forks": ANSIBLE_FORKS},
             "ideal_model": (
@@ -1154,6 +1167,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="certfleet --parallel (50, as ansible's forks)")
     parser.add_argument("--keys", type=int,
                         help="keys per key generation measurement (= --devices; --quick 16)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run push-ca and status this many times, keep the fastest (1)")
     parser.add_argument("--only", help="comma list of rows to run: " + ",".join(ROWS))
     parser.add_argument("--skip-ansible", action="store_true", help="leave out the ansible row")
     parser.add_argument("--quick", action="store_true", help="a reduced run, under a minute")
@@ -1176,7 +1191,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         parser.error(f"--only: unknown rows {sorted(unknown)}; known: {', '.join(ROWS)}")
     args.only = only
-    for name in ("devices", "baseline_devices", "memory_devices", "keys", "parallel"):
+    for name in ("devices", "baseline_devices", "memory_devices", "keys", "parallel", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.delay_ms < 0:

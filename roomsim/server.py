@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import socket
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -64,6 +65,21 @@ class ServerSettings:
     max_sessions_total: int = 30
     reboot_seconds: float = 5.0
     request_delay: float = 0.0
+
+
+def _bound_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port), not listening yet (SO_REUSEADDR, as asyncio's
+    servers use, so the device's own closed connections do not block it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _text(status: int, text: str, **headers: str) -> web.Response:
@@ -121,6 +137,7 @@ class DeviceServer:
         self._rebooting = False
         self._boot_task: asyncio.Task[None] | None = None
         self._offline_task: asyncio.Task[None] | None = None
+        self._reservation: socket.socket | None = None  # holds the port while down
         self._routes: dict[tuple[str, str], _Handler] = {
             ("POST", "/xmlapi/session/begin"): self._session_begin,
             ("POST", "/xmlapi/session/end"): self._session_end,
@@ -146,15 +163,40 @@ class DeviceServer:
         await self.sync()
 
     async def sync(self) -> None:
-        """Open or close the listener to match the wanted, offline and rebooting states."""
+        """Open or close the listener to match the wanted, offline and rebooting states.
+
+        While the device is down but wanted (offline, rebooting) its port stays reserved
+        by a bound socket that does not listen: connections are refused, as from a device
+        that is off, and nothing else on the machine (an outgoing connection's source port,
+        another process binding port 0) can take the port, so the device comes back where
+        the inventory says it is."""
         async with self._lock:
             up = self._wanted and not self._rebooting and not self.device.faults.offline
             if up and self._runner is None:
                 await self._listen()
             elif not up and self._runner is not None:
                 runner, self._runner = self._runner, None
+                for site in list(runner.sites):
+                    await site.stop()  # the listening socket is closed now...
+                if self._wanted:
+                    self._reserve_port()  # ...and its port taken back at once
                 await self.websockets.close_all()
                 await runner.cleanup()
+            if not self._wanted:
+                self._release_port()
+
+    def _reserve_port(self) -> None:
+        self._release_port()
+        try:
+            self._reservation = _bound_socket(self.device.host, self.device.port)
+        except OSError as exc:  # lost it already: the device will come back elsewhere
+            log.warning("%s: cannot keep port %d while down (%s)", self.device.name,
+                        self.device.port, exc)
+
+    def _release_port(self) -> None:
+        reservation, self._reservation = self._reservation, None
+        if reservation is not None:
+            reservation.close()
 
     async def _listen(self) -> None:
         app = web.Application()
@@ -163,16 +205,23 @@ class DeviceServer:
         await runner.setup()
         context = self.device.tls.listening_context()
         host, port = self.device.host, self.device.port
+        sock, self._reservation = self._reservation, None
         try:
-            await web.TCPSite(runner, host, port, ssl_context=context).start()
-        except OSError as exc:
-            if port == 0:
-                await runner.cleanup()
-                raise
-            log.warning(
-                "%s: port %d unavailable (%s); using a new port", self.device.name, port, exc
-            )
-            await web.TCPSite(runner, host, 0, ssl_context=context).start()
+            if sock is None:
+                try:
+                    sock = _bound_socket(host, port)
+                except OSError as exc:
+                    if port == 0:
+                        raise
+                    log.warning("%s: port %d unavailable (%s); using a new port",
+                                self.device.name, port, exc)
+                    sock = _bound_socket(host, 0)
+            await web.SockSite(runner, sock, ssl_context=context).start()
+        except BaseException:
+            if sock is not None:
+                sock.close()
+            await runner.cleanup()
+            raise
         port = int(runner.addresses[0][1])
         if port != self.device.port:
             self.device.port = port
@@ -353,7 +402,10 @@ class DeviceServer:
         return self._reply(self.device.getxml(top))
 
     async def _putxml(self, request: web.Request, user: str) -> web.StreamResponse:
-        body = await request.read()
+        try:
+            body = await request.read()
+        except ConnectionResetError:  # the client gave up (its timeout) before sending it all
+            return self._drop(request)
         if self.device.faults.action_error:
             return self._reply(action_error(NO_ACTION))
         try:

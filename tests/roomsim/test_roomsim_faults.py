@@ -392,3 +392,36 @@ def test_serve_rejects_bad_fault_specs(tmp_path: Path, via_certfleet: bool) -> N
         assert f"--fault {spec!r}" in done.stderr and words in done.stderr, done.stderr
         assert done.stdout == ""
     assert not (tmp_path / "state" / "devices").exists()  # nothing was started
+
+
+# ------------------------------------------------------------------- ports kept
+
+
+@pytest.mark.parametrize("down", ["offline", "reboot"])
+async def test_a_device_that_is_down_keeps_its_port(sim: SimFleet, xapi_for: Any,
+                                                    down: str) -> None:
+    """While a device is off its port is held (bound, not listening): connections are
+    refused and nothing else can take the port, so the device comes back where the
+    inventory says it is. (Ports are ephemeral: an outgoing connection or another process
+    binding port 0 used to take it, and the device moved.)"""
+    port = sim.devices["room-001"].port
+    if down == "offline":
+        await sim.set_fault("room-001", offline=True)
+    else:
+        await sim.set_fault("room-001", slow_reboot=1.0)
+        reboot = sim.servers["room-001"].boot("Restart")
+        await asyncio.sleep(0.2)
+    with pytest.raises(httpx.ConnectError):
+        await xapi_for().client.get("/getxml?location=/Status")
+    intruder = socket.socket()
+    try:
+        with pytest.raises(OSError):
+            intruder.bind(("127.0.0.1", port))
+    finally:
+        intruder.close()
+    if down == "offline":
+        await sim.clear_faults("room-001")
+    else:
+        await reboot
+    assert sim.devices["room-001"].port == port
+    assert (await xapi_for().getxml("/Status/SystemUnit")).tag == "Status"

@@ -14,10 +14,14 @@ Shared by ``push-cert`` (certificate from files) and ``rotate`` (certificate fro
 
 On any failure after the upload, the old certificate is re-activated for every purpose it had,
 the new one is deactivated and removed, and the error is reported with what was rolled back.
+That includes a change cut off before the new certificate was verified (the device's time
+budget ran out, or the run was stopped at once): the rollback then runs anyway, for at most
+``ROLLBACK_TIMEOUT`` seconds, and the device's message says what it did.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import secrets as _stdlib_secrets
@@ -38,6 +42,7 @@ from fleet.secrets import Secret
 from fleet.xapi.commands import CertificateInfo
 
 __all__ = [
+    "ROLLBACK_TIMEOUT",
     "NewCertificate",
     "activate_verified",
     "active_leaves",
@@ -45,6 +50,10 @@ __all__ = [
     "check_certfleet_keeps_trust",
     "install_certificate",
 ]
+
+
+#: seconds a rollback may take when the change was cut off (time budget, a stop at once)
+ROLLBACK_TIMEOUT = 20.0
 
 
 @dataclass(frozen=True)
@@ -163,10 +172,18 @@ async def activate_verified(
                     "(RoomOS may need its web server restarted)"
                 )
         ctx.step("verified", new_fp)
-    except Exception as exc:
-        rolled = await _roll_back(ctx, new_fp, before, purposes)
+    except (Exception, asyncio.CancelledError) as exc:
+        # Cancelled too: out of the device's time budget, or a run stopped at once. The new
+        # certificate may be in use unverified, so the rollback runs anyway, bounded.
+        try:
+            async with asyncio.timeout(ROLLBACK_TIMEOUT):
+                rolled = await _roll_back(ctx, new_fp, before, purposes)
+        except TimeoutError:
+            rolled = f"ROLLBACK INCOMPLETE: not done within {ROLLBACK_TIMEOUT:g}s"
         if isinstance(exc, DeviceError):
             exc.message = f"{exc.message}; {rolled}"
+        elif isinstance(exc, asyncio.CancelledError):
+            ctx.result.message = f"cut off before the new certificate was verified; {rolled}"
         raise
     # clean up what this change superseded, and nothing else
     after = await xapi.services_show()

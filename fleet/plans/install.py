@@ -127,6 +127,7 @@ async def install_certificate(
     new: NewCertificate,
     purposes: Sequence[str],
     current: Sequence[CertificateInfo],
+    superseded: Sequence[str] = (),
 ) -> list[str]:
     """Upload, then :func:`activate_verified`. Returns notes for the report."""
     new_fp = new.fingerprint
@@ -135,7 +136,7 @@ async def install_certificate(
     if not any(c.fingerprint == new_fp for c in current):
         await ctx.xapi.services_add(bundle_pem(new.leaf, new.chain, key_pem), passphrase)
         ctx.step("uploaded", new_fp)
-    return await activate_verified(ctx, new_fp, purposes, current)
+    return await activate_verified(ctx, new_fp, purposes, current, superseded)
 
 
 async def activate_verified(
@@ -143,11 +144,15 @@ async def activate_verified(
     new_fp: str,
     purposes: Sequence[str],
     current: Sequence[CertificateInfo],
+    superseded: Sequence[str] = (),
 ) -> list[str]:
     """Activate a certificate already on the device, verify, clean up what it superseded.
 
     ``current`` is the device's list from before the new certificate arrived. On failure the
     old certificates are re-activated and the new one removed, and the error says so.
+    ``superseded``: more fingerprints this change replaces, known from an earlier run of it
+    (a resumed rotation whose new certificate was already in use); like the ones active in
+    ``current``, each is deleted only when no longer in use for anything.
     """
     xapi = ctx.xapi
     notes: list[str] = []
@@ -188,7 +193,7 @@ async def activate_verified(
     # clean up what this change superseded, and nothing else
     after = await xapi.services_show()
     by_fp = {c.fingerprint: c for c in after}
-    for old_fp in sorted(set(before.values()) - {new_fp}):
+    for old_fp in sorted((set(before.values()) | set(superseded)) - {new_fp}):
         old = by_fp.get(old_fp)
         if old is None:
             continue

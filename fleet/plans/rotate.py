@@ -38,6 +38,9 @@ from fleet.xapi.commands import CertificateInfo
 
 __all__ = ["Rotate", "RotateState"]
 
+#: journal step naming the certificates a new key's rotation replaces (comma-separated)
+SUPERSEDES = "supersedes"
+
 
 @dataclass
 class RotateState:
@@ -120,12 +123,22 @@ class Rotate:
             raise InputError("rotate needs a journal to keep the new keys safe")
         record = state.pending
         signed: SignedCertificate | None = None
+        superseded: list[str] = []
         if record is not None:
             key = load_key_pem(record.key_pem_encrypted, self.journal_passphrase,
                                source=f"journal key {record.id}")
             csr = x509.load_pem_x509_csr(record.csr_pem.encode())
             key_id = record.id
             ctx.step("key reused", f"journal key {key_id} from run {record.run_id}")
+            # what the run that made the key set out to replace (its new certificate may be
+            # in use already, so this run's device list no longer shows the old ones)
+            superseded = [
+                fp
+                for step in journal.steps_of(record.run_id, device.name)
+                if step["step"] == SUPERSEDES
+                for fp in step["detail"].split(",")
+                if fp
+            ]
             if record.cert_pem:
                 bundle = parse_bundle(record.cert_pem.encode(), source=f"journal key {key_id}")
                 signed = SignedCertificate(bundle.leaf, bundle.chain)
@@ -147,6 +160,7 @@ class Rotate:
                 csr_pem=csr.public_bytes(serialization.Encoding.PEM).decode("ascii"),
             )
             ctx.step("key generated", f"{rendered.key}, journal key {key_id}")
+            ctx.step(SUPERSEDES, ",".join(sorted(set(state.active.values()))))
         if signed is None:
             journal.update_key(key_id, "submitted")
             signed = await self.signer.sign(
@@ -169,7 +183,7 @@ class Rotate:
                                                              if c.issuer != c.subject),
                              key=key, source=source)
         journal.update_key(key_id, "uploaded")
-        notes = await install_certificate(ctx, new, self.purposes, state.current)
+        notes = await install_certificate(ctx, new, self.purposes, state.current, superseded)
         journal.update_key(key_id, "done")
         changes[0].applied = True
         if notes:

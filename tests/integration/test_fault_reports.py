@@ -174,6 +174,9 @@ def test_device_going_offline_mid_run_is_unreachable_then_finished(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         assert per_device[name] == [(hashlib.sha256(spki).hexdigest(), "done")]
         assert sha1(served) == https_fingerprint(sim, name)
+        # and the certificate it replaced is gone, also where the first run had already put
+        # the new one in use before the device went away
+        assert old[name] not in {c.fingerprint for c in sim.devices[name].services}, name
 
 
 def test_slow_reboot_is_waited_for_within_the_budget(tmp_path: Path, scep_server: Any, cli: Any,

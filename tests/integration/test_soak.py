@@ -230,13 +230,11 @@ def test_soak_rotation_300_devices_ten_percent_faulty(soak_sim: Any, lab: Path, 
         assert sha1(served_certificate(sim, name)) == final[name]["https"], name
         # the old certificate is out of use everywhere
         assert before[name]["https"] not in final[name]["in_use"], name
-    # and deleted, but where the device went away right after activating the new one (and
-    # so could not be rolled back): the run that finished it no longer knew what the new
-    # one superseded, so the old one is left there, unused
+    # and deleted, also where the device went away right after activating the new one (the
+    # run that finished it found the old one's fingerprint in the journal)
     lingering = {n for n in sim.devices if before[n]["https"] in final[n]["certs"]}
-    assert lingering <= {n for n, f in injected.items() if f == {"offline_after": 5}}
+    assert not lingering
     took = time.monotonic() - started
     print(f"soak: {DEVICES} devices, {len(faulty)} faulty, {len(failed)} failed or unreachable "
-          f"in the first run ({first_took:.1f}s); all three runs {took:.1f}s; "
-          f"{len(lingering)} old certificate(s) left unused")
+          f"in the first run ({first_took:.1f}s); all three runs {took:.1f}s")
     assert took < 300, f"the soak took {took:.0f}s"

@@ -220,7 +220,7 @@ def finish(run: RunResult, common: Common, *, table: Callable[[RunResult], None]
     if REPORTING.junit is not None:
         write_junit(run, REPORTING.junit)
     if common.output is OutputFormat.json:
-        render.emit_json({**run_document(run), **(extra or {})})
+        render.emit_json({**run_document(run, lazy=True), **(extra or {})})
     elif common.output is OutputFormat.ndjson:
         ndjson_finish(run)
     elif common.output is OutputFormat.prometheus:

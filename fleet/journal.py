@@ -143,6 +143,7 @@ class Journal:
     def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
         self.path = path
         self._db = connection
+        self._durable = True  # open() starts with synchronous=FULL
 
     @classmethod
     def open(cls, path: str | Path | None = None) -> Journal:
@@ -182,8 +183,12 @@ class Journal:
         ``durable`` one is also on disk before this returns, surviving power loss: keys, whose
         loss would strand a certificate already out for signing. Run and device records are
         not (an fsync per device was most of a large read-only run's time; what a power cut
-        loses there, the next run reads again from the devices)."""
-        self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        loses there, the next run reads again from the devices). A key's later states are
+        not durable either: a power cut can set one back (say, to "submitted"), and resuming
+        from an earlier state is what resume does anyway — it reads the device first."""
+        if durable is not self._durable:
+            self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self._durable = durable
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
@@ -402,7 +407,7 @@ class Journal:
     def update_key(self, key_id: int, state: str, *, cert_pem: str | None = None) -> None:
         if state not in KEY_STATES:
             raise ValueError(f"unknown key state {state!r}")
-        with self._tx(durable=True) as db:
+        with self._tx() as db:
             if cert_pem is not None:
                 db.execute("UPDATE keys SET state = ?, cert_pem = ?, updated = ? WHERE id = ?",
                            (state, cert_pem, _now(), key_id))

@@ -48,7 +48,7 @@ class Outcome(StrEnum):
     SKIPPED = "skipped"
 
 
-@dataclass
+@dataclass(slots=True)
 class Change:
     """One change a plan makes (or, in a dry run, would make) on a device."""
 
@@ -66,7 +66,7 @@ class Change:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ErrorInfo:
     kind: str
     message: str
@@ -97,7 +97,7 @@ class ErrorInfo:
         return data
 
 
-@dataclass
+@dataclass(slots=True)
 class DeviceResult:
     device: str
     host: str | None
@@ -172,8 +172,10 @@ class RunResult:
         return EXIT_OK
 
 
-def run_document(run: RunResult) -> dict[str, Any]:
-    """The versioned JSON document. Never holds a secret: texts pass through the redactor."""
+def run_document(run: RunResult, *, lazy: bool = False) -> dict[str, Any]:
+    """The versioned JSON document. Never holds a secret: texts pass through the redactor.
+    ``lazy``: ``devices`` is an iterator that makes each device's part when it is read (a
+    writer streaming the document never holds all of it)."""
     return {
         "schema": SCHEMA,
         "run_id": run.run_id,
@@ -187,5 +189,8 @@ def run_document(run: RunResult) -> dict[str, Any]:
         "stopped_by_budget": run.stopped_by_budget,
         "interrupted": run.interrupted,
         "notes": [redact(n) for n in run.notes],
-        "devices": [result.to_dict() for result in run.devices],
+        "devices": (
+            (result.to_dict() for result in run.devices) if lazy
+            else [result.to_dict() for result in run.devices]
+        ),
     }

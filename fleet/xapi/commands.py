@@ -9,6 +9,7 @@ where the reference says a detail is not confirmed (result element names, finger
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -79,8 +80,22 @@ _DATE_FORMATS = ("%b %d %H:%M:%S %Y GMT", "%b %d %H:%M:%S %Y", "%Y-%m-%dT%H:%M:%
                  "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S")
 
 
+_MONTHS = {name: number for number, name in enumerate(
+    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+_OPENSSL_DATE = re.compile(r"([A-Z][a-z]{2}) +(\d{1,2}) (\d\d):(\d\d):(\d\d) (\d{4})(?: GMT)?")
+
+
+@functools.lru_cache(maxsize=4096)  # a fleet's CA lists repeat the same dates on every device
 def parse_device_date(text: str) -> dt.datetime | None:
     """``Aug 08 03:04:26 2023 GMT`` (also single-digit days and ISO forms) → aware UTC."""
+    match = _OPENSSL_DATE.fullmatch(text.strip()) if text else None
+    if match and match[1] in _MONTHS:  # the form RoomOS uses, without strptime's cost
+        month, day, hour, minute, second, year = (
+            _MONTHS[match[1]], *(int(match[i]) for i in range(2, 7)))
+        try:
+            return dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.UTC)
+        except ValueError:
+            return None
     value = re.sub(r"\s+", " ", (text or "").strip())
     if not value:
         return None

@@ -66,7 +66,7 @@ def describe_body(body: str) -> str:
     return f"{what}, {len(body.encode())} bytes"
 
 
-@dataclass
+@dataclass(slots=True)
 class Exchange:
     """One call to a device, as sent and as answered."""
 

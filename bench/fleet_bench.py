@@ -89,7 +89,7 @@ ANSIBLE_REQUIREMENT = "ansible-core>=2.16,<2.20"
 READY_TIMEOUT = 900.0
 RUN_TIMEOUT = 3600.0
 SCHEMA = "certfleet/bench/v1"
-ROWS = ("keygen", "push-ca", "status", "script", "ansible", "rotate", "memory")
+ROWS = ("keygen", "push-ca", "status", "floor", "script", "ansible", "rotate", "memory")
 
 # roomsim's per-device limits (roomsim/server.py ServerSettings, the defaults are a real
 # device's): requests per second and token-bucket burst, per auth class.
@@ -701,6 +701,32 @@ class Bench:
                                                self.delay, basic=True)
         row.status = "ok"
 
+    def floor(self, row: Row) -> None:
+        """The exchange `status` has with each device, done by the least Python can do
+        (bench/baselines/floor_client.py): the client CPU per device no Python client beats."""
+        assert self.sim is not None
+        n = self.args.devices
+        command = [sys.executable, str(BENCH / "baselines" / "floor_client.py"),
+                   "--inventory", str(self.sim.inventory), "--device-ca", str(self.sim.ca_path),
+                   "--password-file", str(self.sim.password_path),
+                   "--parallel", str(self.args.parallel)]
+        measured = run_measured(command, self.work, "floor", sim_pid=self.sim.pid)
+        self.fill(row, measured, n, self.args.parallel)
+        row.command = "python bench/baselines/floor_client.py --parallel P ..."
+        try:
+            doc = json.loads(measured.stdout)
+        except ValueError:
+            raise BenchError(f"floor client exited {measured.exit_code} without JSON: "
+                             f"{measured.stderr[-1500:]}") from None
+        if measured.exit_code != 0 or doc.get("ok") != n:
+            raise BenchError(f"floor client: {doc.get('ok')}/{n} devices answered: "
+                             f"{doc.get('errors')}")
+        row.succeeded = n
+        row.requests_per_device = doc["requests"] / n
+        row.ideal_s, row.ideal_formula = ideal(n, self.args.parallel, row.requests_per_device,
+                                               self.delay)
+        row.status = "ok"
+
     def ansible_playbook(self) -> Path:
         """bench/.venv-ansible/bin/ansible-playbook, installing ansible-core on demand."""
         playbook = ANSIBLE_VENV / "bin" / "ansible-playbook"
@@ -920,7 +946,7 @@ class Bench:
                         self.keygen_openssl)
             self.record(Row("keygen-library", f"same OpenSSL, {os.cpu_count()} processes"),
                         self.keygen_library)
-        fleet_rows = [r for r in ("push-ca", "status", "script", "ansible", "rotate")
+        fleet_rows = [r for r in ("push-ca", "status", "floor", "script", "ansible", "rotate")
                       if self.wanted(r)]
         if fleet_rows:
             self.log(f"starting roomsim with {a.devices} devices, delay {a.delay_ms:g} ms ...")
@@ -934,6 +960,7 @@ class Bench:
                 steps: list[tuple[Row, Callable[[Row], None]]] = [
                     (Row("push-ca", "certfleet push-ca"), self.push_ca),
                     (Row("status", "certfleet status"), self.status),
+                    (Row("floor", "floor: status's exchange, bare"), self.floor),
                     (Row("script", "baseline script push-ca"), self.script),
                     (Row("ansible", "baseline ansible push-ca"), self.ansible),
                     (Row("rotate", "certfleet rotate HTTPS, RSA-2048"), self.rotate),
@@ -997,6 +1024,11 @@ class Bench:
             if row is not None and row.cpu_s is not None and row.devices:
                 per = row.cpu_s / row.devices * 1000
                 target(f"{row.name} client CPU < 2 ms/device", "< 2 ms", per, per < 2)
+        floor = good("floor")
+        if status is not None and floor is not None and status.cpu_s and floor.cpu_s:
+            ratios["status CPU / floor CPU"] = _round(status.cpu_s / floor.cpu_s, 3)
+            ratios["floor client CPU ms/device"] = _round(
+                floor.cpu_s / (floor.devices or 1) * 1000, 3)
         kc, ko = good("keygen-certfleet"), good("keygen-openssl")
         if kc is not None and ko is not None:
             share = kc.extra["keys_per_s"] / ko.extra["keys_per_s"]

@@ -53,9 +53,10 @@ def test_quick_bench_runs_every_row_with_every_device_succeeding(tmp_path: Path)
     assert doc["params"]["devices"] == 12 and doc["params"]["baseline_devices"] == 6
     rows = doc["rows"]
     assert set(rows) == {"keygen-certfleet", "keygen-openssl", "keygen-library", "push-ca",
-                         "status", "script", "ansible", "rotate", "memory"}
+                         "status", "floor", "script", "ansible", "rotate", "memory"}
     assert rows["ansible"]["status"] == "skipped: --skip-ansible"
-    expected_devices = {"push-ca": 12, "status": 12, "rotate": 12, "script": 6, "memory": 30}
+    expected_devices = {"push-ca": 12, "status": 12, "floor": 12, "rotate": 12, "script": 6,
+                        "memory": 30}
     for name, devices in expected_devices.items():
         row = rows[name]
         assert row["status"] == "ok", (name, row["status"])

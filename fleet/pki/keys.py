@@ -123,6 +123,40 @@ def _default_start_method() -> str:
     return "forkserver" if "forkserver" in methods else "spawn"
 
 
+def _exit_with(owner: int) -> None:
+    """In a key worker: exit when the process that owns the pool is gone. A pool's workers
+    outlive a parent killed with SIGKILL (each holds the ends of the pool's queues, so none
+    ever reads end-of-file) and keep the forkserver alive with them; this reaps both."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if not _alive(owner):
+                os._exit(0)
+
+    threading.Thread(target=watch, name="certfleet-owner-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs; a zombie (killed, not yet reaped) does not."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat_file:
+            state = stat_file.read().rsplit(b")", 1)[1].split()[0]
+        return state not in (b"Z", b"X")
+    except FileNotFoundError:
+        return False
+    except (OSError, IndexError):  # no /proc (macOS): ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # the pid belongs to someone else now: ours is gone
+            return False
+        return True
+
+
 class KeyFactory:
     """Generates private keys in a pool of worker processes, one per core by default.
 
@@ -148,7 +182,10 @@ class KeyFactory:
             if self.start_method == "forkserver":
                 multiprocessing.forkserver.set_forkserver_preload([__name__])
             context = multiprocessing.get_context(self.start_method)
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=context,
+                initializer=_exit_with, initargs=(os.getpid(),),
+            )
         return self._pool
 
     async def generate(self, kind: str) -> PrivateKey:

@@ -46,12 +46,12 @@ from fleet.inventory import Device, Verify
 from fleet.secrets import Secret
 from fleet.xapi import _xml
 from fleet.xapi._http import (
-    AiohttpClient,
     ConnectTimedOut,
     HttpClient,
     HttpFailure,
     HttpReply,
     ReplyTimedOut,
+    StreamClient,
     TlsRejected,
 )
 from fleet.xapi.transport import (
@@ -73,8 +73,6 @@ __all__ = [
 ]
 
 _USER_AGENT = "certfleet/0.1"
-#: connections one device's client may hold (calls are sequential; one spare for a retry)
-DEVICE_CONNECTIONS = 2
 SESSION_END_TIMEOUT = 5.0
 
 
@@ -167,14 +165,13 @@ class LocalClients:
         self.timeouts = timeouts or Timeouts()
 
     def device_client(self, verify: Verify) -> HttpClient:
-        """A new client for one device (a couple of connections at most); the caller closes
+        """A new client for one device (one keep-alive connection); the caller closes
         it — :class:`LocalTransport` does when given ``owns_client=True``."""
-        return AiohttpClient(
+        return StreamClient(
             ssl_context_for(verify),
             connect_timeout=self.timeouts.connect,
             read_timeout=self.timeouts.read,
             pin_sha256=verify.pin_sha256 if verify.mode == "pin" else None,
-            max_connections=DEVICE_CONNECTIONS,
         )
 
 

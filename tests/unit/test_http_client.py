@@ -1,6 +1,7 @@
-"""The aiohttp client devices are reached with, over real sockets and real TLS on loopback
-(a small aiohttp server with trustme certificates): what each failure maps to, that a pin is
-checked before any HTTP is sent, that no cookie is kept and no proxy is used."""
+"""The HTTP client devices are reached with (StreamClient), over real sockets and real TLS on
+loopback (a small aiohttp server with trustme certificates): what each failure maps to, that a
+pin is checked before any HTTP is sent, that no cookie is kept and no proxy is used, keep-alive,
+chunked replies, Connection: close, and answers that are not HTTP."""
 
 from __future__ import annotations
 
@@ -16,10 +17,10 @@ import trustme
 from aiohttp import web
 
 from fleet.xapi._http import (
-    AiohttpClient,
     ConnectFailed,
     ConnectionBroke,
     ReplyTimedOut,
+    StreamClient,
     TlsRejected,
 )
 
@@ -31,6 +32,12 @@ class Server:
     cert_der: bytes
     seen: list[web.Request] = field(default_factory=list)
 
+    peers: list[object] = field(default_factory=list)
+
+    def connections(self) -> int:
+        """How many client connections the requests came on (by the client's address)."""
+        return len(set(self.peers))
+
 
 @pytest.fixture
 async def server() -> AsyncIterator[Server]:
@@ -39,12 +46,25 @@ async def server() -> AsyncIterator[Server]:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     leaf.configure_cert(ctx)
     seen: list[web.Request] = []
+    peers: list[object] = []
 
     async def echo(request: web.Request) -> web.StreamResponse:
         seen.append(request)
+        assert request.transport is not None
+        peers.append(request.transport.get_extra_info("peername"))
         body = await request.read()
         if request.path == "/slow":
             await asyncio.sleep(2)
+        if request.path == "/chunked":
+            chunked = web.StreamResponse()
+            chunked.enable_chunked_encoding()
+            await chunked.prepare(request)
+            for part in (b"<Status>", b"<A>1</A>" * 500, b"</Status>"):
+                await chunked.write(part)
+            await chunked.write_eof()
+            return chunked
+        if request.path == "/close":
+            return web.Response(body=b"bye", headers={"Connection": "close"})
         if request.path == "/half":
             response = web.StreamResponse(headers={"Content-Length": "1000"})
             await response.prepare(request)
@@ -69,7 +89,7 @@ async def server() -> AsyncIterator[Server]:
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     der = ssl.PEM_cert_to_DER_cert(leaf.cert_chain_pems[0].bytes().decode())
     try:
-        yield Server(f"https://127.0.0.1:{port}", ca, der, seen)
+        yield Server(f"https://127.0.0.1:{port}", ca, der, seen, peers)
     finally:
         await runner.cleanup()
 
@@ -80,8 +100,8 @@ def trusting(server: Server) -> ssl.SSLContext:
     return ctx
 
 
-def client(ctx: ssl.SSLContext, **kwargs: object) -> AiohttpClient:
-    return AiohttpClient(ctx, connect_timeout=2.0, read_timeout=5.0, **kwargs)  # type: ignore[arg-type]
+def client(ctx: ssl.SSLContext, **kwargs: object) -> StreamClient:
+    return StreamClient(ctx, connect_timeout=2.0, read_timeout=5.0, **kwargs)  # type: ignore[arg-type]
 
 
 async def test_a_reply_with_cookies_headers_and_query(server: Server) -> None:
@@ -178,3 +198,53 @@ async def test_proxies_from_the_environment_are_not_used(
     finally:
         await http.aclose()
     assert reply.status == 200
+
+
+async def test_one_connection_carries_a_device_s_requests(server: Server) -> None:
+    http = client(trusting(server))
+    try:
+        for _ in range(4):
+            assert (await http.request("GET", server.url + "/", headers={})).status == 200
+        chunked = await http.request("GET", server.url + "/chunked", headers={})
+        after = await http.request("POST", server.url + "/x", headers={}, body=b"<y/>")
+    finally:
+        await http.aclose()
+    assert chunked.body == b"<Status>" + b"<A>1</A>" * 500 + b"</Status>"
+    assert after.body.endswith(b"body=<y/>")  # the chunked reply was read to its end
+    assert server.connections() == 1
+
+
+async def test_connection_close_is_honoured_and_the_next_request_reconnects(
+    server: Server,
+) -> None:
+    http = client(trusting(server))
+    try:
+        assert (await http.request("GET", server.url + "/close", headers={})).body == b"bye"
+        assert (await http.request("GET", server.url + "/", headers={})).status == 200
+    finally:
+        await http.aclose()
+    assert server.connections() == 2
+
+
+async def test_an_answer_that_is_not_http_breaks_the_connection(tmp_path: object) -> None:
+    ca = trustme.CA()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(ctx)
+
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"<html>this is not HTTP</html>\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    listener = await asyncio.start_server(garbage, "127.0.0.1", 0, ssl=ctx)
+    port = listener.sockets[0].getsockname()[1]
+    trust = ssl.create_default_context()
+    ca.configure_trust(trust)
+    http = client(trust)
+    try:
+        with pytest.raises(ConnectionBroke, match="not an HTTP reply"):
+            await http.request("GET", f"https://127.0.0.1:{port}/", headers={})
+    finally:
+        await http.aclose()
+        listener.close()

@@ -1,7 +1,7 @@
 """Local transport edge cases with respx routes, through certfleet's httpx client set-up
 (`build_client`: TLS context, no cookie jar, no proxies from the environment) and the
-`HttpxClient` adapter. The aiohttp client devices are reached with in a run has its own tests
-over real sockets in tests/unit/test_http_client.py."""
+`HttpxClient` adapter. The client a run reaches devices with (StreamClient) has its own
+tests over real sockets in tests/unit/test_http_client.py."""
 
 from __future__ import annotations
 

@@ -325,3 +325,36 @@ def test_no_overwrite_without_hard_links(tmp_path: Path, monkeypatch: pytest.Mon
     assert (tmp_path / "k.pem").read_bytes() == b"one"
     assert _mode(tmp_path / "k.pem") == 0o600
     assert [p.name for p in tmp_path.iterdir()] == ["k.pem"]
+
+
+def test_key_workers_exit_when_their_owner_is_killed(tmp_path: Path) -> None:
+    """A run killed with SIGKILL must not leave its key workers (and their forkserver)
+    behind: they watch their owner and exit within a couple of seconds."""
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "owner.py"
+    script.write_text(
+        "import asyncio, os\n"
+        "from fleet.pki.keys import KeyFactory\n"
+        "async def main():\n"
+        "    factory = KeyFactory(2)\n"
+        "    await asyncio.gather(factory.generate('ec-p256'), factory.generate('ec-p256'))\n"
+        "    print(' '.join(map(str, sorted(factory.worker_pids))), flush=True)\n"
+        "    os.kill(os.getpid(), 9)\n"
+        "if __name__ == '__main__':\n"
+        "    asyncio.run(main())\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == -9, done.stderr
+    workers = [int(pid) for pid in done.stdout.split()]
+    assert workers
+    deadline = time.monotonic() + 10
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [pid for pid in workers if Path(f"/proc/{pid}").exists()
+                 and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()]
+    assert alive == [], f"key workers {alive} outlived their killed owner"

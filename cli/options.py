@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -103,6 +106,52 @@ class Common:
     wave: list[str] | None = None
     max_fail: str | None = None
     max_unreachable: str | None = None
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# (name, type, default) of the options on every verb that reaches devices, then of those that
+# only verbs changing devices have; their names are Common's fields
+_READ_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
+    ("inventory", InventoryOpt, None),
+    ("limit", LimitOpt, None),
+    ("parallel", ParallelOpt, DEFAULT_PARALLEL),
+    ("output", OutputOpt, OutputFormat.table),
+    ("device_timeout", TimeoutOpt, 300.0),
+    ("journal", JournalOpt, None),
+)
+_CHANGE_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
+    ("dry_run", DryRunOpt, False),
+    ("wave", WaveOpt, None),
+    ("max_fail", MaxFailOpt, None),
+    ("max_unreachable", MaxUnreachableOpt, None),
+)
+
+
+def fleet_options(*, changes: bool) -> Callable[[F], F]:
+    """Give a verb the options every fleet verb shares — and, with ``changes``, ``--dry-run``
+    and run control (``--wave``, ``--max-fail``, ``--max-unreachable``) — declared once here.
+    The verb takes ``common: Common`` instead of those parameters; Typer sees them all."""
+    shared = _READ_OPTIONS + (_CHANGE_OPTIONS if changes else ())
+    names = {name for name, _, _ in shared}
+    assert names <= {f.name for f in fields(Common)}
+
+    def decorate(verb: F) -> F:
+        own = inspect.signature(verb, eval_str=True)
+        params = [p for p in own.parameters.values() if p.name != "common"]
+        params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                     annotation=kind) for name, kind, default in shared]
+
+        @functools.wraps(verb)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            common = Common(**{name: kwargs.pop(name) for name in names})
+            return verb(*args, common=common, **kwargs)
+
+        run.__signature__ = own.replace(parameters=params)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in params}
+        return run  # type: ignore[return-value]
+
+    return decorate
 
 
 @dataclass

@@ -11,26 +11,12 @@ from collections.abc import Callable
 import typer
 
 from cli.commands.rotate import parse_purposes
-from cli.options import (
-    Common,
-    DryRunOpt,
-    InventoryOpt,
-    JournalOpt,
-    LimitOpt,
-    MaxFailOpt,
-    MaxUnreachableOpt,
-    OutputFormat,
-    OutputOpt,
-    ParallelOpt,
-    TimeoutOpt,
-    WaveOpt,
-)
+from cli.options import Common, fleet_options
 from cli.runtime import execute, finish, guarded, select
 from fleet.durations import parse_duration
 from fleet.errors import InputError, ScepError, SecretError
 from fleet.inventory import Device
 from fleet.plans.enroll import Enroll, ScepTarget, scep_target
-from fleet.runner import DEFAULT_PARALLEL
 from fleet.secrets import Secret, parse_secret_ref, redact, register_secret
 
 
@@ -95,6 +81,7 @@ async def find_scep_target(url: str, fingerprint: str) -> ScepTarget:
 
 
 @guarded
+@fleet_options(changes=True)
 def enroll(
     scep: str = typer.Option(..., "--scep", help="The SCEP server URL the devices enroll with."),
     ca_fingerprint: str = typer.Option(
@@ -118,26 +105,16 @@ def enroll(
         False, "--reboot",
         help="Reboot each newly enrolled device and wait until it is back (use --wave).",
     ),
-    inventory: InventoryOpt = None,
-    limit: LimitOpt = None,
-    dry_run: DryRunOpt = False,
-    parallel: ParallelOpt = DEFAULT_PARALLEL,
-    output: OutputOpt = OutputFormat.table,
-    device_timeout: TimeoutOpt = 300.0,
-    journal: JournalOpt = None,
-    wave: WaveOpt = None,
-    max_fail: MaxFailOpt = None,
-    max_unreachable: MaxUnreachableOpt = None,
+    *,
+    common: Common,
 ) -> None:
     """Each device enrolls by SCEP with its own key; certfleet adds the CA, activates, verifies."""
     source = challenge_source(challenge, challenge_command)
-    common = Common(inventory, limit, parallel, output, dry_run, device_timeout, journal,
-                    wave, max_fail, max_unreachable)
     _, devices = select(common)
     plan = Enroll(target=ScepTarget(url=scep, ca=None), purposes=parse_purposes(purpose),
                   challenge=source, renewal_profile=renewal_profile,
                   renew_before=parse_duration(renew_before), force=force, reboot=reboot,
-                  reboot_timeout=max(30.0, device_timeout - 30.0))
+                  reboot_timeout=max(30.0, common.device_timeout - 30.0))
 
     async def before() -> None:
         plan.target = await find_scep_target(scep, ca_fingerprint)

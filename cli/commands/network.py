@@ -7,25 +7,11 @@ from collections.abc import Callable
 import typer
 
 from cli import render
-from cli.options import (
-    Common,
-    DryRunOpt,
-    InventoryOpt,
-    JournalOpt,
-    LimitOpt,
-    MaxFailOpt,
-    MaxUnreachableOpt,
-    OutputFormat,
-    OutputOpt,
-    ParallelOpt,
-    TimeoutOpt,
-    WaveOpt,
-)
+from cli.options import Common, fleet_options
 from cli.runtime import execute, finish, guarded, select
 from fleet.errors import InputError
 from fleet.inventory import Device
 from fleet.plans.network import Dot1x, Wifi
-from fleet.runner import DEFAULT_PARALLEL
 
 _PLACEHOLDERS = ("{name}", "{host}")
 
@@ -40,27 +26,18 @@ def identity_template(text: str) -> Callable[[Device], str]:
 
 
 @guarded
+@fleet_options(changes=True)
 def dot1x(
     identity: str = typer.Option("{name}", "--identity", help="EAP identity ({name}, {host})."),
     tls_verify: bool = typer.Option(True, "--tls-verify/--no-tls-verify",
                                     help="Verify the RADIUS server against the CA list."),
     force: bool = typer.Option(False, "--force", help="Skip the no-lockout guard (dangerous)."),
-    inventory: InventoryOpt = None,
-    limit: LimitOpt = None,
-    dry_run: DryRunOpt = False,
-    parallel: ParallelOpt = DEFAULT_PARALLEL,
-    output: OutputOpt = OutputFormat.table,
-    device_timeout: TimeoutOpt = 300.0,
-    journal: JournalOpt = None,
-    wave: WaveOpt = None,
-    max_fail: MaxFailOpt = None,
-    max_unreachable: MaxUnreachableOpt = None,
+    *,
+    common: Common,
 ) -> None:
     """Turn on wired 802.1X EAP-TLS (Mode last); refuse devices it would strand."""
     if force:
         render.warning("--force: devices without an 802.1X certificate or CA may lose the network")
-    common = Common(inventory, limit, parallel, output, dry_run, device_timeout, journal,
-                    wave, max_fail, max_unreachable)
     _, devices = select(common)
     run = execute(Dot1x(identity=identity_template(identity), tls_verify=tls_verify,
                         force=force), devices, common)
@@ -68,6 +45,7 @@ def dot1x(
 
 
 @guarded
+@fleet_options(changes=True)
 def wifi(
     ssid: str = typer.Option(..., "--ssid", help="The Wi-Fi network."),
     identity: str = typer.Option("{name}", "--identity", help="EAP identity ({name}, {host})."),
@@ -76,23 +54,13 @@ def wifi(
         help="Let the device join without validating the server (not recommended).",
     ),
     force: bool = typer.Option(False, "--force", help="Skip the no-lockout guard."),
-    inventory: InventoryOpt = None,
-    limit: LimitOpt = None,
-    dry_run: DryRunOpt = False,
-    parallel: ParallelOpt = DEFAULT_PARALLEL,
-    output: OutputOpt = OutputFormat.table,
-    device_timeout: TimeoutOpt = 300.0,
-    journal: JournalOpt = None,
-    wave: WaveOpt = None,
-    max_fail: MaxFailOpt = None,
-    max_unreachable: MaxUnreachableOpt = None,
+    *,
+    common: Common,
 ) -> None:
     """Configure Wi-Fi EAP-TLS with AllowMissingCA False (unless --allow-missing-ca)."""
     if allow_missing_ca:
         render.warning("--allow-missing-ca: devices will NOT validate the Wi-Fi server's "
                        "certificate")
-    common = Common(inventory, limit, parallel, output, dry_run, device_timeout, journal,
-                    wave, max_fail, max_unreachable)
     _, devices = select(common)
     run = execute(Wifi(ssid=ssid, identity=identity_template(identity),
                        allow_missing_ca=allow_missing_ca, force=force), devices, common)

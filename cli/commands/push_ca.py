@@ -9,28 +9,15 @@ from pathlib import Path
 import typer
 
 from cli import render
-from cli.options import (
-    Common,
-    DryRunOpt,
-    InventoryOpt,
-    JournalOpt,
-    LimitOpt,
-    MaxFailOpt,
-    MaxUnreachableOpt,
-    OutputFormat,
-    OutputOpt,
-    ParallelOpt,
-    TimeoutOpt,
-    WaveOpt,
-)
+from cli.options import Common, fleet_options
 from cli.runtime import execute, finish, guarded, select
 from fleet.errors import InputError
 from fleet.pki.certs import load_ca_files
 from fleet.plans.push_ca import PushCa
-from fleet.runner import DEFAULT_PARALLEL
 
 
 @guarded
+@fleet_options(changes=True)
 def push_ca(
     ca_files: list[Path] = typer.Argument(..., help="PEM files with the CA certificates.",
                                           show_default=False),
@@ -42,21 +29,11 @@ def push_ca(
         None, "--sync-to-peripherals",
         help="on|off: also send the device's CAs to its Room Navigators (needs a reboot).",
     ),
-    inventory: InventoryOpt = None,
-    limit: LimitOpt = None,
-    dry_run: DryRunOpt = False,
-    parallel: ParallelOpt = DEFAULT_PARALLEL,
-    output: OutputOpt = OutputFormat.table,
-    device_timeout: TimeoutOpt = 300.0,
-    journal: JournalOpt = None,
-    wave: WaveOpt = None,
-    max_fail: MaxFailOpt = None,
-    max_unreachable: MaxUnreachableOpt = None,
+    *,
+    common: Common,
 ) -> None:
     """Add the CAs each device lacks (idempotent by fingerprint); --prune removes the rest."""
     cas = load_ca_files(ca_files)  # every file checked before any device is touched
-    common = Common(inventory, limit, parallel, output, dry_run, device_timeout, journal,
-                    wave, max_fail, max_unreachable)
     _, devices = select(common)
     sync: bool | None = None
     if sync_to_peripherals is not None:
@@ -64,7 +41,7 @@ def push_ca(
             raise InputError("--sync-to-peripherals takes on or off")
         sync = sync_to_peripherals.lower() == "on"
     plan = PushCa(cas=cas, prune=prune, sync_to_peripherals=sync)
-    if prune and not dry_run and not yes:
+    if prune and not common.dry_run and not yes:
         if not sys.stdin.isatty():
             raise InputError(
                 "--prune deletes CAs from devices: give --yes to confirm when not interactive "

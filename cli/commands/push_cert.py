@@ -7,20 +7,7 @@ from pathlib import Path
 import typer
 
 from cli.commands.rotate import parse_purposes
-from cli.options import (
-    Common,
-    DryRunOpt,
-    InventoryOpt,
-    JournalOpt,
-    LimitOpt,
-    MaxFailOpt,
-    MaxUnreachableOpt,
-    OutputFormat,
-    OutputOpt,
-    ParallelOpt,
-    TimeoutOpt,
-    WaveOpt,
-)
+from cli.options import Common, fleet_options
 from cli.runtime import execute, finish, guarded, select
 from fleet.errors import InputError, PemError
 from fleet.pki.bundle import parse_bundle
@@ -28,7 +15,6 @@ from fleet.pki.certs import parse_pem_certificates
 from fleet.pki.keys import load_key_pem
 from fleet.plans.install import NewCertificate
 from fleet.plans.push_cert import PushCert
-from fleet.runner import DEFAULT_PARALLEL
 from fleet.secrets import Secret, parse_secret_ref
 
 
@@ -54,6 +40,7 @@ def load_new_certificate(cert: Path, key: Path | None, passphrase: Secret | None
 
 
 @guarded
+@fleet_options(changes=True)
 def push_cert(
     purpose: str = typer.Option(..., "--purpose", help="Comma list: HTTPS, SIP, 802.1X, Audit, …"),
     cert: Path | None = typer.Option(
@@ -70,23 +57,13 @@ def push_cert(
     key_passphrase: str | None = typer.Option(
         None, "--key-passphrase", help="Reference to the key files' passphrase, if encrypted."
     ),
-    inventory: InventoryOpt = None,
-    limit: LimitOpt = None,
-    dry_run: DryRunOpt = False,
-    parallel: ParallelOpt = DEFAULT_PARALLEL,
-    output: OutputOpt = OutputFormat.table,
-    device_timeout: TimeoutOpt = 300.0,
-    journal: JournalOpt = None,
-    wave: WaveOpt = None,
-    max_fail: MaxFailOpt = None,
-    max_unreachable: MaxUnreachableOpt = None,
+    *,
+    common: Common,
 ) -> None:
     """Install a certificate for --purpose on each device (make-before-break)."""
     if (cert is None) == (cert_dir is None):
         raise InputError("give either --cert FILE (one certificate for all) or --dir DIR")
     passphrase = parse_secret_ref(key_passphrase).resolve() if key_passphrase else None
-    common = Common(inventory, limit, parallel, output, dry_run, device_timeout, journal,
-                    wave, max_fail, max_unreachable)
     _, devices = select(common)
     if cert is not None:
         shared = load_new_certificate(cert, key, passphrase)  # checked before any device

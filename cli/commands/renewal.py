@@ -6,22 +6,12 @@ import typer
 from rich.table import Table
 
 from cli import render
-from cli.options import (
-    Common,
-    DryRunOpt,
-    InventoryOpt,
-    JournalOpt,
-    LimitOpt,
-    OutputFormat,
-    OutputOpt,
-    ParallelOpt,
-)
+from cli.options import Common, fleet_options
 from cli.runtime import execute, finish, guarded, select
 from fleet.errors import InputError
 from fleet.pki.certs import normalize_fingerprint
 from fleet.plans.renewal import RenewalDelete, RenewalList, RenewalSet
 from fleet.results import RunResult
-from fleet.runner import DEFAULT_PARALLEL
 from fleet.secrets import parse_secret_ref
 
 app = typer.Typer(help="The devices' SCEP renewal profiles (the device renews by itself).",
@@ -51,15 +41,12 @@ def _table(run: RunResult) -> None:
 
 @app.command("list")
 @guarded
+@fleet_options(changes=False)
 def list_profiles(
-    inventory: InventoryOpt = None,
-    limit: LimitOpt = None,
-    parallel: ParallelOpt = DEFAULT_PARALLEL,
-    output: OutputOpt = OutputFormat.table,
-    journal: JournalOpt = None,
+    *,
+    common: Common,
 ) -> None:
     """Every device's renewal profiles."""
-    common = Common(inventory, limit, parallel, output, False, 300.0, journal)
     _, devices = select(common)
     run = execute(RenewalList(), devices, common)
     finish(run, common, table=_table)
@@ -67,21 +54,17 @@ def list_profiles(
 
 @app.command("set")
 @guarded
+@fleet_options(changes=True)
 def set_profile(
     ca_fingerprint: str = typer.Option(..., "--ca-fingerprint",
                                        help="Fingerprint of the CA whose certificates renew."),
     url: str = typer.Option(..., "--url", help="The SCEP server URL."),
     challenge: str | None = typer.Option(None, "--challenge", help="Reference to the challenge."),
-    inventory: InventoryOpt = None,
-    limit: LimitOpt = None,
-    dry_run: DryRunOpt = False,
-    parallel: ParallelOpt = DEFAULT_PARALLEL,
-    output: OutputOpt = OutputFormat.table,
-    journal: JournalOpt = None,
+    *,
+    common: Common,
 ) -> None:
     """Set a renewal profile on each device."""
     secret = parse_secret_ref(challenge).resolve() if challenge else None
-    common = Common(inventory, limit, parallel, output, dry_run, 300.0, journal)
     _, devices = select(common)
     run = execute(RenewalSet(_fingerprint(ca_fingerprint), url, secret), devices, common)
     finish(run, common)
@@ -89,17 +72,13 @@ def set_profile(
 
 @app.command("delete")
 @guarded
+@fleet_options(changes=True)
 def delete_profile(
     ca_fingerprint: str = typer.Option(..., "--ca-fingerprint"),
-    inventory: InventoryOpt = None,
-    limit: LimitOpt = None,
-    dry_run: DryRunOpt = False,
-    parallel: ParallelOpt = DEFAULT_PARALLEL,
-    output: OutputOpt = OutputFormat.table,
-    journal: JournalOpt = None,
+    *,
+    common: Common,
 ) -> None:
     """Delete the renewal profile for a CA from each device."""
-    common = Common(inventory, limit, parallel, output, dry_run, 300.0, journal)
     _, devices = select(common)
     run = execute(RenewalDelete(_fingerprint(ca_fingerprint)), devices, common)
     finish(run, common)

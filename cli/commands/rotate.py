@@ -8,27 +8,13 @@ from typing import Any
 
 import typer
 
-from cli.options import (
-    Common,
-    DryRunOpt,
-    InventoryOpt,
-    JournalOpt,
-    LimitOpt,
-    MaxFailOpt,
-    MaxUnreachableOpt,
-    OutputFormat,
-    OutputOpt,
-    ParallelOpt,
-    TimeoutOpt,
-    WaveOpt,
-)
+from cli.options import Common, fleet_options
 from cli.runtime import execute, finish, guarded, select
 from fleet.durations import format_duration, parse_duration
 from fleet.errors import InputError
 from fleet.pki.keys import KeyFactory
 from fleet.pki.signers.factory import SIGNERS, SignerSpec, build_signer, parse_command
 from fleet.plans.rotate import Rotate
-from fleet.runner import DEFAULT_PARALLEL
 from fleet.secrets import Secret, parse_secret_ref
 from fleet.xapi.commands import PURPOSES
 
@@ -120,6 +106,7 @@ class _Unbuilt:
 
 
 @guarded
+@fleet_options(changes=True)
 def rotate(
     purpose: str = typer.Option(..., "--purpose", help="Comma list: HTTPS, SIP, 802.1X, Audit, …"),
     signer: str = typer.Option(..., "--signer", help=f"One of {', '.join(SIGNERS)}."),
@@ -154,16 +141,8 @@ def rotate(
         DEFAULT_JOURNAL_PASSPHRASE, "--journal-passphrase",
         help="Reference to the passphrase that encrypts new keys in the journal.",
     ),
-    inventory: InventoryOpt = None,
-    limit: LimitOpt = None,
-    dry_run: DryRunOpt = False,
-    parallel: ParallelOpt = DEFAULT_PARALLEL,
-    output: OutputOpt = OutputFormat.table,
-    device_timeout: TimeoutOpt = 300.0,
-    journal: JournalOpt = None,
-    wave: WaveOpt = None,
-    max_fail: MaxFailOpt = None,
-    max_unreachable: MaxUnreachableOpt = None,
+    *,
+    common: Common,
 ) -> None:
     """Rotate the certificates for --purpose on every device where they are due."""
     spec = SignerSpec(
@@ -179,8 +158,6 @@ def rotate(
         scep_ca_fingerprint=scep_ca_fingerprint,
         scep_challenge=scep_challenge,
     )
-    common = Common(inventory, limit, parallel, output, dry_run, device_timeout, journal,
-                    wave, max_fail, max_unreachable)
     run_rotate(common, purposes=parse_purposes(purpose), spec=spec,
                renew_before=parse_duration(renew_before), force=force,
                passphrase_ref=journal_passphrase_ref, override_profile=override_profile)

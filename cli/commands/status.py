@@ -5,41 +5,27 @@ from __future__ import annotations
 import typer
 
 from cli import render
-from cli.options import (
-    Common,
-    InventoryOpt,
-    JournalOpt,
-    LimitOpt,
-    OutputFormat,
-    OutputOpt,
-    ParallelOpt,
-    TimeoutOpt,
-)
+from cli.options import Common, fleet_options
 from cli.runtime import execute, finish, guarded, select
 from fleet.durations import format_duration, parse_duration
 from fleet.plans.status import Status, expiring_certificates
 from fleet.results import EXIT_FAILED
-from fleet.runner import DEFAULT_PARALLEL
 
 
 @guarded
+@fleet_options(changes=False)
 def status(
-    inventory: InventoryOpt = None,
-    limit: LimitOpt = None,
     expiring_within: str | None = typer.Option(
         None,
         "--expiring-within",
         help="e.g. 30d: list certificates in use (and CAs) that expire within it; exit 1 if any.",
         show_default=False,
     ),
-    parallel: ParallelOpt = DEFAULT_PARALLEL,
-    output: OutputOpt = OutputFormat.table,
-    device_timeout: TimeoutOpt = 300.0,
-    journal: JournalOpt = None,
+    *,
+    common: Common,
 ) -> None:
     """Read every selected device's certificates and trust list (changes nothing)."""
     within = parse_duration(expiring_within) if expiring_within else None
-    common = Common(inventory, limit, parallel, output, False, device_timeout, journal)
     _, devices = select(common)
     run = execute(Status(), devices, common)
     expiring = expiring_certificates(run, within) if within is not None else None

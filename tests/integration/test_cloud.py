@@ -19,18 +19,6 @@ JOURNAL_PASS = "journal-passphrase-for-cloud-tests-19"
 
 
 @pytest.fixture
-def lab(tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A local CA (`certfleet ca init`) and the passphrases in the environment."""
-    monkeypatch.setenv("CERTFLEET_CA_PASSPHRASE", CA_PASS)
-    monkeypatch.setenv("CERTFLEET_JOURNAL_PASSPHRASE", JOURNAL_PASS)
-    ca_dir = tmp_path / "lab-ca"
-    result = cli("ca", "init", "--dir", str(ca_dir), "--cn", "Lab Room CA",
-                 "--passphrase", "env:CERTFLEET_CA_PASSPHRASE")
-    assert result.exit_code == 0, result.output
-    return ca_dir
-
-
-@pytest.fixture
 def cloud_sim(tmp_path: Path) -> Iterator[Any]:
     from roomsim import SimFleetThread
 

@@ -17,21 +17,10 @@ from typing import Any
 import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
-from test_rotate import CA_PASS, JOURNAL_PASS, served_certificate, sha1, trusting_inventory
+from test_rotate import served_certificate, sha1, trusting_inventory
 
 ROTATE = ("rotate", "--purpose", "HTTPS", "--signer", "local-ca", "--renew-before", "400d",
           "-o", "json")
-
-
-@pytest.fixture
-def lab(tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A local CA (`certfleet ca init`) and the passphrases in the environment."""
-    monkeypatch.setenv("CERTFLEET_CA_PASSPHRASE", CA_PASS)
-    monkeypatch.setenv("CERTFLEET_JOURNAL_PASSPHRASE", JOURNAL_PASS)
-    ca_dir = tmp_path / "lab-ca"
-    result = cli("ca", "init", "--dir", str(ca_dir), "--cn", "Lab Room CA")
-    assert result.exit_code == 0, result.output
-    return ca_dir
 
 
 def rotate(cli: Any, inv: Path | str, lab_dir: Path, *extra: str) -> Any:

@@ -41,18 +41,6 @@ def sha1(cert: x509.Certificate) -> str:
     return hashlib.sha1(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
-@pytest.fixture
-def lab(tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A local CA (`certfleet ca init`) and the passphrases in the environment."""
-    monkeypatch.setenv("CERTFLEET_CA_PASSPHRASE", CA_PASS)
-    monkeypatch.setenv("CERTFLEET_JOURNAL_PASSPHRASE", JOURNAL_PASS)
-    ca_dir = tmp_path / "lab-ca"
-    result = cli("ca", "init", "--dir", str(ca_dir), "--cn", "Lab Room CA",
-                 "--passphrase", "env:CERTFLEET_CA_PASSPHRASE")
-    assert result.exit_code == 0, result.output
-    return ca_dir
-
-
 def trusting_inventory(sim: Any, ca_dir: Path, tmp_path: Path, *, trust_lab: bool = True) -> Path:
     """The sim's inventory, verifying devices against the sim CA *and* the lab CA, so
     certfleet still trusts a device after its HTTPS certificate is rotated."""

@@ -35,7 +35,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from test_rotate import CA_PASS, JOURNAL_PASS, served_certificate, sha1, trusting_inventory
+from test_rotate import served_certificate, sha1, trusting_inventory
 
 DEVICES = 300
 FAULTY_PERCENT = 10
@@ -77,16 +77,6 @@ def soak_sim(tmp_path: Path) -> Iterator[Any]:
 
     with SimFleetThread(tmp_path / "soak-sim", devices=DEVICES) as fleet:
         yield fleet
-
-
-@pytest.fixture
-def lab(tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("CERTFLEET_CA_PASSPHRASE", CA_PASS)
-    monkeypatch.setenv("CERTFLEET_JOURNAL_PASSPHRASE", JOURNAL_PASS)
-    ca_dir = tmp_path / "lab-ca"
-    result = cli("ca", "init", "--dir", str(ca_dir), "--cn", "Lab Room CA")
-    assert result.exit_code == 0, result.output
-    return ca_dir
 
 
 def certfleet(*args: str) -> tuple[int, dict[str, Any], str]:

@@ -11,7 +11,6 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -112,18 +111,6 @@ def test_push_ca_changes_then_is_idempotent(sim: Any, corp_ca: tuple[LocalCa, Pa
     for entry in second.json()["devices"]:
         assert entry["steps"] == []
         assert all(c["path"] != "Security/Certificates/CA/Add" for c in entry["calls"])
-
-
-@pytest.fixture
-def lab(tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A local CA (`certfleet ca init`) and the passphrases in the environment."""
-    monkeypatch.setenv("CERTFLEET_CA_PASSPHRASE", CA_PASS)
-    monkeypatch.setenv("CERTFLEET_JOURNAL_PASSPHRASE", JOURNAL_PASS)
-    ca_dir = tmp_path / "lab-ca"
-    result = cli("ca", "init", "--dir", str(ca_dir), "--cn", "Lab Room CA",
-                 "--passphrase", "env:CERTFLEET_CA_PASSPHRASE")
-    assert result.exit_code == 0, result.output
-    return ca_dir
 
 
 def test_rotate_with_the_local_ca(sim: Any, lab: Path, tmp_path: Path, cli: Any) -> None:

@@ -65,9 +65,6 @@ from fleet.xapi.transport import (
     Exchange,
     ParamValue,
     Recorder,
-    describe_body,
-    describe_params,
-    xpath,
 )
 
 __all__ = [
@@ -833,12 +830,7 @@ class CloudTransport:
         *,
         idempotent: bool = False,
     ) -> dict[str, Any]:
-        exchange = Exchange(
-            kind="command",
-            path=xpath(path),
-            params=describe_params(params),
-            body=describe_body(body) if body is not None else None,
-        )
+        exchange = Exchange.command(path, params, body)
 
         async def call() -> dict[str, Any]:
             if not self._checked:

@@ -58,9 +58,6 @@ from fleet.xapi.transport import (
     Exchange,
     ParamValue,
     Recorder,
-    describe_body,
-    describe_params,
-    xpath,
 )
 
 __all__ = [
@@ -292,12 +289,7 @@ class LocalTransport:
         *,
         idempotent: bool = False,
     ) -> dict[str, Any]:
-        exchange = Exchange(
-            kind="command",
-            path=xpath(path),
-            params=describe_params(params),
-            body=describe_body(body) if body is not None else None,
-        )
+        exchange = Exchange.command(path, params, body)
         document = _xml.build_command(path, params, body)
 
         def parse(response: HttpReply) -> dict[str, Any]:

@@ -80,6 +80,15 @@ class Exchange:
     attempts: int = 1
     duration_ms: float = 0.0
 
+    @classmethod
+    def command(
+        cls, path: Sequence[str], params: Mapping[str, ParamValue] | None, body: str | None
+    ) -> Exchange:
+        """The record of an xCommand, as every transport writes it: secrets masked, the body
+        described, never quoted."""
+        return cls(kind="command", path=xpath(path), params=describe_params(params),
+                   body=describe_body(body) if body is not None else None)
+
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "kind": self.kind,

@@ -59,8 +59,6 @@ from fleet.xapi.transport import (
     Exchange,
     ParamValue,
     Recorder,
-    describe_body,
-    describe_params,
     xpath,
 )
 
@@ -587,12 +585,7 @@ class WebSocketTransport:
         if not path:
             raise ValueError("empty xAPI command path")
         where = xpath(path)
-        exchange = Exchange(
-            kind="command",
-            path=where,
-            params=describe_params(params),
-            body=describe_body(body) if body is not None else None,
-        )
+        exchange = Exchange.command(path, params, body)
         wire: dict[str, Any] = {}
         for key, value in (params or {}).items():
             wire[key] = value if isinstance(value, (str, int)) else list(value)

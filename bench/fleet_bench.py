@@ -245,6 +245,14 @@ class Measured:
     peak_tree_rss_mb: float | None = None
     sim_cpu_s: float | None = None
 
+    def json(self, who: str) -> Any:
+        """The JSON document the client printed (BenchError naming ``who`` if there is none)."""
+        try:
+            return json.loads(self.stdout)
+        except ValueError:
+            raise BenchError(f"{who} exited {self.exit_code} without JSON: "
+                             f"{self.stderr[-1500:]}") from None
+
 
 def run_measured(command: list[str], work: Path, tag: str, *, env: dict[str, str] | None = None,
                  sim_pid: int | None = None, sample_tree: bool = False,
@@ -502,11 +510,7 @@ class Bench:
         measured = run_measured(command, self.work, tag, env=env,
                                 sim_pid=self.sim.pid if self.sim else None,
                                 sample_tree=sample_tree)
-        try:
-            doc = json.loads(measured.stdout)
-        except ValueError:
-            raise BenchError(f"certfleet exited {measured.exit_code} without JSON: "
-                             f"{measured.stderr[-1500:]}") from None
+        doc = measured.json("certfleet")
         shown = ["certfleet", *verb_args, "-o", "json"]
         return measured, doc, shown
 
@@ -686,11 +690,7 @@ class Bench:
         n = len(devices)
         self.fill(row, measured, n, SCRIPT_WORKERS)
         row.command = "python bench/baselines/script_push_ca.py --workers 20 ..."
-        try:
-            doc = json.loads(measured.stdout)
-        except ValueError:
-            raise BenchError(f"script exited {measured.exit_code} without JSON: "
-                             f"{measured.stderr[-1500:]}") from None
+        doc = measured.json("script")
         if measured.exit_code != 0 or doc.get("changed") != n:
             raise BenchError(f"{doc.get('changed')}/{n} devices changed "
                              f"(exit {measured.exit_code}): {json.dumps(doc.get('errors'))[:800]}")
@@ -713,11 +713,7 @@ class Bench:
         measured = run_measured(command, self.work, "floor", sim_pid=self.sim.pid)
         self.fill(row, measured, n, self.args.parallel)
         row.command = "python bench/baselines/floor_client.py --parallel P ..."
-        try:
-            doc = json.loads(measured.stdout)
-        except ValueError:
-            raise BenchError(f"floor client exited {measured.exit_code} without JSON: "
-                             f"{measured.stderr[-1500:]}") from None
+        doc = measured.json("floor client")
         if measured.exit_code != 0 or doc.get("ok") != n:
             raise BenchError(f"floor client: {doc.get('ok')}/{n} devices answered: "
                              f"{doc.get('errors')}")
@@ -887,11 +883,7 @@ class Bench:
                  "--parallel", str(p), "-o", "json"],
                 self.work, "memory-status", sim_pid=sim.pid,
                 env={"CERTFLEET_JOURNAL": str(self.work / "journal-memory.sqlite")})
-            try:
-                doc = json.loads(measured.stdout)
-            except ValueError:
-                raise BenchError(f"certfleet exited {measured.exit_code} without JSON: "
-                                 f"{measured.stderr[-1500:]}") from None
+            doc = measured.json("certfleet")
             self.fill(row, measured, m, p)
             row.command = f"certfleet status -i <{m}-device inventory> --parallel {p} -o json"
             row.succeeded = self.check_outcomes(doc, measured, m, "ok")

@@ -33,6 +33,7 @@ __all__ = [
     "ReplyTimedOut",
     "StreamClient",
     "TlsRejected",
+    "open_tls",
 ]
 
 _USER_AGENT = "certfleet/0.1"
@@ -105,6 +106,37 @@ MAX_REPLY_BYTES = 16 * 1024 * 1024
 _NO_BODY = frozenset({204, 304})
 
 
+async def open_tls(
+    host: str, port: int, ctx: ssl.SSLContext, *, timeout: float, pin_sha256: str | None = None,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes | None]:
+    """A TLS connection verified by ``ctx`` (hostname included when it checks hostnames) or,
+    with ``pin_sha256``, by the certificate's SHA-256 — checked before anything is sent.
+    Returns the streams and the DER of the certificate presented. Raises
+    :class:`TlsRejected`, :class:`ConnectTimedOut` or :class:`ConnectFailed`."""
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(
+                host, port, ssl=ctx, server_hostname=host if ctx.check_hostname else "",
+            )
+    except ssl.SSLCertVerificationError as exc:
+        raise TlsRejected(f"certificate verify failed: {exc.verify_message or exc}") from None
+    except TimeoutError:
+        raise ConnectTimedOut("connection timed out") from None
+    except (OSError, ssl.SSLError) as exc:
+        raise ConnectFailed(str(exc) or type(exc).__name__) from None
+    ssl_object = writer.get_extra_info("ssl_object")
+    der: bytes | None = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+    if pin_sha256 is not None:
+        seen = hashlib.sha256(der).hexdigest() if der else "no certificate"
+        if seen != pin_sha256:
+            writer.close()
+            raise TlsRejected(
+                f"certificate SHA-256 {seen} does not match the pinned {pin_sha256}",
+                pinned=True,
+            )
+    return reader, writer, der
+
+
 class StreamClient:
     """One device's HTTP/1.1 client on asyncio streams: one keep-alive TLS connection,
     requests one at a time (a device's calls are sequential).
@@ -132,32 +164,6 @@ class StreamClient:
         self._read_timeout = read_timeout
         self._stream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._origin: tuple[str, int] | None = None
-
-    async def _connect(self, host: str, port: int) -> tuple[asyncio.StreamReader,
-                                                            asyncio.StreamWriter]:
-        try:
-            async with asyncio.timeout(self._connect_timeout):
-                reader, writer = await asyncio.open_connection(
-                    host, port, ssl=self._ctx,
-                    server_hostname=host if self._ctx.check_hostname else "",
-                )
-        except ssl.SSLCertVerificationError as exc:
-            raise TlsRejected(f"certificate verify failed: {exc.verify_message or exc}") from None
-        except TimeoutError:
-            raise ConnectTimedOut("connection timed out") from None
-        except (OSError, ssl.SSLError) as exc:
-            raise ConnectFailed(str(exc) or type(exc).__name__) from None
-        if self._pin is not None:
-            ssl_object = writer.get_extra_info("ssl_object")
-            der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
-            seen = hashlib.sha256(der).hexdigest() if der else "no certificate"
-            if seen != self._pin:
-                writer.close()
-                raise TlsRejected(
-                    f"certificate SHA-256 {seen} does not match the pinned {self._pin}",
-                    pinned=True,
-                )
-        return reader, writer
 
     async def request(
         self,
@@ -191,7 +197,9 @@ class StreamClient:
             await self.aclose()  # the device closed the idle connection
             stream = None
         if stream is None:
-            stream = self._stream = await self._connect(host, port)
+            reader, writer, _ = await open_tls(host, port, self._ctx, pin_sha256=self._pin,
+                                               timeout=self._connect_timeout)
+            stream = self._stream = (reader, writer)
             self._origin = (host, port)
         reader, writer = stream
         try:

@@ -24,7 +24,6 @@ import asyncio
 import base64
 import contextlib
 import functools
-import hashlib
 import random
 import ssl
 import time
@@ -53,6 +52,7 @@ from fleet.xapi._http import (
     ReplyTimedOut,
     StreamClient,
     TlsRejected,
+    open_tls,
 )
 from fleet.xapi.transport import (
     Exchange,
@@ -120,35 +120,41 @@ async def fetch_peer_certificate(device: Device, *, timeout: float = 10.0) -> by
     really served (a keep-alive connection would still show the old one)."""
     if not device.host:
         raise UnreachableError(f"{device.name} has no host", device=device.name)
-    ctx = ssl_context_for(device.verify)
     where = f"{device.host}:{device.port}"
     try:
-        async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(
-                device.host, device.port, ssl=ctx, server_hostname=device.host
-            )
-    except ssl.SSLCertVerificationError as exc:
-        raise TlsVerifyError(
-            f"TLS certificate of {where} did not verify against {device.verify}: "
-            f"{exc.verify_message}",
-            device=device.name,
-        ) from exc
-    except (OSError, TimeoutError) as exc:
-        raise UnreachableError(f"TLS handshake with {where} failed: {exc}",
-                               device=device.name) from exc
-    try:
-        ssl_object = writer.get_extra_info("ssl_object")
-        der: bytes | None = ssl_object.getpeercert(binary_form=True) if ssl_object else None
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError, ssl.SSLError):
-            await writer.wait_closed()
-    del reader
+        _, writer, der = await open_tls(
+            device.host, device.port, ssl_context_for(device.verify), timeout=timeout,
+            pin_sha256=device.verify.pin_sha256 if device.verify.mode == "pin" else None,
+        )
+    except HttpFailure as exc:
+        raise _device_error(device, exc) from None
+    writer.close()
+    with contextlib.suppress(OSError, ssl.SSLError):
+        await writer.wait_closed()
     if not der:
         raise BadReplyError(f"{where} presented no certificate", device=device.name)
-    if device.verify.mode == "pin" and hashlib.sha256(der).hexdigest() != device.verify.pin_sha256:
-        raise TlsVerifyError(f"TLS pin check failed for {where}", device=device.name)
     return der
+
+
+def _device_error(device: Device, exc: HttpFailure) -> DeviceError:
+    """What an HTTP failure with ``device`` is, in certfleet's error tree."""
+    where = f"{device.host}:{device.port}"
+    if isinstance(exc, TlsRejected):
+        if exc.pinned:
+            return TlsVerifyError(f"TLS pin check failed for {where}: {exc.message}",
+                                  device=device.name)
+        return TlsVerifyError(
+            f"TLS certificate of {where} did not verify against {device.verify}: "
+            f"{exc.message}; fix the trust setting (verify:) rather than turning checks off",
+            device=device.name,
+        )
+    if isinstance(exc, ConnectTimedOut):
+        return UnreachableError(f"connection to {where} timed out", device=device.name)
+    if not exc.sent:
+        return UnreachableError(f"cannot connect to {where}: {exc.message}", device=device.name)
+    if isinstance(exc, ReplyTimedOut):
+        return TimeoutError_(f"{exc.message} from {where}", device=device.name)
+    return TransportError(f"connection to {where} broke: {exc.message}", device=device.name)
 
 
 class LocalClients:
@@ -401,7 +407,7 @@ class LocalTransport:
                 )
                 exchange.http_status = response.status
             except HttpFailure as exc:
-                error = self._device_error(exc)
+                error = _device_error(self.device, exc)
                 retryable = not isinstance(exc, TlsRejected) and (idempotent or not exc.sent)
                 if retryable and attempt + 1 < self._retry.attempts:
                     await asyncio.sleep(self._retry.delay(attempt))
@@ -418,23 +424,6 @@ class LocalTransport:
                 attempt += 1
                 continue
             return response
-
-    def _device_error(self, exc: HttpFailure) -> DeviceError:
-        where = f"{self.device.host}:{self.device.port}"
-        if isinstance(exc, TlsRejected):
-            if exc.pinned:
-                return TlsVerifyError(f"TLS pin check failed for {where}: {exc.message}")
-            return TlsVerifyError(
-                f"TLS certificate of {where} did not verify against {self.device.verify}: "
-                f"{exc.message}; fix the trust setting (verify:) rather than turning checks off"
-            )
-        if isinstance(exc, ConnectTimedOut):
-            return UnreachableError(f"connection to {where} timed out")
-        if not exc.sent:
-            return UnreachableError(f"cannot connect to {where}: {exc.message}")
-        if isinstance(exc, ReplyTimedOut):
-            return TimeoutError_(f"{exc.message} from {where}")
-        return TransportError(f"connection to {where} broke: {exc.message}")
 
     def _record(self, exchange: Exchange) -> None:
         if self._recorder is not None:

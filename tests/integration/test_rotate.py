@@ -175,8 +175,11 @@ def test_sigkill_mid_rotation_then_resume(slow_sim: Any, lab: Path, tmp_path: Pa
         time.sleep(0.1)
         if not journal.exists():
             continue
-        with sqlite3.connect(journal) as db:
-            rows = db.execute("SELECT device, state FROM keys").fetchall()
+        try:
+            with sqlite3.connect(journal) as db:
+                rows = db.execute("SELECT device, state FROM keys").fetchall()
+        except sqlite3.OperationalError:  # the file is there, its tables not yet
+            continue
         done = [d for d, s in rows if s == "done"]
         if len(rows) >= 3 and len(done) >= 1 and len(done) < len(rows):
             keys_before_kill = {d: 1 for d, _ in rows}

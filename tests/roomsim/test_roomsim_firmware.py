@@ -304,3 +304,32 @@ def test_serve_refuses_an_unknown_release(tmp_path: Path):
 
     assert main(["serve", "--state", str(tmp_path / "s"), "--firmware", "11.25"]) == 2
     assert not (tmp_path / "s").exists()
+
+
+async def test_every_status_and_configuration_is_in_the_release_value_space(sim_factory):
+    sim = sim_factory(devices=len(MIX), firmware="mix")
+    await sim.start()
+    try:
+        for name, device in sim.devices.items():
+            model, code = device.model, device.product_code
+            for top, lookup in (("Status", model.status), ("Configuration", model.configuration)):
+                tree = device.getxml(top)
+                leaves = [(path, element) for path, element in _leaves(tree) if len(element) == 0]
+                assert leaves, (name, top)
+                for path, element in leaves:
+                    node = lookup(path, code)
+                    assert node is not None, (name, path)
+                    if node.value is not None and element.text:
+                        assert node.value.accepts(element.text), (name, path, element.text)
+    finally:
+        await sim.stop()
+
+
+def _leaves(element: ET.Element, prefix: str = "") -> list[tuple[str, ET.Element]]:
+    found = []
+    for child in element:
+        label = child.tag if child.get("item") is None else f"{child.tag}[{child.get('item')}]"
+        path = f"{prefix}/{label}" if prefix else label
+        found.append((path, child))
+        found += _leaves(child, path)
+    return found

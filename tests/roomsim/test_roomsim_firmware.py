@@ -333,3 +333,17 @@ def _leaves(element: ET.Element, prefix: str = "") -> list[tuple[str, ET.Element
         found.append((path, child))
         found += _leaves(child, path)
     return found
+
+
+async def test_a_refused_value_is_not_echoed(fleet):
+    _, device = fleet
+    secret = "c" * 300  # longer than 11.24.1's 128 and 26.1.1's 256
+    request = SCEP_REQUEST.format(fp=FP).replace(
+        "<CommonName>room</CommonName>", f"<CommonName>room</CommonName>"
+        f"<ChallengePassword>{secret}</ChallengePassword>")
+    for name in ("room-001", "room-002"):
+        reply = await device(name).putxml(request)
+        result = reply.find("SCEPRequestResult")
+        assert result.get("status") == "ParameterError", name
+        assert "ChallengePassword" in result.findtext("Reason")
+        assert secret[:20] not in ET.tostring(reply, encoding="unicode")

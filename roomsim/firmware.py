@@ -139,17 +139,24 @@ class RequestRecord:
     body: bool = False
 
 
+def _kept(name: str, value: str) -> str:
+    """Secrets (passwords, challenges) are kept as stars of their length: enough to check
+    them against a value space, nothing to leak."""
+    return "*" * len(value) if "password" in name.lower() else value
+
+
 class RequestLog:
     def __init__(self, limit: int = LOG_LIMIT) -> None:
         self.records: deque[RequestRecord] = deque(maxlen=limit)
 
     def command(self, via: str, path: Sequence[str], params: Mapping[str, Iterable[str]],
                 body: bool = False) -> None:
-        pairs = tuple((name, str(v)) for name, values in params.items() for v in values)
+        pairs = tuple((name, _kept(name, str(v))) for name, values in params.items()
+                      for v in values)
         self.records.append(RequestRecord(via, "command", "/".join(path), pairs, body))
 
     def configuration(self, via: str, key: str, value: str) -> None:
-        self.records.append(RequestRecord(via, "configuration", key, (("", value),)))
+        self.records.append(RequestRecord(via, "configuration", key, (("", _kept(key, value)),)))
 
     def __iter__(self) -> Iterator[RequestRecord]:
         return iter(list(self.records))
@@ -170,8 +177,10 @@ def record_violations(firmware: Firmware, records: Iterable[RequestRecord]) -> l
             if node is None:
                 found.append(f"{record.via}: configuration {record.path}: not in {where}")
             elif node.value is not None and not node.value.accepts(record.params[0][1]):
-                found.append(f"{record.via}: configuration {record.path} = "
-                             f"{record.params[0][1]!r}: not {node.value.describe()} ({where})")
+                value = record.params[0][1]
+                shown = f"{value!r}" if node.value.kind != "String" else f"length {len(value)}"
+                found.append(f"{record.via}: configuration {record.path} = {shown}: not "
+                             f"{node.value.describe()} ({where})")
             continue
         spec = model.command(record.path.replace("/", " "), code)
         if spec is None:
@@ -184,6 +193,7 @@ def record_violations(firmware: Firmware, records: Iterable[RequestRecord]) -> l
             if param is None:
                 found.append(f"{record.via}: {record.path}: no parameter {name} in {where}")
             elif not param.accepts(value):
-                found.append(f"{record.via}: {record.path} {name}: {value!r} is not "
+                shown = f"{value!r}" if param.kind != "String" else f"length {len(value)}"
+                found.append(f"{record.via}: {record.path} {name}: {shown} is not "
                              f"{param.describe()} ({where})")
     return found

@@ -347,3 +347,6 @@ async def test_a_refused_value_is_not_echoed(fleet):
         assert result.get("status") == "ParameterError", name
         assert "ChallengePassword" in result.findtext("Reason")
         assert secret[:20] not in ET.tostring(reply, encoding="unicode")
+    logged = [p for r in list(fleet[0].devices["room-001"].requests) for p in r.params]
+    assert ("ChallengePassword", "*" * 300) in logged and secret not in repr(logged)
+    assert any("ChallengePassword: length 300" in v for v in fleet[0].violations())

@@ -18,6 +18,7 @@ every configuration write each device received, over every API, refused or not;
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -84,8 +85,17 @@ class Firmware:
         numbers = self.release if self.release.count(".") >= 3 else f"{self.release}.5"
         return f"ce{numbers}.{BUILD_ID}"
 
+    @property
+    def has_wifi(self) -> bool:
+        return _has_wifi(self)
+
     def describe(self) -> str:
         return f"RoomOS {self.release} on {self.product.platform}"
+
+
+@functools.cache
+def _has_wifi(firmware: Firmware) -> bool:
+    return firmware.model.command("Network Wifi Configure", firmware.product.code) is not None
 
 
 def check_choice(text: str) -> str:

@@ -390,3 +390,45 @@ class SimScepResponder:
             "signer_infos": [signer_info],
         })
         return bytes(cms.ContentInfo({"content_type": "signed_data", "content": signed}).dump())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python3 -m roomsim.scep_responder --state DIR`: serve until Ctrl-C or SIGTERM. Prints
+    the three values an enrollment needs as shell `export` lines (the challenge as a `file:`
+    reference to a mode-0600 file in DIR, never the value), then `ready`."""
+    import argparse
+    import contextlib
+    import os
+    import signal
+    import sys
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(prog="python3 -m roomsim.scep_responder",
+                                     description=f"{SIMULATED_LABEL} on 127.0.0.1")
+    parser.add_argument("--state", type=Path, required=True,
+                        help="folder for the challenge file (made if missing)")
+    parser.add_argument("--days", type=int, default=365, help="validity of issued certificates")
+    args = parser.parse_args(argv)
+    state: Path = args.state.resolve()
+    state.mkdir(parents=True, exist_ok=True)
+    challenge_file = state / "scep-challenge"
+    challenge = secrets.token_urlsafe(18)
+    fd = os.open(challenge_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(challenge + "\n")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with SimScepResponder(challenge=challenge, days=args.days) as responder:
+        print(f"{SIMULATED_LABEL} (not a real CA) at {responder.url}", file=sys.stderr)
+        print(f"export SCEP_URL={responder.url}")
+        print(f"export SCEP_CA_SHA256={responder.ca_sha256}")
+        print(f"export SCEP_CHALLENGE_REF=file:{challenge_file}")
+        print("ready", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -96,6 +96,12 @@ def test_every_verb_has_an_example_in_its_help(verb: tuple[str, ...], cli: Any) 
     assert match[1].startswith("certfleet " + " ".join(verb)), match[1]
 
 
+def test_the_root_help_says_where_to_start(cli: Any) -> None:
+    result = cli("--help")
+    assert result.exit_code == 0
+    assert "Example: certfleet demo" in " ".join(result.stdout.split())
+
+
 def test_shell_completion_is_documented_and_works(cli: Any) -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert "certfleet --install-completion" in readme

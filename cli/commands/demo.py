@@ -163,6 +163,10 @@ class _Story:
 
     def enroll_dot1x_wifi(self) -> None:
         f, step = self.files, self.step
+        # Always roomsim's simulated responder, even where Debian's scepserver is installed:
+        # scepserver 2.1.0 listens on every interface, and keeping it on loopback takes a
+        # network namespace (root), which a demo run by any user after a pip install cannot
+        # count on. The tests and the README's SCEP walkthrough use the real server.
         with scep_responder(f.scep_challenge) as scep:
             render.stdout().print()
             render.heading("SCEP: SIMULATED responder")

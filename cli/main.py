@@ -23,6 +23,7 @@ from cli.commands import (
     sim,
     status,
 )
+from cli.examples import add_examples
 from cli.options import REPORTING
 from fleet import __version__
 
@@ -95,6 +96,7 @@ app.command("dot1x")(network.dot1x)
 app.command("wifi")(network.wifi)
 app.command("report")(report.report)
 app.command("demo")(demo.demo)
+add_examples(app)
 
 
 def main() -> None:

@@ -154,7 +154,9 @@ def _outcome(outcome: Outcome) -> Text:
 
 def _changes(result: DeviceResult, dry_run: bool) -> str:
     if not result.changes:
-        return "nothing to do" if result.outcome is Outcome.OK else ""
+        if result.outcome is not Outcome.OK:
+            return ""
+        return redact(result.message) if result.message else "nothing to do"
     verb = "would " if dry_run else ""
     lines = []
     for change in result.changes:

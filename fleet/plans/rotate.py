@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from fleet.durations import format_duration
 from fleet.errors import DeviceSkipped, InputError
 from fleet.journal import KeyRecord
 from fleet.pki.bundle import parse_bundle
@@ -97,6 +98,7 @@ class Rotate:
         if self.force:
             return "forced"
         by_fp = {c.fingerprint: c for c in state.current}
+        soonest: float | None = None
         for purpose in self.purposes:
             fp = state.active.get(purpose)
             if fp is None:
@@ -105,12 +107,18 @@ class Rotate:
             if days is None or days * 86400 < self.renew_before.total_seconds():
                 return f"{purpose} certificate expires in {days:.0f} days" if days is not None \
                     else f"{purpose} certificate has no readable expiry"
+            soonest = days if soonest is None else min(soonest, days)
+        # not due: say why, so a quiet nightly run is not mistaken for one that did nothing
+        if soonest is not None:
+            ctx.result.message = (f"not due: {soonest:.0f} days left, "
+                                  f"renew-before {format_duration(self.renew_before)}")
         return None
 
     def diff(self, ctx: DeviceContext, state: RotateState) -> list[Change]:
         reason = self._due(ctx, state)
         if reason is None:
             return []
+        ctx.result.message = ""
         return [Change("cert.rotate", ",".join(self.purposes),
                        f"{reason} → new key, signed by {self.signer.name}")]
 

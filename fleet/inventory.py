@@ -137,6 +137,11 @@ _TEXT_TAGS: Final = frozenset(
 )
 #: deeper than this is not an inventory (and libyaml's composer recurses on the C stack)
 _MAX_DEPTH: Final = 32
+#: ``<<`` merge keys: how many mappings one merge may reach through merges of merges, and how
+#: many merged entries the whole file may expand to (a base plus one per byte of text: every
+#: ordinary use of an alias costs bytes, a "merge bomb" of ``<<: [*a, *a, ...]`` does not)
+_MAX_MERGE_DEPTH: Final = 32
+_MERGE_BUDGET_BASE: Final = 100_000
 _MAX_CA_FILE: Final = 16 * 1024 * 1024
 
 
@@ -869,6 +874,8 @@ class _Loader:
         self._bases: dict[tuple[str, ...], tuple[_Layer, CertificateTemplate | str]] = {}
         self._defaults = _Layer()
         self._ints = SafeConstructor()
+        self._merge_budget = _MERGE_BUDGET_BASE
+        self._merge_line = 0  # the line of the outermost << being expanded
         self._handlers: dict[str, Callable[[_Layer, Node, str], None]] = {
             "transport": self._set_transport,
             "username": self._set_username,
@@ -898,6 +905,7 @@ class _Loader:
     # -- the whole file
 
     def load(self, text: str) -> Inventory:
+        self._merge_budget = _MERGE_BUDGET_BASE + len(text)
         root = self._compose(text)
         if root is None or _is_null(root):
             raise self.fail("the inventory is empty: it needs at least a devices: section")
@@ -964,12 +972,14 @@ class _Loader:
             node: Node | None = yaml.compose(text, Loader=_YamlLoader)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
+            line = mark.line + 1 if mark else None
+            if "nesting depth" in (exc.problem or ""):
+                # libyaml's own limit (PyYAML >= 6.0.4) can fire before certfleet's own check
+                raise self.fail(f"nested more than {_MAX_DEPTH} levels deep", line) from None
             detail = exc.problem or exc.context or "invalid YAML"
             if exc.context and exc.problem:
                 detail = f"{exc.problem} ({exc.context})"
-            raise self.fail(
-                f"YAML syntax error: {detail}", mark.line + 1 if mark else None
-            ) from None
+            raise self.fail(f"YAML syntax error: {detail}", line) from None
         except yaml.reader.ReaderError as exc:
             line = text[: exc.position].count("\n") + 1
             char = exc.character
@@ -992,16 +1002,38 @@ class _Loader:
                 depth -= 1
 
     def _mapping(
-        self, node: MappingNode, path: str, seen: frozenset[int] = frozenset()
+        self, node: MappingNode, path: str, seen: tuple[int, ...] = ()
     ) -> _Entries:
-        """The entries of a mapping: duplicate keys reported, ``<<`` merge keys applied."""
+        """The entries of a mapping: duplicate keys reported, ``<<`` merge keys applied.
+
+        ``seen`` is the chain of mappings this one is being merged into; its length bounds the
+        depth of merges of merges, and every entry a merge reaches is charged to the file's
+        budget, so that nested ``<<: [*a, *a, ...]`` fails at once instead of growing ninefold
+        per level.
+        """
         entries: _Entries = {}
         merged: _Entries = {}
         if node.tag != _T_MAP:
             self.problem(_line(node), path or None, f"unsupported YAML tag {node.tag!r}")
+        if seen:
+            self._merge_budget -= len(node.value)
+            if self._merge_budget < 0:
+                raise self.fail(
+                    "this << merge expands to too many entries for the size of the file "
+                    "(aliases merged into aliases, many times over)",
+                    self._merge_line,
+                )
         for knode, vnode in node.value:
             if knode.tag == _T_MERGE:
-                self._merge_key(vnode, path, merged, seen | {id(node)})
+                if len(seen) >= _MAX_MERGE_DEPTH:
+                    raise self.fail(
+                        f"<< merges a mapping that merges another, more than "
+                        f"{_MAX_MERGE_DEPTH} levels deep",
+                        _line(knode),
+                    )
+                if not seen:
+                    self._merge_line = _line(knode)
+                self._merge_key(vnode, path, merged, (*seen, id(node)))
                 continue
             kpath = path or "(top level)"
             if not isinstance(knode, ScalarNode) or _is_null(knode):
@@ -1020,7 +1052,7 @@ class _Loader:
             entries.setdefault(key, entry)
         return entries
 
-    def _merge_key(self, vnode: Node, path: str, into: _Entries, seen: frozenset[int]) -> None:
+    def _merge_key(self, vnode: Node, path: str, into: _Entries, seen: tuple[int, ...]) -> None:
         sources = vnode.value if isinstance(vnode, SequenceNode) else [vnode]
         for source in sources:
             if not isinstance(source, MappingNode):

@@ -14,10 +14,11 @@ from typing import Any
 from cryptography import x509
 
 from fleet.errors import InputError
+from fleet.masking import mask_url_userinfo
 from fleet.pki.signers.base import Signer
 from fleet.secrets import parse_secret_ref
 
-__all__ = ["SIGNERS", "SignerSpec", "build_signer"]
+__all__ = ["SIGNERS", "SignerSpec", "build_signer", "check_scep_options"]
 
 SIGNERS = ("local-ca", "files", "command", "scep")
 
@@ -60,9 +61,39 @@ class SignerSpec:
         missing = [name for name, value in needs[self.kind] if not value]
         if missing:
             raise InputError(f"--signer {self.kind} needs {' and '.join(missing)}")
+        if self.kind == "scep":
+            assert self.scep_url and self.scep_ca_fingerprint
+            check_scep_options(self.scep_url, self.scep_ca_fingerprint,
+                               url_option="--scep-url",
+                               fingerprint_option="--scep-ca-fingerprint")
         for ref in (self.ca_passphrase, self.scep_challenge):
             if ref:
                 parse_secret_ref(ref)
+
+
+def check_scep_options(
+    url: str, fingerprint: str, *, url_option: str, fingerprint_option: str
+) -> None:
+    """A SCEP server URL (http/https with a host) and a CA fingerprint, checked before anything
+    is sent anywhere: InputError naming the option (the URL shown without its userinfo)."""
+    import httpx
+
+    from fleet.pki.scep import normalise_fingerprint
+
+    shown = mask_url_userinfo(url)
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        raise InputError(f"{url_option} {shown!r} is not a URL: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise InputError(
+            f"{url_option} {shown!r}: a SCEP server URL is http:// or https:// with a host, "
+            "e.g. http://ca.example.com:8080/scep"
+        )
+    try:
+        normalise_fingerprint(fingerprint)
+    except ValueError as exc:
+        raise InputError(f"{fingerprint_option}: {exc}") from None
 
 
 async def build_signer(spec: SignerSpec) -> tuple[Signer, tuple[x509.Certificate, ...]]:

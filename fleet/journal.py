@@ -430,6 +430,34 @@ class Journal:
         return KeyRecord(key_id, run_id, dev, tuple(purp.split(",")), kind, bytes(blob), pub,
                          csr, cert, state)
 
+    def sample_key(
+        self, devices: Sequence[str] = (), purposes: Sequence[str] = ()
+    ) -> KeyRecord | None:
+        """A key to check a passphrase against: the newest unfinished key of one of
+        ``devices`` for ``purposes`` (the keys a run would reuse), else the newest key of all."""
+        marks = ",".join("?" for _ in _OPEN_KEY_STATES)
+        columns = ("id, run_id, device, purposes, key_kind, key_pem_encrypted, public_sha256,"
+                   " csr_pem, cert_pem, state")
+        wanted = set(devices)
+        row = None
+        if wanted:
+            for found in self._db.execute(
+                f"SELECT {columns} FROM keys WHERE purposes = ? AND state IN ({marks})"
+                " ORDER BY id DESC",
+                (",".join(purposes), *_OPEN_KEY_STATES),
+            ):
+                if found[2] in wanted:
+                    row = found
+                    break
+        if row is None:
+            row = self._db.execute(f"SELECT {columns} FROM keys ORDER BY id DESC LIMIT 1"
+                                   ).fetchone()
+        if row is None:
+            return None
+        (key_id, run_id, dev, purp, kind, blob, pub, csr, cert, state) = row
+        return KeyRecord(key_id, run_id, dev, tuple(purp.split(",")), kind, bytes(blob), pub,
+                         csr, cert, state)
+
     def keys(self, run_id: str | None = None) -> list[KeyRecord]:
         query = ("SELECT id, run_id, device, purposes, key_kind, key_pem_encrypted,"
                  " public_sha256, csr_pem, cert_pem, state FROM keys")

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from fleet.errors import DeviceSkipped, InputError
-from fleet.journal import KeyRecord
+from fleet.errors import DeviceSkipped, InputError, PemError
+from fleet.journal import Journal, KeyRecord
 from fleet.pki.bundle import parse_bundle
 from fleet.pki.checks import check_for_device
 from fleet.pki.csr import build_csr
@@ -36,10 +37,30 @@ from fleet.results import Change
 from fleet.secrets import Secret
 from fleet.xapi.commands import CertificateInfo
 
-__all__ = ["Rotate", "RotateState"]
+__all__ = ["Rotate", "RotateState", "check_journal_passphrase"]
 
 #: journal step naming the certificates a new key's rotation replaces (comma-separated)
 SUPERSEDES = "supersedes"
+
+
+def check_journal_passphrase(
+    journal: Journal, passphrase: Secret, devices: Sequence[str], purposes: Sequence[str]
+) -> None:
+    """Before any device is contacted: the passphrase decrypts a key already in the journal
+    (one this run would reuse, else the newest). A mistyped one would fail every device with
+    a pending key and put every new key under a second passphrase."""
+    record = journal.sample_key(devices, purposes)
+    if record is None:
+        return
+    try:
+        load_key_pem(record.key_pem_encrypted, passphrase, source=f"journal key {record.id}")
+    except PemError:
+        raise InputError(
+            f"the journal passphrase does not decrypt the keys already in the journal "
+            f"{journal.path} (key {record.id}, {record.device}, run {record.run_id}); give the "
+            "passphrase they were made with (CERTFLEET_JOURNAL_PASSPHRASE or "
+            "--journal-passphrase), or use another --journal"
+        ) from None
 
 
 @dataclass

@@ -18,6 +18,7 @@ and power loss. All access is from the runner's one event-loop thread.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -31,6 +32,7 @@ from typing import Any
 import platformdirs
 
 from fleet.errors import InputError
+from fleet.masking import mask_command_line
 from fleet.results import DeviceResult, Outcome, RunResult
 
 __all__ = [
@@ -140,10 +142,13 @@ class KeyRecord:
 class Journal:
     """One SQLite file. Open with :meth:`open`; close with :meth:`close` (or ``with``)."""
 
-    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+    def __init__(self, path: Path, connection: sqlite3.Connection, lock_fd: int) -> None:
         self.path = path
         self._db = connection
         self._durable = True  # open() starts with synchronous=FULL
+        #: the database file itself, open for the run lock (see :meth:`lock`); closed only
+        #: after SQLite's connection, never while SQLite may hold its own locks on the file
+        self._lock_fd = lock_fd
 
     @classmethod
     def open(cls, path: str | Path | None = None) -> Journal:
@@ -155,8 +160,13 @@ class Journal:
                 # the journal holds (encrypted) keys: owner-only from the first byte
                 fd = os.open(target, os.O_CREAT | os.O_WRONLY, 0o600)
                 os.close(fd)
+            lock_fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise InputError(f"cannot open the journal {target}: {exc}") from exc
+        try:
             db = sqlite3.connect(target, isolation_level=None, timeout=30.0)
-        except (OSError, sqlite3.Error) as exc:
+        except sqlite3.Error as exc:
+            os.close(lock_fd)
             raise InputError(f"cannot open the journal {target}: {exc}") from exc
         try:
             db.execute("PRAGMA journal_mode=WAL")
@@ -165,11 +175,17 @@ class Journal:
             db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             db.close()
+            os.close(lock_fd)
             raise InputError(f"{target} is not a certfleet journal: {exc}") from exc
-        return cls(target, db)
+        return cls(target, db, lock_fd)
 
     def close(self) -> None:
-        self._db.close()
+        try:
+            self._db.close()
+        finally:
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)
+                self._lock_fd = -1
 
     def __enter__(self) -> Journal:
         return self
@@ -203,29 +219,41 @@ class Journal:
     def lock(self, command: str) -> Iterator[None]:
         """Held by every run that changes devices: two such runs from one journal would
         change the same devices at once. The lock dies with its process (flock), so a
-        killed run never leaves it stale."""
+        killed run never leaves it stale.
+
+        It is an flock on the database file itself, so every name of that file (a symlink,
+        a hard link in another folder) shares it. flock and SQLite's own fcntl locks do not
+        interact on local file systems. Who holds it is written, for the message only, to
+        ``<resolved database path>.lock``."""
         import fcntl
 
-        path = self.path.with_name(self.path.name + ".lock")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        info_path = Path(os.path.realpath(self.path))
+        info_path = info_path.with_name(info_path.name + ".lock")
         try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
-                raise InputError(
-                    f"another certfleet run is changing devices from the journal {self.path}"
-                    f" ({holder or 'unknown'}); wait for it, or use another --journal"
-                ) from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"pid {os.getpid()}: {command}".encode(), 0)
-            try:
-                yield
-            finally:
-                os.ftruncate(fd, 0)
-                fcntl.flock(fd, fcntl.LOCK_UN)
+                holder = info_path.read_text("utf-8", "replace").strip()[:400]
+            except OSError:
+                holder = ""
+            raise InputError(
+                f"another certfleet run is changing devices from the journal {self.path}"
+                f" ({holder or 'another name for the same file'}); wait for it, or use "
+                "another --journal"
+            ) from None
+        try:
+            with contextlib.suppress(OSError):
+                flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
+                fd = os.open(info_path, flags, 0o600)
+                try:
+                    os.write(fd, f"pid {os.getpid()}: {mask_command_line(command)}".encode())
+                finally:
+                    os.close(fd)
+            yield
         finally:
-            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.truncate(info_path, 0)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     # -- runs ------------------------------------------------------------------------
 

@@ -75,3 +75,36 @@ def test_not_a_journal(tmp_path: Path) -> None:
     path.write_text("this is not sqlite" * 100)
     with pytest.raises(InputError, match="not a certfleet journal"):
         Journal.open(path)
+
+
+# ------------------------------------------------------------------ one lock per file
+
+
+@pytest.mark.parametrize("link", ["symlink", "hardlink"])
+def test_run_lock_holds_through_another_name_for_the_same_file(tmp_path: Path, link: str) -> None:
+    real = tmp_path / "a" / "journal.sqlite"
+    with Journal.open(real):
+        pass
+    other = tmp_path / "b" / "other-name.sqlite"  # another folder: no sidecar file in common
+    other.parent.mkdir()
+    if link == "symlink":
+        other.symlink_to(real)
+    else:
+        os.link(real, other)
+    with Journal.open(real) as first, first.lock("certfleet rotate --purpose HTTPS"):
+        with Journal.open(other) as second, pytest.raises(InputError) as info, \
+                second.lock("certfleet push-ca corp.pem"):
+            pytest.fail("a second run got the lock through another name")
+        assert "another certfleet run" in str(info.value)
+    # and once the first run is over, the other name can lock it
+    with Journal.open(other) as second, second.lock("certfleet push-ca corp.pem"):
+        pass
+
+
+def test_run_lock_is_released_and_taken_again(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    with Journal.open(path) as journal:
+        for _ in range(3):
+            with journal.lock("certfleet rotate"):
+                journal.start_run(_run(f"r{_}"), inventory=None, args={})
+        assert len(journal.runs()) == 3

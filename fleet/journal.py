@@ -23,6 +23,7 @@ import datetime as dt
 import json
 import os
 import sqlite3
+import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -105,6 +106,37 @@ def default_journal_path() -> Path:
     return Path(platformdirs.user_data_dir("certfleet")) / "journal.sqlite"
 
 
+def _make_private(target: Path, fd: int) -> list[str]:
+    """The journal holds (encrypted) keys and every run's record: it must be the user's own
+    and readable by no one else. Someone else's file is refused (its keys are not ours to
+    use, and its owner can read what we would add); our own file with group or other bits is
+    made 0600, with a warning, and so are SQLite's ``-wal`` / ``-shm`` files beside it."""
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError(f"the journal {target} is not a regular file")
+    if info.st_uid != os.geteuid():
+        raise InputError(
+            f"the journal {target} belongs to uid {info.st_uid}, not to you (uid "
+            f"{os.geteuid()}): certfleet keeps keys in it and uses only a journal of its own; "
+            "give another --journal"
+        )
+    warnings: list[str] = []
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o077:
+        os.fchmod(fd, 0o600)
+        warnings.append(f"the journal {target} was mode {mode:04o} (readable by others); "
+                        "made it 0600")
+    resolved = Path(os.path.realpath(target))
+    for suffix in ("-wal", "-shm"):
+        side = resolved.with_name(resolved.name + suffix)
+        with contextlib.suppress(OSError):
+            side_info = os.lstat(side)
+            if stat.S_ISREG(side_info.st_mode) and side_info.st_uid == os.geteuid() \
+                    and side_info.st_mode & 0o077:
+                os.chmod(side, 0o600)
+    return warnings
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat()
 
@@ -149,6 +181,8 @@ class Journal:
         #: the database file itself, open for the run lock (see :meth:`lock`); closed only
         #: after SQLite's connection, never while SQLite may hold its own locks on the file
         self._lock_fd = lock_fd
+        #: what :meth:`open` corrected and the user should hear about
+        self.warnings: list[str] = []
 
     @classmethod
     def open(cls, path: str | Path | None = None) -> Journal:
@@ -164,6 +198,11 @@ class Journal:
         except OSError as exc:
             raise InputError(f"cannot open the journal {target}: {exc}") from exc
         try:
+            warnings = _make_private(target, lock_fd)
+        except InputError:
+            os.close(lock_fd)
+            raise
+        try:
             db = sqlite3.connect(target, isolation_level=None, timeout=30.0)
         except sqlite3.Error as exc:
             os.close(lock_fd)
@@ -177,7 +216,9 @@ class Journal:
             db.close()
             os.close(lock_fd)
             raise InputError(f"{target} is not a certfleet journal: {exc}") from exc
-        return cls(target, db, lock_fd)
+        journal = cls(target, db, lock_fd)
+        journal.warnings = warnings
+        return journal
 
     def close(self) -> None:
         try:
@@ -269,7 +310,8 @@ class Journal:
             db.execute(
                 "INSERT INTO runs (run_id, command, verb, inventory, args, dry_run, started,"
                 " resumed_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (run.run_id, run.command, run.verb, inventory, json.dumps(args),
+                (run.run_id, mask_command_line(run.command), run.verb, inventory,
+                 json.dumps(args),
                  int(run.dry_run), run.started.isoformat(), resumed_from),
             )
 

@@ -10,7 +10,7 @@ from rich.text import Text
 
 from cli import render
 from cli.options import JournalOpt, OutputFormat, OutputOpt
-from cli.runtime import guarded
+from cli.runtime import guarded, open_journal_at
 from fleet.journal import Journal
 
 app = typer.Typer(help="The run journal: what ran, per device, and resuming.",
@@ -18,7 +18,7 @@ app = typer.Typer(help="The run journal: what ran, per device, and resuming.",
 
 
 def _open(journal: Path | None) -> Journal:
-    return Journal.open(journal)
+    return open_journal_at(journal)
 
 
 @app.command("list")

@@ -251,6 +251,10 @@ class CertificateTemplate:
     san_ip: tuple[str, ...] = ()
     san_email: tuple[str, ...] = ()
     san_uri: tuple[str, ...] = ()
+    #: when no SAN is given at all (the inventory names none, not even an empty list), the
+    #: device's host goes in the SAN as written: a DNS name as san_dns, an IP as san_ip. A
+    #: certificate without a SAN is unfit for HTTPS (TLS clients ignore the CN).
+    host_san: bool = True
 
     def __post_init__(self) -> None:
         if self.key not in KEY_TYPES:
@@ -277,6 +281,8 @@ class CertificateTemplate:
                 if problem:
                     raise InputError(problem)
             object.__setattr__(self, kind, values)
+        if any(getattr(self, kind) for kind in _SAN_KINDS):
+            object.__setattr__(self, "host_san", False)  # moot: one template, one meaning
 
     def render(self, device: Device) -> RenderedCertificate:
         """Fill the placeholders from ``device``; InputError (naming it) if the result is bad."""
@@ -324,6 +330,11 @@ class CertificateTemplate:
                     value = str(ipaddress.ip_address(value))
                 out[value] = None
             sans[kind] = tuple(out)
+        if self.host_san and not any(sans.values()) and device.host:
+            if _is_ip(device.host):
+                sans["san_ip"] = (str(ipaddress.ip_address(device.host)),)
+            elif _san_problem("san_dns", device.host, rendered=True) is None:
+                sans["san_dns"] = (device.host,)
         return RenderedCertificate(
             subject=tuple(subject),
             san_dns=sans["san_dns"],
@@ -853,6 +864,7 @@ def _template(cert: _CertLayer | None) -> CertificateTemplate:
         san_ip=cert.san_ip or (),
         san_email=cert.san_email or (),
         san_uri=cert.san_uri or (),
+        host_san=all(getattr(cert, kind) is None for kind in _SAN_KINDS),
     )
 
 

@@ -800,6 +800,38 @@ def test_render_fills_placeholders(tmp_path: Path) -> None:
     assert rendered.common_name == "room-7"
 
 
+def test_default_template_names_the_host_in_the_san(tmp_path: Path) -> None:
+    # With no SAN in the template, the device's host is named as written: a certificate with
+    # no subjectAltName is refused for HTTPS, so the old default was unfit for it.
+    path = write(
+        tmp_path,
+        """
+        devices:
+          by-name: {host: board-1.oslo.example.com}
+          by-ipv4: {host: 127.0.0.1}
+          by-ipv6: {host: "::1"}
+          in-cloud: {transport: cloud, device_id: abc, token: env:T}
+          key-only: {host: 127.0.0.2, certificate: {key: ec-p256}}
+          own-sans: {host: 127.0.0.3, certificate: {san_dns: ["{name}.rooms.example"]}}
+          no-sans: {host: 127.0.0.4, certificate: {san_dns: []}}
+        """,
+    )
+    devices = load_inventory(path).devices
+
+    def sans(name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        rendered = devices[name].certificate.render(devices[name])
+        return rendered.san_dns, rendered.san_ip
+
+    assert sans("by-name") == (("board-1.oslo.example.com",), ())
+    assert sans("by-ipv4") == ((), ("127.0.0.1",))
+    assert sans("by-ipv6") == ((), ("::1",))
+    assert sans("in-cloud") == ((), ())
+    assert sans("key-only") == ((), ("127.0.0.2",))
+    assert sans("own-sans") == (("own-sans.rooms.example",), ())
+    assert sans("no-sans") == ((), ())  # said in so many words: no SAN
+    assert devices["by-name"].certificate.render(devices["by-name"]).common_name == "by-name"
+
+
 def test_render_validates_san_ip_and_names_the_device() -> None:
     template = CertificateTemplate(san_ip=("10.0.{port}.1",))
     device = Device(name="room-9", host="h", port=443, certificate=template)

@@ -37,6 +37,7 @@ from fleet.masking import mask_command_line
 from fleet.results import DeviceResult, Outcome, RunResult
 
 __all__ = [
+    "KEY_ABANDONED_STEP",
     "Journal",
     "KeyRecord",
     "RunRecord",
@@ -169,6 +170,17 @@ class KeyRecord:
     csr_pem: str
     cert_pem: str | None
     state: str
+    created: str = ""
+    updated: str = ""
+
+    @property
+    def open(self) -> bool:
+        """Not done and not abandoned: a later rotate of its device would reuse it."""
+        return self.state in _OPEN_KEY_STATES
+
+
+#: a key that will never be used: what abandoned it is a step of its run with this name
+KEY_ABANDONED_STEP = "key abandoned"
 
 
 class Journal:
@@ -528,14 +540,55 @@ class Journal:
         return KeyRecord(key_id, run_id, dev, tuple(purp.split(",")), kind, bytes(blob), pub,
                          csr, cert, state)
 
-    def keys(self, run_id: str | None = None) -> list[KeyRecord]:
-        query = ("SELECT id, run_id, device, purposes, key_kind, key_pem_encrypted,"
-                 " public_sha256, csr_pem, cert_pem, state FROM keys")
-        params: tuple[str, ...] = ()
+    _KEY_COLUMNS = ("id, run_id, device, purposes, key_kind, key_pem_encrypted, public_sha256,"
+                    " csr_pem, cert_pem, state, created, updated")
+
+    def keys(self, run_id: str | None = None, *, open_only: bool = False) -> list[KeyRecord]:
+        """Keys, oldest first: of one run, and/or only the open ones (not done/abandoned)."""
+        where: list[str] = []
+        params: list[str] = []
         if run_id:
-            query += " WHERE run_id = ?"
-            params = (run_id,)
+            where.append("run_id = ?")
+            params.append(run_id)
+        if open_only:
+            where.append(f"state IN ({','.join('?' for _ in _OPEN_KEY_STATES)})")
+            params.extend(_OPEN_KEY_STATES)
+        query = f"SELECT {self._KEY_COLUMNS} FROM keys"
+        if where:
+            query += " WHERE " + " AND ".join(where)
         return [
-            KeyRecord(i, r, d, tuple(p.split(",")), k, bytes(b), pub, csr, cert, s)
-            for (i, r, d, p, k, b, pub, csr, cert, s) in self._db.execute(query, params)
+            KeyRecord(i, r, d, tuple(p.split(",")), k, bytes(b), pub, csr, cert, s, c, u)
+            for (i, r, d, p, k, b, pub, csr, cert, s, c, u)
+            in self._db.execute(query + " ORDER BY id", params)
         ]
+
+    def key(self, key_id: int) -> KeyRecord:
+        row = self._db.execute(f"SELECT {self._KEY_COLUMNS} FROM keys WHERE id = ?",
+                               (key_id,)).fetchone()
+        if row is None:
+            raise InputError(f"no key {key_id} in the journal {self.path}")
+        (i, r, d, p, k, b, pub, csr, cert, s, c, u) = row
+        return KeyRecord(i, r, d, tuple(p.split(",")), k, bytes(b), pub, csr, cert, s, c, u)
+
+    def abandon_key(self, key_id: int, reason: str) -> None:
+        """Never use this key again (a later rotate of its device makes a new one); why is
+        kept as a step of the run that made it."""
+        record = self.key(key_id)
+        with self._tx() as db:
+            db.execute("UPDATE keys SET state = 'abandoned', updated = ? WHERE id = ?",
+                       (_now(), key_id))
+            db.execute(
+                "INSERT INTO steps (run_id, device, step, detail, at) VALUES (?,?,?,?,?)",
+                (record.run_id, record.device, KEY_ABANDONED_STEP, f"key {key_id}: {reason}",
+                 _now()),
+            )
+
+    def abandon_reason(self, record: KeyRecord) -> str | None:
+        prefix = f"key {record.id}: "
+        for row in self._db.execute(
+            "SELECT detail FROM steps WHERE run_id = ? AND device = ? AND step = ?"
+            " ORDER BY id DESC", (record.run_id, record.device, KEY_ABANDONED_STEP)
+        ):
+            if row[0].startswith(prefix):
+                return str(row[0][len(prefix):])
+        return None

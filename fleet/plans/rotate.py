@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from fleet.errors import DeviceSkipped, InputError, PemError
+from fleet.errors import CertificateCheckError, DeviceSkipped, InputError, PemError
 from fleet.journal import Journal, KeyRecord
 from fleet.pki.bundle import parse_bundle
 from fleet.pki.checks import check_for_device
@@ -196,8 +196,17 @@ class Rotate:
         source = f"certificate from signer {self.signer.name}"
         anchors = [*self.anchors, *(c for c in signed.chain if c.issuer == c.subject),
                    *(certfleet_trust(device) if "HTTPS" in self.purposes else ())]
-        check_for_device(device, signed.cert, signed.chain, key, trusted=anchors,
-                         purposes=self.purposes, now=ctx.now, source=source)
+        try:
+            check_for_device(device, signed.cert, signed.chain, key, trusted=anchors,
+                             purposes=self.purposes, now=ctx.now, source=source)
+        except CertificateCheckError as exc:
+            # Unfit as signed: reusing it would fail the same way in every later run, even
+            # after the template is fixed. Nothing was sent to the device; the next rotate
+            # makes a new key. (A certificate certfleet itself would not trust afterwards,
+            # below, is fit: once the inventory trusts its CA it is used as it is.)
+            journal.abandon_key(key_id, f"the signed certificate is unfit: {exc.message}")
+            ctx.step("key abandoned", f"journal key {key_id}: a new key is made next time")
+            raise
         if "HTTPS" in self.purposes:
             check_certfleet_keeps_trust(device, signed.cert, signed.chain)
         new = NewCertificate(leaf=signed.cert, chain=tuple(c for c in signed.chain

@@ -131,3 +131,15 @@ def test_push_cert_dir_with_one_mismatched_key_is_refused_before_any_login(
     result = cli("push-cert", "--purpose", "HTTPS", "--dir", str(folder),
                  "-i", str(sim.inventory_path))
     assert_refused_up_front(result, sim, f"{names[-1]}.key.pem", "does not match")
+
+
+def test_unresolvable_signer_secrets_name_their_option(cli: Any, sim: Any, tmp_path: Path) -> None:
+    env = {"CERTFLEET_JOURNAL_PASSPHRASE": "journal-pass-1", "UNSET_CH": None}
+    scep = cli("rotate", "--purpose", "HTTPS", "--signer", "scep", "--scep-url",
+               "http://127.0.0.1:9/scep", "--scep-ca-fingerprint", FP, "--scep-challenge",
+               "env:UNSET_CH", "-i", str(sim.inventory_path), env=env)
+    assert_refused_up_front(scep, sim, "--scep-challenge", "UNSET_CH")
+    local = cli("rotate", "--purpose", "HTTPS", "--signer", "local-ca", "--ca-dir",
+                str(tmp_path), "--ca-passphrase", "env:UNSET_CH",
+                "-i", str(sim.inventory_path), env=env)
+    assert_refused_up_front(local, sim, "--ca-passphrase", "UNSET_CH")

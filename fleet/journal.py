@@ -18,12 +18,10 @@ and power loss. All access is from the runner's one event-loop thread.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
 import sqlite3
-import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +31,7 @@ from typing import Any
 import platformdirs
 
 from fleet.errors import InputError
+from fleet.journal_file import make_private, run_lock
 from fleet.masking import mask_command_line
 from fleet.results import DeviceResult, Outcome, RunResult
 
@@ -107,37 +106,6 @@ def default_journal_path() -> Path:
     return Path(platformdirs.user_data_dir("certfleet")) / "journal.sqlite"
 
 
-def _make_private(target: Path, fd: int) -> list[str]:
-    """The journal holds (encrypted) keys and every run's record: it must be the user's own
-    and readable by no one else. Someone else's file is refused (its keys are not ours to
-    use, and its owner can read what we would add); our own file with group or other bits is
-    made 0600, with a warning, and so are SQLite's ``-wal`` / ``-shm`` files beside it."""
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        raise InputError(f"the journal {target} is not a regular file")
-    if info.st_uid != os.geteuid():
-        raise InputError(
-            f"the journal {target} belongs to uid {info.st_uid}, not to you (uid "
-            f"{os.geteuid()}): certfleet keeps keys in it and uses only a journal of its own; "
-            "give another --journal"
-        )
-    warnings: list[str] = []
-    mode = stat.S_IMODE(info.st_mode)
-    if mode & 0o077:
-        os.fchmod(fd, 0o600)
-        warnings.append(f"the journal {target} was mode {mode:04o} (readable by others); "
-                        "made it 0600")
-    resolved = Path(os.path.realpath(target))
-    for suffix in ("-wal", "-shm"):
-        side = resolved.with_name(resolved.name + suffix)
-        with contextlib.suppress(OSError):
-            side_info = os.lstat(side)
-            if stat.S_ISREG(side_info.st_mode) and side_info.st_uid == os.geteuid() \
-                    and side_info.st_mode & 0o077:
-                os.chmod(side, 0o600)
-    return warnings
-
-
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat()
 
@@ -210,7 +178,7 @@ class Journal:
         except OSError as exc:
             raise InputError(f"cannot open the journal {target}: {exc}") from exc
         try:
-            warnings = _make_private(target, lock_fd)
+            warnings = make_private(target, lock_fd)
         except InputError:
             os.close(lock_fd)
             raise
@@ -278,35 +246,8 @@ class Journal:
         a hard link in another folder) shares it. flock and SQLite's own fcntl locks do not
         interact on local file systems. Who holds it is written, for the message only, to
         ``<resolved database path>.lock``."""
-        import fcntl
-
-        info_path = Path(os.path.realpath(self.path))
-        info_path = info_path.with_name(info_path.name + ".lock")
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            try:
-                holder = info_path.read_text("utf-8", "replace").strip()[:400]
-            except OSError:
-                holder = ""
-            raise InputError(
-                f"another certfleet run is changing devices from the journal {self.path}"
-                f" ({holder or 'another name for the same file'}); wait for it, or use "
-                "another --journal"
-            ) from None
-        try:
-            with contextlib.suppress(OSError):
-                flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
-                fd = os.open(info_path, flags, 0o600)
-                try:
-                    os.write(fd, f"pid {os.getpid()}: {mask_command_line(command)}".encode())
-                finally:
-                    os.close(fd)
+        with run_lock(self._lock_fd, self.path, command):
             yield
-        finally:
-            with contextlib.suppress(OSError):
-                os.truncate(info_path, 0)
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     # -- runs ------------------------------------------------------------------------
 

@@ -137,11 +137,13 @@ _TEXT_TAGS: Final = frozenset(
 )
 #: deeper than this is not an inventory (and libyaml's composer recurses on the C stack)
 _MAX_DEPTH: Final = 32
-#: ``<<`` merge keys: how many mappings one merge may reach through merges of merges, and how
-#: many merged entries the whole file may expand to (a base plus one per byte of text: every
-#: ordinary use of an alias costs bytes, a "merge bomb" of ``<<: [*a, *a, ...]`` does not)
+#: ``<<`` merge keys: how many mappings one merge may reach through merges of merges; and how
+#: many mapping entries and list items the whole file may expand to, counting every use of an
+#: alias (a base plus one per byte of text: without aliases a file is smaller than that; every
+#: ordinary use of an alias costs bytes, a "merge bomb" of ``<<: [*a, *a, ...]`` or a long
+#: list used by every device does not)
 _MAX_MERGE_DEPTH: Final = 32
-_MERGE_BUDGET_BASE: Final = 100_000
+_BUDGET_BASE: Final = 100_000
 _MAX_CA_FILE: Final = 16 * 1024 * 1024
 
 
@@ -727,6 +729,14 @@ def _timezone_problem(name: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=4096)
+def _key_hint(key: str, allowed: tuple[str, ...]) -> tuple[str, str | None]:
+    """For an unknown key: the "did you mean" text and the key it probably meant. Cached: an
+    alias used by many devices repeats the same unknown keys many times."""
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    return _did_you_mean(key, allowed), close[0] if close else None
+
+
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:
     pool = list(choices)
     by_case = {c.lower(): c for c in pool}
@@ -886,7 +896,8 @@ class _Loader:
         self._bases: dict[tuple[str, ...], tuple[_Layer, CertificateTemplate | str]] = {}
         self._defaults = _Layer()
         self._ints = SafeConstructor()
-        self._merge_budget = _MERGE_BUDGET_BASE
+        self._budget = _BUDGET_BASE
+        self._unknown_reported: set[int] = set()  # id() of key nodes reported unknown
         self._merge_line = 0  # the line of the outermost << being expanded
         self._handlers: dict[str, Callable[[_Layer, Node, str], None]] = {
             "transport": self._set_transport,
@@ -917,7 +928,7 @@ class _Loader:
     # -- the whole file
 
     def load(self, text: str) -> Inventory:
-        self._merge_budget = _MERGE_BUDGET_BASE + len(text)
+        self._budget = _BUDGET_BASE + len(text)
         root = self._compose(text)
         if root is None or _is_null(root):
             raise self.fail("the inventory is empty: it needs at least a devices: section")
@@ -1028,13 +1039,9 @@ class _Loader:
         if node.tag != _T_MAP:
             self.problem(_line(node), path or None, f"unsupported YAML tag {node.tag!r}")
         if seen:
-            self._merge_budget -= len(node.value)
-            if self._merge_budget < 0:
-                raise self.fail(
-                    "this << merge expands to too many entries for the size of the file "
-                    "(aliases merged into aliases, many times over)",
-                    self._merge_line,
-                )
+            self._charge(node, self._merge_line, "this << merge expands")
+        else:
+            self._charge(node, _line(node), "this mapping, used as an *alias so often, expands")
         for knode, vnode in node.value:
             if knode.tag == _T_MERGE:
                 if len(seen) >= _MAX_MERGE_DEPTH:
@@ -1063,6 +1070,17 @@ class _Loader:
         for key, entry in merged.items():
             entries.setdefault(key, entry)
         return entries
+
+    def _charge(self, node: MappingNode | SequenceNode, line: int, what: str) -> None:
+        """Count ``node``'s entries against the file's budget (see ``_BUDGET_BASE``)."""
+        self._budget -= len(node.value)
+        if self._budget < 0:
+            raise self.fail(
+                f"{what} to too many entries for the size of the file (YAML aliases used "
+                "many times over: write the settings out, or share them through defaults: "
+                "and groups:)",
+                line,
+            )
 
     def _merge_key(self, vnode: Node, path: str, into: _Entries, seen: tuple[int, ...]) -> None:
         sources = vnode.value if isinstance(vnode, SequenceNode) else [vnode]
@@ -1242,18 +1260,19 @@ class _Loader:
                 _line(knode), kpath, f"{key!r} can only be set on a device, not in {where}"
             )
             return None
-        hint = _did_you_mean(key, allowed)
-        if hint:
-            message = f"unknown key {key!r}{hint}"
-        else:
-            message = f"unknown key {key!r}; allowed in {where}: {', '.join(allowed)}"
-        self.problem(_line(knode), kpath, message)
-        suggestion = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-        if not suggestion or suggestion[0] in entries:
+        hint, suggestion = _key_hint(key, tuple(allowed))
+        if id(knode) not in self._unknown_reported:  # an alias repeats the same key node
+            self._unknown_reported.add(id(knode))
+            if hint:
+                message = f"unknown key {key!r}{hint}"
+            else:
+                message = f"unknown key {key!r}; allowed in {where}: {', '.join(allowed)}"
+            self.problem(_line(knode), kpath, message)
+        if suggestion is None or suggestion in entries:
             return None
         if layer is not None:
-            layer.invalid.add(suggestion[0])
-        return suggestion[0]
+            layer.invalid.add(suggestion)
+        return suggestion
 
     # -- values
 
@@ -1287,6 +1306,7 @@ class _Loader:
         if node.tag != _T_SEQ:
             self.problem(_line(node), path, f"unsupported YAML tag {node.tag!r}")
             return None
+        self._charge(node, _line(node), "this list, used as an *alias so often, expands")
         out: list[tuple[str, Node]] = []
         ok = True
         for index, item in enumerate(node.value):

@@ -959,6 +959,31 @@ def test_long_merge_chain_is_an_error_not_a_recursion_error(tmp_path: Path) -> N
     assert "<<" in info.value.reason
 
 
+@pytest.mark.parametrize("shared", ["list", "mapping"])
+def test_an_alias_used_by_every_device_cannot_make_the_load_quadratic(
+    tmp_path: Path, shared: str
+) -> None:
+    # 3,000 devices each using one 3,000-item anchor: 9 million items from 117 KB (15 s)
+    n = 3000
+    items = ", ".join(f"t{i}" for i in range(n))
+    if shared == "list":
+        lines = ["groups:", f"  big: {{tags: &t [{items}]}}", "devices:"]
+        lines += [f"  r{i}: {{host: h{i}, tags: *t}}" for i in range(n)]
+    else:
+        subject = ", ".join(f"OU{i}: x" for i in range(n))
+        lines = ["groups:", f"  big: {{certificate: {{subject: &s {{{subject}}}}}}}",
+                 "devices:"]
+        lines += [f"  r{i}: {{host: h{i}, certificate: {{subject: *s}}}}" for i in range(n)]
+    path = tmp_path / "quadratic.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    started = time.monotonic()
+    with pytest.raises(InventoryError) as info:
+        load_inventory(path)
+    assert time.monotonic() - started < 2.0
+    assert info.value.file == str(path)
+    assert info.value.line == 2 and "alias" in info.value.reason
+
+
 def test_ordinary_merge_keys_over_many_devices_still_load(tmp_path: Path) -> None:
     # The bound is on work per byte of inventory: 20,000 devices sharing one anchor are fine.
     lines = ["groups:", "  base: &common {username: admin, port: 8443, tags: [a, b]}", "devices:"]

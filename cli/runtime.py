@@ -86,7 +86,15 @@ def inventory_path(explicit: Path | None) -> Path:
 
 
 def open_journal(common: Common) -> Journal:
-    return Journal.open(common.journal)
+    return open_journal_at(common.journal)
+
+
+def open_journal_at(path: Path | None) -> Journal:
+    """The journal (``None``: the default one), with what opening it corrected warned about."""
+    journal = Journal.open(path)
+    for line in journal.warnings:
+        render.warning(line)
+    return journal
 
 
 def select(common: Common) -> tuple[Inventory, list[Device]]:

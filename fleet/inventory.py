@@ -137,6 +137,13 @@ _TEXT_TAGS: Final = frozenset(
 )
 #: deeper than this is not an inventory (and libyaml's composer recurses on the C stack)
 _MAX_DEPTH: Final = 32
+#: ``<<`` merge keys: how many mappings one merge may reach through merges of merges; and how
+#: many mapping entries and list items the whole file may expand to, counting every use of an
+#: alias (a base plus one per byte of text: without aliases a file is smaller than that; every
+#: ordinary use of an alias costs bytes, a "merge bomb" of ``<<: [*a, *a, ...]`` or a long
+#: list used by every device does not)
+_MAX_MERGE_DEPTH: Final = 32
+_BUDGET_BASE: Final = 100_000
 _MAX_CA_FILE: Final = 16 * 1024 * 1024
 
 
@@ -246,6 +253,10 @@ class CertificateTemplate:
     san_ip: tuple[str, ...] = ()
     san_email: tuple[str, ...] = ()
     san_uri: tuple[str, ...] = ()
+    #: when no SAN is given at all (the inventory names none, not even an empty list), the
+    #: device's host goes in the SAN as written: a DNS name as san_dns, an IP as san_ip. A
+    #: certificate without a SAN is unfit for HTTPS (TLS clients ignore the CN).
+    host_san: bool = True
 
     def __post_init__(self) -> None:
         if self.key not in KEY_TYPES:
@@ -272,6 +283,8 @@ class CertificateTemplate:
                 if problem:
                     raise InputError(problem)
             object.__setattr__(self, kind, values)
+        if any(getattr(self, kind) for kind in _SAN_KINDS):
+            object.__setattr__(self, "host_san", False)  # moot: one template, one meaning
 
     def render(self, device: Device) -> RenderedCertificate:
         """Fill the placeholders from ``device``; InputError (naming it) if the result is bad."""
@@ -319,6 +332,11 @@ class CertificateTemplate:
                     value = str(ipaddress.ip_address(value))
                 out[value] = None
             sans[kind] = tuple(out)
+        if self.host_san and not any(sans.values()) and device.host:
+            if _is_ip(device.host):
+                sans["san_ip"] = (str(ipaddress.ip_address(device.host)),)
+            elif _san_problem("san_dns", device.host, rendered=True) is None:
+                sans["san_dns"] = (device.host,)
         return RenderedCertificate(
             subject=tuple(subject),
             san_dns=sans["san_dns"],
@@ -711,6 +729,14 @@ def _timezone_problem(name: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=4096)
+def _key_hint(key: str, allowed: tuple[str, ...]) -> tuple[str, str | None]:
+    """For an unknown key: the "did you mean" text and the key it probably meant. Cached: an
+    alias used by many devices repeats the same unknown keys many times."""
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    return _did_you_mean(key, allowed), close[0] if close else None
+
+
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:
     pool = list(choices)
     by_case = {c.lower(): c for c in pool}
@@ -848,6 +874,7 @@ def _template(cert: _CertLayer | None) -> CertificateTemplate:
         san_ip=cert.san_ip or (),
         san_email=cert.san_email or (),
         san_uri=cert.san_uri or (),
+        host_san=all(getattr(cert, kind) is None for kind in _SAN_KINDS),
     )
 
 
@@ -869,6 +896,9 @@ class _Loader:
         self._bases: dict[tuple[str, ...], tuple[_Layer, CertificateTemplate | str]] = {}
         self._defaults = _Layer()
         self._ints = SafeConstructor()
+        self._budget = _BUDGET_BASE
+        self._unknown_reported: set[int] = set()  # id() of key nodes reported unknown
+        self._merge_line = 0  # the line of the outermost << being expanded
         self._handlers: dict[str, Callable[[_Layer, Node, str], None]] = {
             "transport": self._set_transport,
             "username": self._set_username,
@@ -898,6 +928,7 @@ class _Loader:
     # -- the whole file
 
     def load(self, text: str) -> Inventory:
+        self._budget = _BUDGET_BASE + len(text)
         root = self._compose(text)
         if root is None or _is_null(root):
             raise self.fail("the inventory is empty: it needs at least a devices: section")
@@ -964,12 +995,14 @@ class _Loader:
             node: Node | None = yaml.compose(text, Loader=_YamlLoader)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
+            line = mark.line + 1 if mark else None
+            if "nesting depth" in (exc.problem or ""):
+                # libyaml's own limit (PyYAML >= 6.0.4) can fire before certfleet's own check
+                raise self.fail(f"nested more than {_MAX_DEPTH} levels deep", line) from None
             detail = exc.problem or exc.context or "invalid YAML"
             if exc.context and exc.problem:
                 detail = f"{exc.problem} ({exc.context})"
-            raise self.fail(
-                f"YAML syntax error: {detail}", mark.line + 1 if mark else None
-            ) from None
+            raise self.fail(f"YAML syntax error: {detail}", line) from None
         except yaml.reader.ReaderError as exc:
             line = text[: exc.position].count("\n") + 1
             char = exc.character
@@ -992,16 +1025,34 @@ class _Loader:
                 depth -= 1
 
     def _mapping(
-        self, node: MappingNode, path: str, seen: frozenset[int] = frozenset()
+        self, node: MappingNode, path: str, seen: tuple[int, ...] = ()
     ) -> _Entries:
-        """The entries of a mapping: duplicate keys reported, ``<<`` merge keys applied."""
+        """The entries of a mapping: duplicate keys reported, ``<<`` merge keys applied.
+
+        ``seen`` is the chain of mappings this one is being merged into; its length bounds the
+        depth of merges of merges, and every entry a merge reaches is charged to the file's
+        budget, so that nested ``<<: [*a, *a, ...]`` fails at once instead of growing ninefold
+        per level.
+        """
         entries: _Entries = {}
         merged: _Entries = {}
         if node.tag != _T_MAP:
             self.problem(_line(node), path or None, f"unsupported YAML tag {node.tag!r}")
+        if seen:
+            self._charge(node, self._merge_line, "this << merge expands")
+        else:
+            self._charge(node, _line(node), "this mapping, used as an *alias so often, expands")
         for knode, vnode in node.value:
             if knode.tag == _T_MERGE:
-                self._merge_key(vnode, path, merged, seen | {id(node)})
+                if len(seen) >= _MAX_MERGE_DEPTH:
+                    raise self.fail(
+                        f"<< merges a mapping that merges another, more than "
+                        f"{_MAX_MERGE_DEPTH} levels deep",
+                        _line(knode),
+                    )
+                if not seen:
+                    self._merge_line = _line(knode)
+                self._merge_key(vnode, path, merged, (*seen, id(node)))
                 continue
             kpath = path or "(top level)"
             if not isinstance(knode, ScalarNode) or _is_null(knode):
@@ -1020,7 +1071,18 @@ class _Loader:
             entries.setdefault(key, entry)
         return entries
 
-    def _merge_key(self, vnode: Node, path: str, into: _Entries, seen: frozenset[int]) -> None:
+    def _charge(self, node: MappingNode | SequenceNode, line: int, what: str) -> None:
+        """Count ``node``'s entries against the file's budget (see ``_BUDGET_BASE``)."""
+        self._budget -= len(node.value)
+        if self._budget < 0:
+            raise self.fail(
+                f"{what} to too many entries for the size of the file (YAML aliases used "
+                "many times over: write the settings out, or share them through defaults: "
+                "and groups:)",
+                line,
+            )
+
+    def _merge_key(self, vnode: Node, path: str, into: _Entries, seen: tuple[int, ...]) -> None:
         sources = vnode.value if isinstance(vnode, SequenceNode) else [vnode]
         for source in sources:
             if not isinstance(source, MappingNode):
@@ -1198,18 +1260,19 @@ class _Loader:
                 _line(knode), kpath, f"{key!r} can only be set on a device, not in {where}"
             )
             return None
-        hint = _did_you_mean(key, allowed)
-        if hint:
-            message = f"unknown key {key!r}{hint}"
-        else:
-            message = f"unknown key {key!r}; allowed in {where}: {', '.join(allowed)}"
-        self.problem(_line(knode), kpath, message)
-        suggestion = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-        if not suggestion or suggestion[0] in entries:
+        hint, suggestion = _key_hint(key, tuple(allowed))
+        if id(knode) not in self._unknown_reported:  # an alias repeats the same key node
+            self._unknown_reported.add(id(knode))
+            if hint:
+                message = f"unknown key {key!r}{hint}"
+            else:
+                message = f"unknown key {key!r}; allowed in {where}: {', '.join(allowed)}"
+            self.problem(_line(knode), kpath, message)
+        if suggestion is None or suggestion in entries:
             return None
         if layer is not None:
-            layer.invalid.add(suggestion[0])
-        return suggestion[0]
+            layer.invalid.add(suggestion)
+        return suggestion
 
     # -- values
 
@@ -1243,6 +1306,7 @@ class _Loader:
         if node.tag != _T_SEQ:
             self.problem(_line(node), path, f"unsupported YAML tag {node.tag!r}")
             return None
+        self._charge(node, _line(node), "this list, used as an *alias so often, expands")
         out: list[tuple[str, Node]] = []
         ok = True
         for index, item in enumerate(node.value):

@@ -31,9 +31,12 @@ from typing import Any
 import platformdirs
 
 from fleet.errors import InputError
+from fleet.journal_file import make_private, run_lock
+from fleet.masking import mask_command_line
 from fleet.results import DeviceResult, Outcome, RunResult
 
 __all__ = [
+    "KEY_ABANDONED_STEP",
     "Journal",
     "KeyRecord",
     "RunRecord",
@@ -135,15 +138,31 @@ class KeyRecord:
     csr_pem: str
     cert_pem: str | None
     state: str
+    created: str = ""
+    updated: str = ""
+
+    @property
+    def open(self) -> bool:
+        """Not done and not abandoned: a later rotate of its device would reuse it."""
+        return self.state in _OPEN_KEY_STATES
+
+
+#: a key that will never be used: what abandoned it is a step of its run with this name
+KEY_ABANDONED_STEP = "key abandoned"
 
 
 class Journal:
     """One SQLite file. Open with :meth:`open`; close with :meth:`close` (or ``with``)."""
 
-    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+    def __init__(self, path: Path, connection: sqlite3.Connection, lock_fd: int) -> None:
         self.path = path
         self._db = connection
         self._durable = True  # open() starts with synchronous=FULL
+        #: the database file itself, open for the run lock (see :meth:`lock`); closed only
+        #: after SQLite's connection, never while SQLite may hold its own locks on the file
+        self._lock_fd = lock_fd
+        #: what :meth:`open` corrected and the user should hear about
+        self.warnings: list[str] = []
 
     @classmethod
     def open(cls, path: str | Path | None = None) -> Journal:
@@ -155,8 +174,18 @@ class Journal:
                 # the journal holds (encrypted) keys: owner-only from the first byte
                 fd = os.open(target, os.O_CREAT | os.O_WRONLY, 0o600)
                 os.close(fd)
+            lock_fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise InputError(f"cannot open the journal {target}: {exc}") from exc
+        try:
+            warnings = make_private(target, lock_fd)
+        except InputError:
+            os.close(lock_fd)
+            raise
+        try:
             db = sqlite3.connect(target, isolation_level=None, timeout=30.0)
-        except (OSError, sqlite3.Error) as exc:
+        except sqlite3.Error as exc:
+            os.close(lock_fd)
             raise InputError(f"cannot open the journal {target}: {exc}") from exc
         try:
             db.execute("PRAGMA journal_mode=WAL")
@@ -165,11 +194,19 @@ class Journal:
             db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             db.close()
+            os.close(lock_fd)
             raise InputError(f"{target} is not a certfleet journal: {exc}") from exc
-        return cls(target, db)
+        journal = cls(target, db, lock_fd)
+        journal.warnings = warnings
+        return journal
 
     def close(self) -> None:
-        self._db.close()
+        try:
+            self._db.close()
+        finally:
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)
+                self._lock_fd = -1
 
     def __enter__(self) -> Journal:
         return self
@@ -203,29 +240,14 @@ class Journal:
     def lock(self, command: str) -> Iterator[None]:
         """Held by every run that changes devices: two such runs from one journal would
         change the same devices at once. The lock dies with its process (flock), so a
-        killed run never leaves it stale."""
-        import fcntl
+        killed run never leaves it stale.
 
-        path = self.path.with_name(self.path.name + ".lock")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
-                raise InputError(
-                    f"another certfleet run is changing devices from the journal {self.path}"
-                    f" ({holder or 'unknown'}); wait for it, or use another --journal"
-                ) from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"pid {os.getpid()}: {command}".encode(), 0)
-            try:
-                yield
-            finally:
-                os.ftruncate(fd, 0)
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+        It is an flock on the database file itself, so every name of that file (a symlink,
+        a hard link in another folder) shares it. flock and SQLite's own fcntl locks do not
+        interact on local file systems. Who holds it is written, for the message only, to
+        ``<resolved database path>.lock``."""
+        with run_lock(self._lock_fd, self.path, command):
+            yield
 
     # -- runs ------------------------------------------------------------------------
 
@@ -241,7 +263,8 @@ class Journal:
             db.execute(
                 "INSERT INTO runs (run_id, command, verb, inventory, args, dry_run, started,"
                 " resumed_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (run.run_id, run.command, run.verb, inventory, json.dumps(args),
+                (run.run_id, mask_command_line(run.command), run.verb, inventory,
+                 json.dumps(args),
                  int(run.dry_run), run.started.isoformat(), resumed_from),
             )
 
@@ -430,14 +453,83 @@ class Journal:
         return KeyRecord(key_id, run_id, dev, tuple(purp.split(",")), kind, bytes(blob), pub,
                          csr, cert, state)
 
-    def keys(self, run_id: str | None = None) -> list[KeyRecord]:
-        query = ("SELECT id, run_id, device, purposes, key_kind, key_pem_encrypted,"
-                 " public_sha256, csr_pem, cert_pem, state FROM keys")
-        params: tuple[str, ...] = ()
+    def sample_key(
+        self, devices: Sequence[str] = (), purposes: Sequence[str] = ()
+    ) -> KeyRecord | None:
+        """A key to check a passphrase against: the newest unfinished key of one of
+        ``devices`` for ``purposes`` (the keys a run would reuse), else the newest key of all."""
+        marks = ",".join("?" for _ in _OPEN_KEY_STATES)
+        columns = ("id, run_id, device, purposes, key_kind, key_pem_encrypted, public_sha256,"
+                   " csr_pem, cert_pem, state")
+        wanted = set(devices)
+        row = None
+        if wanted:
+            for found in self._db.execute(
+                f"SELECT {columns} FROM keys WHERE purposes = ? AND state IN ({marks})"
+                " ORDER BY id DESC",
+                (",".join(purposes), *_OPEN_KEY_STATES),
+            ):
+                if found[2] in wanted:
+                    row = found
+                    break
+        if row is None:
+            row = self._db.execute(f"SELECT {columns} FROM keys ORDER BY id DESC LIMIT 1"
+                                   ).fetchone()
+        if row is None:
+            return None
+        (key_id, run_id, dev, purp, kind, blob, pub, csr, cert, state) = row
+        return KeyRecord(key_id, run_id, dev, tuple(purp.split(",")), kind, bytes(blob), pub,
+                         csr, cert, state)
+
+    _KEY_COLUMNS = ("id, run_id, device, purposes, key_kind, key_pem_encrypted, public_sha256,"
+                    " csr_pem, cert_pem, state, created, updated")
+
+    def keys(self, run_id: str | None = None, *, open_only: bool = False) -> list[KeyRecord]:
+        """Keys, oldest first: of one run, and/or only the open ones (not done/abandoned)."""
+        where: list[str] = []
+        params: list[str] = []
         if run_id:
-            query += " WHERE run_id = ?"
-            params = (run_id,)
+            where.append("run_id = ?")
+            params.append(run_id)
+        if open_only:
+            where.append(f"state IN ({','.join('?' for _ in _OPEN_KEY_STATES)})")
+            params.extend(_OPEN_KEY_STATES)
+        query = f"SELECT {self._KEY_COLUMNS} FROM keys"
+        if where:
+            query += " WHERE " + " AND ".join(where)
         return [
-            KeyRecord(i, r, d, tuple(p.split(",")), k, bytes(b), pub, csr, cert, s)
-            for (i, r, d, p, k, b, pub, csr, cert, s) in self._db.execute(query, params)
+            KeyRecord(i, r, d, tuple(p.split(",")), k, bytes(b), pub, csr, cert, s, c, u)
+            for (i, r, d, p, k, b, pub, csr, cert, s, c, u)
+            in self._db.execute(query + " ORDER BY id", params)
         ]
+
+    def key(self, key_id: int) -> KeyRecord:
+        row = self._db.execute(f"SELECT {self._KEY_COLUMNS} FROM keys WHERE id = ?",
+                               (key_id,)).fetchone()
+        if row is None:
+            raise InputError(f"no key {key_id} in the journal {self.path}")
+        (i, r, d, p, k, b, pub, csr, cert, s, c, u) = row
+        return KeyRecord(i, r, d, tuple(p.split(",")), k, bytes(b), pub, csr, cert, s, c, u)
+
+    def abandon_key(self, key_id: int, reason: str) -> None:
+        """Never use this key again (a later rotate of its device makes a new one); why is
+        kept as a step of the run that made it."""
+        record = self.key(key_id)
+        with self._tx() as db:
+            db.execute("UPDATE keys SET state = 'abandoned', updated = ? WHERE id = ?",
+                       (_now(), key_id))
+            db.execute(
+                "INSERT INTO steps (run_id, device, step, detail, at) VALUES (?,?,?,?,?)",
+                (record.run_id, record.device, KEY_ABANDONED_STEP, f"key {key_id}: {reason}",
+                 _now()),
+            )
+
+    def abandon_reason(self, record: KeyRecord) -> str | None:
+        prefix = f"key {record.id}: "
+        for row in self._db.execute(
+            "SELECT detail FROM steps WHERE run_id = ? AND device = ? AND step = ?"
+            " ORDER BY id DESC", (record.run_id, record.device, KEY_ABANDONED_STEP)
+        ):
+            if row[0].startswith(prefix):
+                return str(row[0][len(prefix):])
+        return None

@@ -76,6 +76,7 @@ class SimDevice:
         self.scep_timeout = scep_timeout  # seconds per HTTP request to a SCEP server
         self.faults = Faults()
         self.failed_logins = 0  # Basic logins refused since the fleet started (wrong or locked)
+        self.requests_seen = 0  # HTTP requests (any path, any answer) since the fleet started
         self.booted_at = time.monotonic()
         self._state = state
         self.tls = DeviceTLS(lambda: self.https_certificate().tls_bundle(), state.device_dir(name))

@@ -256,6 +256,7 @@ class DeviceServer:
         """Faults, then authentication, then the rate limit of the auth class, then the
         endpoint; then the faults that spoil the reply (truncate) or follow it
         (offline_after)."""
+        self.device.requests_seen += 1
         faults = self.device.faults
         if faults.drop or faults.offline or self._rebooting:
             return self._drop(request)

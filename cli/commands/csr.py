@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
@@ -33,6 +35,40 @@ def key_path(out: Path, device: str) -> Path:
 
 def csr_path(out: Path, device: str) -> Path:
     return out / f"{device}.csr.pem"
+
+
+#: what write_atomic adds to a file name for its temporary file: "." + ".<12 hex>.tmp"
+_TMP_EXTRA = 1 + 1 + 12 + 4
+
+
+def _limits(folder: Path) -> tuple[int, int]:
+    """NAME_MAX and PATH_MAX where ``folder`` is (or will be made)."""
+    probe = folder.absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    limits = []
+    for name, default in (("PC_NAME_MAX", 255), ("PC_PATH_MAX", 4096)):
+        try:
+            limits.append(os.pathconf(probe, name))
+        except (OSError, ValueError):
+            limits.append(default)
+    return limits[0], limits[1]
+
+
+def check_out_files(out: Path, devices: Sequence[Device]) -> None:
+    """Before any key is made: every device's files can be written to ``out`` (names and
+    paths within the file system's limits). One InputError naming the first device whose
+    files cannot be; nothing is written for anyone."""
+    name_max, path_max = _limits(out)
+    folder = len(os.fsencode(str(out.absolute())))
+    for device in devices:
+        for path in (key_path(out, device.name), csr_path(out, device.name)):
+            size = len(os.fsencode(path.name)) + _TMP_EXTRA
+            if size > name_max or folder + 1 + size >= path_max:
+                raise InputError(
+                    f"{device.name}: the file name {path.name!r} is too long for {out} "
+                    f"(at most {name_max - _TMP_EXTRA} bytes here); nothing was written"
+                )
 
 
 async def _make_all(
@@ -119,11 +155,23 @@ def csr(
                 f"{existing[0]} exists{more}: replacing it could lose a key whose CSR is out "
                 "for signing; give --force to replace, or another --out"
             )
+    check_out_files(out, devices)
     try:
         out.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"cannot create {out}: {exc.strerror or exc}") from None
-    rows = asyncio.run(_make_all(jobs, out, secret))
+    before = {p for d in devices for p in (key_path(out, d.name), csr_path(out, d.name))
+              if p.exists()}
+    try:
+        rows = asyncio.run(_make_all(jobs, out, secret))
+    except BaseException:
+        # all or nothing: the files this run made go again (no CSR of theirs has left)
+        for device in devices:
+            for path in (key_path(out, device.name), csr_path(out, device.name)):
+                if path not in before:
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+        raise
     if output is OutputFormat.json:
         render.emit_json(render_pki.csr_document(rows))
     else:

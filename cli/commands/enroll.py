@@ -6,7 +6,7 @@ import os
 import re
 import shlex
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import typer
 
@@ -16,12 +16,27 @@ from cli.runtime import execute, finish, guarded, select
 from fleet.durations import parse_duration
 from fleet.errors import InputError, ScepError, SecretError
 from fleet.inventory import Device
+from fleet.pki.signers.factory import check_scep_options
 from fleet.plans.enroll import Enroll, ScepTarget, scep_target
 from fleet.secrets import Secret, parse_secret_ref, redact, register_secret
 
 
 def env_name(device: Device) -> str:
     return re.sub(r"[^A-Za-z0-9]", "_", device.name).upper()
+
+
+def check_challenges(reference: str | None, devices: Sequence[Device]) -> None:
+    """Before any device is contacted: ``--challenge`` resolves for every selected device
+    (the values are read again just in time; a command's one-time challenges are not asked
+    for here)."""
+    if not reference:
+        return
+    for device in devices:
+        ref = reference.replace("{name}", device.name).replace("{NAME}", env_name(device))
+        try:
+            parse_secret_ref(ref).resolve()
+        except InputError as exc:
+            raise InputError(f"--challenge for {device.name}: {exc}") from None
 
 
 def challenge_source(
@@ -32,7 +47,10 @@ def challenge_source(
     if reference and command:
         raise InputError("give --challenge or --challenge-command, not both")
     if reference:
-        parse_secret_ref(reference.replace("{name}", "x").replace("{NAME}", "X"))
+        try:
+            parse_secret_ref(reference.replace("{name}", "x").replace("{NAME}", "X"))
+        except InputError as exc:
+            raise InputError(f"--challenge: {exc}") from None
 
         def from_reference(device: Device) -> Secret:
             ref = reference.replace("{name}", device.name).replace("{NAME}", env_name(device))
@@ -109,8 +127,11 @@ def enroll(
     common: Common,
 ) -> None:
     """Each device enrolls by SCEP with its own key; certfleet adds the CA, activates, verifies."""
+    check_scep_options(scep, ca_fingerprint, url_option="--scep",
+                       fingerprint_option="--ca-fingerprint")
     source = challenge_source(challenge, challenge_command)
     _, devices = select(common)
+    check_challenges(challenge, devices)
     plan = Enroll(target=ScepTarget(url=scep, ca=None), purposes=parse_purposes(purpose),
                   challenge=source, renewal_profile=renewal_profile,
                   renew_before=parse_duration(renew_before), force=force, reboot=reboot,

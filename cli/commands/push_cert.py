@@ -12,7 +12,7 @@ from cli.runtime import execute, finish, guarded, select
 from fleet.errors import InputError, PemError
 from fleet.pki.bundle import parse_bundle
 from fleet.pki.certs import parse_pem_certificates
-from fleet.pki.keys import load_key_pem
+from fleet.pki.keys import load_key_pem, same_public_key
 from fleet.plans.install import NewCertificate
 from fleet.plans.push_cert import PushCert
 from fleet.secrets import Secret, parse_secret_ref
@@ -36,6 +36,12 @@ def load_new_certificate(cert: Path, key: Path | None, passphrase: Secret | None
         private = load_key_pem(_read(key), passphrase, source=str(key))
     if private is None:
         raise PemError("holds no private key; give --key KEY.pem", file=str(cert))
+    if not same_public_key(bundle.leaf, private):
+        raise PemError(
+            f"the private key does not match the certificate {cert} "
+            f"({bundle.leaf.subject.rfc4514_string() or 'no subject'})",
+            file=str(key if key is not None else cert),
+        )
     return NewCertificate(leaf=bundle.leaf, chain=bundle.chain, key=private, source=str(cert))
 
 

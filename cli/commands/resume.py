@@ -6,16 +6,16 @@ from pathlib import Path
 
 from cli import render
 from cli.options import Common, OutputFormat
+from cli.runtime import open_journal_at
 from fleet.durations import parse_duration
 from fleet.errors import InputError
-from fleet.journal import Journal
 from fleet.pki.signers.factory import SignerSpec
 
 RESUMABLE = ("rotate",)
 
 
 def resume_run(run_id: str, journal_path: Path | None, output: OutputFormat) -> None:
-    with Journal.open(journal_path) as journal:
+    with open_journal_at(journal_path) as journal:
         record = journal.run(run_id, verbs=RESUMABLE)
         if record.verb not in RESUMABLE:
             raise InputError(

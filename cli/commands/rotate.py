@@ -9,12 +9,12 @@ from typing import Any
 import typer
 
 from cli.options import Common, fleet_options
-from cli.runtime import execute, finish, guarded, select
+from cli.runtime import execute, finish, guarded, open_journal, select
 from fleet.durations import format_duration, parse_duration
 from fleet.errors import InputError
 from fleet.pki.keys import KeyFactory
 from fleet.pki.signers.factory import SIGNERS, SignerSpec, build_signer, parse_command
-from fleet.plans.rotate import Rotate
+from fleet.plans.rotate import Rotate, check_journal_passphrase
 from fleet.secrets import Secret, parse_secret_ref
 from fleet.xapi.commands import PURPOSES
 
@@ -61,6 +61,8 @@ def run_rotate(
     spec.validate()
     _, devices = select(common)
     passphrase = journal_passphrase(passphrase_ref)
+    with open_journal(common) as journal:
+        check_journal_passphrase(journal, passphrase, [d.name for d in devices], purposes)
     keys = KeyFactory()
     holder: dict[str, Any] = {}
 

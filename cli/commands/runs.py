@@ -1,24 +1,27 @@
-"""certfleet runs list|show|resume — the run journal."""
+"""certfleet runs list|show|keys|drop-key|resume — the run journal."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import typer
+from cryptography import x509
 from rich.table import Table
 from rich.text import Text
 
 from cli import render
 from cli.options import JournalOpt, OutputFormat, OutputOpt
-from cli.runtime import guarded
-from fleet.journal import Journal
+from cli.runtime import guarded, open_journal_at
+from fleet.errors import InputError
+from fleet.journal import Journal, KeyRecord
+from fleet.pki.certs import oneline_name
 
 app = typer.Typer(help="The run journal: what ran, per device, and resuming.",
                   no_args_is_help=True)
 
 
 def _open(journal: Path | None) -> Journal:
-    return Journal.open(journal)
+    return open_journal_at(journal)
 
 
 @app.command("list")
@@ -83,6 +86,90 @@ def show(
         table.add_row(d["device"], d["outcome"], "\n".join(d["fingerprints_before"] or []),
                       "\n".join(d["fingerprints_after"] or []), detail)
     render.stdout().print(table)
+
+
+def _key_entry(journal: Journal, record: KeyRecord) -> dict[str, object]:
+    subject = not_after = None
+    if record.cert_pem:
+        try:
+            leaf = x509.load_pem_x509_certificate(record.cert_pem.encode())
+        except ValueError:
+            pass
+        else:
+            subject = oneline_name(leaf.subject)
+            not_after = leaf.not_valid_after_utc.isoformat()
+    return {
+        "id": record.id, "device": record.device, "purposes": list(record.purposes),
+        "state": record.state, "run_id": record.run_id, "key_kind": record.key_kind,
+        "created": record.created, "updated": record.updated,
+        "public_key_sha256": record.public_sha256, "certificate_subject": subject,
+        "certificate_not_after": not_after,
+        "abandoned_because": journal.abandon_reason(record)
+        if record.state == "abandoned" else None,
+    }
+
+
+@app.command("keys")
+@guarded
+def keys(
+    journal: JournalOpt = None,
+    show_all: bool = typer.Option(
+        False, "--all", help="Also the keys that are done or abandoned."
+    ),
+    device: str | None = typer.Option(None, "--device", help="Only this device's keys."),
+    output: OutputOpt = OutputFormat.table,
+) -> None:
+    """The keys in the journal that a later rotate would reuse (generated, submitted, signed,
+    uploaded, activated): a rotation that has not finished. `runs drop-key ID` gives one up."""
+    with _open(journal) as j:
+        records = [r for r in j.keys(open_only=not show_all)
+                   if device is None or r.device == device]
+        entries = [_key_entry(j, r) for r in records]
+        path = j.path
+    if output is OutputFormat.json:
+        render.emit_json({"schema": "certfleet/keys/v1", "journal": str(path), "keys": entries})
+        return
+    if not entries:
+        render.stdout().print(Text(f"no {'' if show_all else 'open '}keys in {path}"))
+        return
+    table = Table(title=Text(f"keys in {path}"), title_justify="left")
+    for name in ("id", "device", "purposes", "state", "run", "updated", "certificate / why"):
+        table.add_column(name, overflow="fold")
+    for record, e in zip(records, entries, strict=True):
+        cert = (f"{e['certificate_subject']} until {str(e['certificate_not_after'])[:10]}"
+                if e["certificate_subject"] else "")
+        why = e["abandoned_because"] or cert
+        table.add_row(*(Text(str(v)) for v in (
+            record.id, record.device, ",".join(record.purposes), record.state,
+            record.run_id, record.updated[:19], why)))
+    render.stdout().print(table)
+
+
+@app.command("drop-key")
+@guarded
+def drop_key(
+    key_ids: list[int] = typer.Argument(..., help="Key ids, as `runs keys` shows them."),
+    journal: JournalOpt = None,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."),
+) -> None:
+    """Give up keys whose rotation will not be finished (e.g. a certificate that is stuck
+    waiting, or one that will never be signed): they are marked abandoned, kept in the journal,
+    and the next rotate of their device makes a new key."""
+    with _open(journal) as j:
+        records = [j.key(key_id) for key_id in key_ids]
+        for record in records:
+            if not record.open:
+                raise InputError(f"key {record.id} ({record.device}) is {record.state}, not "
+                                 "waiting to be used: nothing to drop")
+        if not yes:
+            listed = ", ".join(f"{r.id} ({r.device}, {r.state})" for r in records)
+            typer.confirm(f"Abandon key(s) {listed}? The next rotate makes new ones",
+                          abort=True)
+        with j.lock("certfleet runs drop-key"):
+            for record in records:
+                j.abandon_key(record.id, "dropped with `certfleet runs drop-key`")
+    for record in records:
+        render.stdout().print(Text(f"key {record.id} ({record.device}): abandoned"))
 
 
 @app.command("resume")

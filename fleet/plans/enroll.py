@@ -121,7 +121,7 @@ class Enroll:
             changes.append(Change("reboot", ctx.device.name, "restart and wait until back"))
         return changes
 
-    def _request(self, device: Device) -> ScepRequest:
+    def _request(self, device: Device, challenge: Secret | None) -> ScepRequest:
         rendered = device.certificate.render(device)
         subject = dict(rendered.subject)
         ous = tuple(v for k, v in rendered.subject if k == "OU")
@@ -129,7 +129,7 @@ class Enroll:
             url=self.target.url,
             ca_fingerprint=self.target.device_fingerprint,
             common_name=rendered.common_name,
-            challenge=self.challenge(device),
+            challenge=challenge,
             country=subject.get("C", ""),
             state=subject.get("ST", ""),
             locality=subject.get("L", ""),
@@ -148,9 +148,13 @@ class Enroll:
         by_action = {c.action: c for c in changes}
         new_fp: str | None = None
         added_ca = False
+        # Asked for once per device (a one-time challenge from the CA is spent by its first
+        # use), just before the request that uses it; the renewal profile gets the same one.
+        challenge: list[Secret | None] = []
         try:
             if "scep.enroll" in by_action:
-                new_fp = await xapi.scep_request(self._request(ctx.device))
+                challenge.append(self.challenge(ctx.device))
+                new_fp = await xapi.scep_request(self._request(ctx.device, challenge[0]))
                 ctx.step("enrolled", new_fp)
                 by_action["scep.enroll"].applied = True
             if "ca.add" in by_action:
@@ -166,7 +170,9 @@ class Enroll:
             await self._undo(ctx, new_fp, added_ca, by_action)
             raise
         if "profile.set" in by_action:
-            await xapi.profiles_set(ca.sha1, self.target.url, self.challenge(ctx.device))
+            if not challenge:
+                challenge.append(self.challenge(ctx.device))
+            await xapi.profiles_set(ca.sha1, self.target.url, challenge[0])
             ctx.step("renewal profile set", ca.sha1)
             by_action["profile.set"].applied = True
         if "reboot" in by_action and new_fp is not None:

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from fleet.durations import format_duration
-from fleet.errors import DeviceSkipped, InputError
-from fleet.journal import KeyRecord
+from fleet.errors import CertificateCheckError, DeviceSkipped, InputError, PemError
+from fleet.journal import Journal, KeyRecord
 from fleet.pki.bundle import parse_bundle
 from fleet.pki.checks import check_for_device
 from fleet.pki.csr import build_csr
@@ -37,10 +38,30 @@ from fleet.results import Change
 from fleet.secrets import Secret
 from fleet.xapi.commands import CertificateInfo
 
-__all__ = ["Rotate", "RotateState"]
+__all__ = ["Rotate", "RotateState", "check_journal_passphrase"]
 
 #: journal step naming the certificates a new key's rotation replaces (comma-separated)
 SUPERSEDES = "supersedes"
+
+
+def check_journal_passphrase(
+    journal: Journal, passphrase: Secret, devices: Sequence[str], purposes: Sequence[str]
+) -> None:
+    """Before any device is contacted: the passphrase decrypts a key already in the journal
+    (one this run would reuse, else the newest). A mistyped one would fail every device with
+    a pending key and put every new key under a second passphrase."""
+    record = journal.sample_key(devices, purposes)
+    if record is None:
+        return
+    try:
+        load_key_pem(record.key_pem_encrypted, passphrase, source=f"journal key {record.id}")
+    except PemError:
+        raise InputError(
+            f"the journal passphrase does not decrypt the keys already in the journal "
+            f"{journal.path} (key {record.id}, {record.device}, run {record.run_id}); give the "
+            "passphrase they were made with (CERTFLEET_JOURNAL_PASSPHRASE or "
+            "--journal-passphrase), or use another --journal"
+        ) from None
 
 
 @dataclass
@@ -183,8 +204,17 @@ class Rotate:
         source = f"certificate from signer {self.signer.name}"
         anchors = [*self.anchors, *(c for c in signed.chain if c.issuer == c.subject),
                    *(certfleet_trust(device) if "HTTPS" in self.purposes else ())]
-        check_for_device(device, signed.cert, signed.chain, key, trusted=anchors,
-                         purposes=self.purposes, now=ctx.now, source=source)
+        try:
+            check_for_device(device, signed.cert, signed.chain, key, trusted=anchors,
+                             purposes=self.purposes, now=ctx.now, source=source)
+        except CertificateCheckError as exc:
+            # Unfit as signed: reusing it would fail the same way in every later run, even
+            # after the template is fixed. Nothing was sent to the device; the next rotate
+            # makes a new key. (A certificate certfleet itself would not trust afterwards,
+            # below, is fit: once the inventory trusts its CA it is used as it is.)
+            journal.abandon_key(key_id, f"the signed certificate is unfit: {exc.message}")
+            ctx.step("key abandoned", f"journal key {key_id}: a new key is made next time")
+            raise
         if "HTTPS" in self.purposes:
             check_certfleet_keeps_trust(device, signed.cert, signed.chain)
         new = NewCertificate(leaf=signed.cert, chain=tuple(c for c in signed.chain

@@ -244,3 +244,23 @@ def test_csr_input_errors(cli: Any, inventory: Path, tmp_path: Path) -> None:
     result = _run(cli, "csr", "--out", str(tmp_path / "o"), "-i", str(bad_country))
     assert result.exit_code == 2 and "room-1" in result.stderr
     assert not (tmp_path / "o").exists()  # nothing was made
+
+
+def test_csr_writes_nothing_when_one_file_name_is_too_long(cli: Any, tmp_path: Path) -> None:
+    # the long name's key is slow (RSA-4096), the others' fast: before the check, their files
+    # were written by the time the long one failed
+    long_name = "r" * 250  # a valid device name; "<name>.key.pem" is over NAME_MAX (255)
+    path = tmp_path / "long.yaml"
+    path.write_text(
+        "defaults: {password: env:X, certificate: {key: ec-p256, subject: {CN: room}}}\n"
+        "devices:\n"
+        "  aaa-1: {host: 127.0.0.1}\n"
+        f"  {long_name}: {{host: 127.0.0.2, certificate: {{key: rsa-4096}}}}\n"
+        "  zzz-3: {host: 127.0.0.3}\n"
+    )
+    out = tmp_path / "out"
+    result = _run(cli, "csr", "--out", str(out), "-i", str(path))
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.stderr.split())
+    assert long_name in message and "too long" in message
+    assert not out.exists() or list(out.iterdir()) == []

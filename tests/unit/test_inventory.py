@@ -800,6 +800,38 @@ def test_render_fills_placeholders(tmp_path: Path) -> None:
     assert rendered.common_name == "room-7"
 
 
+def test_default_template_names_the_host_in_the_san(tmp_path: Path) -> None:
+    # With no SAN in the template, the device's host is named as written: a certificate with
+    # no subjectAltName is refused for HTTPS, so the old default was unfit for it.
+    path = write(
+        tmp_path,
+        """
+        devices:
+          by-name: {host: board-1.oslo.example.com}
+          by-ipv4: {host: 127.0.0.1}
+          by-ipv6: {host: "::1"}
+          in-cloud: {transport: cloud, device_id: abc, token: env:T}
+          key-only: {host: 127.0.0.2, certificate: {key: ec-p256}}
+          own-sans: {host: 127.0.0.3, certificate: {san_dns: ["{name}.rooms.example"]}}
+          no-sans: {host: 127.0.0.4, certificate: {san_dns: []}}
+        """,
+    )
+    devices = load_inventory(path).devices
+
+    def sans(name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        rendered = devices[name].certificate.render(devices[name])
+        return rendered.san_dns, rendered.san_ip
+
+    assert sans("by-name") == (("board-1.oslo.example.com",), ())
+    assert sans("by-ipv4") == ((), ("127.0.0.1",))
+    assert sans("by-ipv6") == ((), ("::1",))
+    assert sans("in-cloud") == ((), ())
+    assert sans("key-only") == ((), ("127.0.0.2",))
+    assert sans("own-sans") == (("own-sans.rooms.example",), ())
+    assert sans("no-sans") == ((), ())  # said in so many words: no SAN
+    assert devices["by-name"].certificate.render(devices["by-name"]).common_name == "by-name"
+
+
 def test_render_validates_san_ip_and_names_the_device() -> None:
     template = CertificateTemplate(san_ip=("10.0.{port}.1",))
     device = Device(name="room-9", host="h", port=443, certificate=template)
@@ -882,10 +914,86 @@ def test_whole_file_errors(tmp_path: Path, text: str, line: int | None, fragment
 
 
 def test_deep_nesting_is_an_error_not_a_crash(tmp_path: Path) -> None:
-    path = tmp_path / "deep.yaml"
-    path.write_text("devices: " + "[" * 200_000 + "]" * 200_000 + "\n")
-    with pytest.raises(InventoryError, match="nested more than"):
+    # What certfleet promises (an InventoryError naming the file and the line, in its own
+    # words), whichever of certfleet or the YAML library notices the depth first: PyYAML 6.0.4's
+    # libyaml reports "exceeded maximum nesting depth" itself at 1000 flow levels.
+    for depth in (40, 200_000):
+        path = tmp_path / f"deep-{depth}.yaml"
+        path.write_text("devices:\n  r1: " + "[" * depth + "]" * depth + "\n")
+        with pytest.raises(InventoryError) as info:
+            load_inventory(path)
+        assert info.value.file == str(path) and info.value.line == 2
+        assert "nested more than 32 levels deep" in info.value.reason
+
+
+def _merge_bomb(levels: int, fanout: int = 9) -> str:
+    lines = ["groups:", "  g0: &a0 {tags: [x]}"]
+    for level in range(1, levels + 1):
+        refs = ", ".join([f"*a{level - 1}"] * fanout)
+        lines.append(f"  g{level}: &a{level} {{<<: [{refs}]}}")
+    return "\n".join([*lines, "devices:", f"  r1: {{host: h1, groups: [g{levels}]}}", ""])
+
+
+def test_merge_key_bomb_fails_fast_naming_file_and_line(tmp_path: Path) -> None:
+    # Each level merges nine copies of the one before: 9**7 merged mappings from 442 bytes
+    # (this took 5 s before the work was bounded, and 51 s at eight levels).
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_merge_bomb(7))
+    started = time.monotonic()
+    with pytest.raises(InventoryError) as info:
         load_inventory(path)
+    assert time.monotonic() - started < 1.0
+    assert info.value.file == str(path) and info.value.line is not None
+    assert 3 <= info.value.line <= 9  # a line with a << on it
+    assert "merge" in info.value.reason and "<<" in info.value.reason
+
+
+def test_long_merge_chain_is_an_error_not_a_recursion_error(tmp_path: Path) -> None:
+    lines = ["groups:", "  g0: &a0 {tags: [x]}"]
+    lines += [f"  g{i}: &a{i} {{<<: *a{i - 1}}}" for i in range(1, 2000)]
+    path = tmp_path / "chain.yaml"
+    path.write_text("\n".join([*lines, "devices:", "  r1: {host: h1}", ""]))
+    with pytest.raises(InventoryError) as info:
+        load_inventory(path)
+    assert info.value.file == str(path) and info.value.line is not None
+    assert "<<" in info.value.reason
+
+
+@pytest.mark.parametrize("shared", ["list", "mapping"])
+def test_an_alias_used_by_every_device_cannot_make_the_load_quadratic(
+    tmp_path: Path, shared: str
+) -> None:
+    # 3,000 devices each using one 3,000-item anchor: 9 million items from 117 KB (15 s)
+    n = 3000
+    items = ", ".join(f"t{i}" for i in range(n))
+    if shared == "list":
+        lines = ["groups:", f"  big: {{tags: &t [{items}]}}", "devices:"]
+        lines += [f"  r{i}: {{host: h{i}, tags: *t}}" for i in range(n)]
+    else:
+        subject = ", ".join(f"OU{i}: x" for i in range(n))
+        lines = ["groups:", f"  big: {{certificate: {{subject: &s {{{subject}}}}}}}",
+                 "devices:"]
+        lines += [f"  r{i}: {{host: h{i}, certificate: {{subject: *s}}}}" for i in range(n)]
+    path = tmp_path / "quadratic.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    started = time.monotonic()
+    with pytest.raises(InventoryError) as info:
+        load_inventory(path)
+    assert time.monotonic() - started < 2.0
+    assert info.value.file == str(path)
+    assert info.value.line == 2 and "alias" in info.value.reason
+
+
+def test_ordinary_merge_keys_over_many_devices_still_load(tmp_path: Path) -> None:
+    # The bound is on work per byte of inventory: 20,000 devices sharing one anchor are fine.
+    lines = ["groups:", "  base: &common {username: admin, port: 8443, tags: [a, b]}", "devices:"]
+    lines += [f"  r{i}: {{<<: *common, host: h{i}}}" for i in range(20_000)]
+    path = tmp_path / "many.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    inventory = load_inventory(path)
+    assert len(inventory.devices) == 20_000
+    assert inventory.devices["r19999"].port == 8443
+    assert inventory.devices["r0"].tags == ("a", "b")
 
 
 def test_unreadable_files(tmp_path: Path) -> None:

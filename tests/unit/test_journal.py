@@ -75,3 +75,86 @@ def test_not_a_journal(tmp_path: Path) -> None:
     path.write_text("this is not sqlite" * 100)
     with pytest.raises(InputError, match="not a certfleet journal"):
         Journal.open(path)
+
+
+# ------------------------------------------------------------------ one lock per file
+
+
+@pytest.mark.parametrize("link", ["symlink", "hardlink"])
+def test_run_lock_holds_through_another_name_for_the_same_file(tmp_path: Path, link: str) -> None:
+    real = tmp_path / "a" / "journal.sqlite"
+    with Journal.open(real):
+        pass
+    other = tmp_path / "b" / "other-name.sqlite"  # another folder: no sidecar file in common
+    other.parent.mkdir()
+    if link == "symlink":
+        other.symlink_to(real)
+    else:
+        os.link(real, other)
+    with Journal.open(real) as first, first.lock("certfleet rotate --purpose HTTPS"):
+        with Journal.open(other) as second, pytest.raises(InputError) as info, \
+                second.lock("certfleet push-ca corp.pem"):
+            pytest.fail("a second run got the lock through another name")
+        assert "another certfleet run" in str(info.value)
+    # and once the first run is over, the other name can lock it
+    with Journal.open(other) as second, second.lock("certfleet push-ca corp.pem"):
+        pass
+
+
+def test_run_lock_is_released_and_taken_again(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    with Journal.open(path) as journal:
+        for _ in range(3):
+            with journal.lock("certfleet rotate"):
+                journal.start_run(_run(f"r{_}"), inventory=None, args={})
+        assert len(journal.runs()) == 3
+
+
+# ------------------------------------------------------------- a journal that is not private
+
+
+def test_journal_readable_by_others_is_made_private_with_a_warning(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    with Journal.open(path) as journal:
+        journal.start_run(_run("r1"), inventory=None, args={})
+    path.chmod(0o644)
+    wal = path.with_name(path.name + "-wal")
+    wal.write_bytes(b"")
+    wal.chmod(0o644)
+    with Journal.open(path) as journal:
+        assert journal.run("r1").run_id == "r1"
+        assert any(str(path) in w and "0644" in w and "0600" in w for w in journal.warnings)
+        assert (os.stat(path).st_mode & 0o777) == 0o600
+        assert (os.stat(wal).st_mode & 0o077) == 0
+    with Journal.open(path) as journal:
+        assert journal.warnings == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a file another user owns needs root")
+def test_journal_owned_by_someone_else_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    with Journal.open(path):
+        pass
+    os.chown(path, 4242, 4242)
+    with pytest.raises(InputError) as info:
+        Journal.open(path)
+    assert str(path) in str(info.value) and "4242" in str(info.value)
+    assert os.stat(path).st_uid == 4242  # left as it was
+
+
+def test_command_line_is_stored_with_secrets_masked(tmp_path: Path) -> None:
+    command = ("certfleet enroll --scep 'http://scep-user:url-pass-771@127.0.0.1:8080/scep' "
+               "--ca-fingerprint ab --challenge literal-challenge-5521 "
+               "--journal-passphrase=file:/secret/jp --scep-challenge env:SCEP_CH -i inv.yaml")
+    run = RunResult(run_id="r1", command=command, verb="enroll",
+                    started=dt.datetime.now(dt.UTC))
+    with Journal.open(tmp_path / "j.sqlite") as journal:
+        journal.start_run(run, inventory=None, args={})
+        stored = journal.run("r1").command
+    for secret in ("url-pass-771", "scep-user", "literal-challenge-5521", "/secret/jp",
+                   "SCEP_CH"):
+        assert secret not in stored
+    assert stored.startswith("certfleet enroll --scep")
+    assert "127.0.0.1:8080/scep" in stored and "-i inv.yaml" in stored
+    raw = (tmp_path / "j.sqlite").read_bytes()  # closed: the WAL is checkpointed into it
+    assert b"literal-challenge-5521" not in raw and b"url-pass-771" not in raw

@@ -14,10 +14,11 @@ from typing import Any
 from cryptography import x509
 
 from fleet.errors import InputError
+from fleet.masking import mask_url_userinfo
 from fleet.pki.signers.base import Signer
-from fleet.secrets import parse_secret_ref
+from fleet.secrets import Secret, parse_secret_ref
 
-__all__ = ["SIGNERS", "SignerSpec", "build_signer"]
+__all__ = ["SIGNERS", "SignerSpec", "build_signer", "check_scep_options"]
 
 SIGNERS = ("local-ca", "files", "command", "scep")
 
@@ -60,9 +61,56 @@ class SignerSpec:
         missing = [name for name, value in needs[self.kind] if not value]
         if missing:
             raise InputError(f"--signer {self.kind} needs {' and '.join(missing)}")
-        for ref in (self.ca_passphrase, self.scep_challenge):
+        if self.kind == "scep":
+            assert self.scep_url and self.scep_ca_fingerprint
+            check_scep_options(self.scep_url, self.scep_ca_fingerprint,
+                               url_option="--scep-url",
+                               fingerprint_option="--scep-ca-fingerprint")
+        for option, ref in (("--ca-passphrase", self.ca_passphrase),
+                            ("--scep-challenge", self.scep_challenge)):
             if ref:
-                parse_secret_ref(ref)
+                _check_ref(option, ref)
+
+
+def _check_ref(option: str, ref: str) -> None:
+    """A well-formed secret reference given with ``option``; InputError naming the option."""
+    try:
+        parse_secret_ref(ref)
+    except InputError as exc:
+        raise InputError(f"{option}: {exc}") from None
+
+
+def _resolve(option: str, ref: str) -> Secret:
+    """The secret a reference given with ``option`` names; InputError naming the option."""
+    try:
+        return parse_secret_ref(ref).resolve()
+    except InputError as exc:
+        raise InputError(f"{option}: {exc}") from None
+
+
+def check_scep_options(
+    url: str, fingerprint: str, *, url_option: str, fingerprint_option: str
+) -> None:
+    """A SCEP server URL (http/https with a host) and a CA fingerprint, checked before anything
+    is sent anywhere: InputError naming the option (the URL shown without its userinfo)."""
+    import httpx
+
+    from fleet.pki.scep import normalise_fingerprint
+
+    shown = mask_url_userinfo(url)
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        raise InputError(f"{url_option} {shown!r} is not a URL: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise InputError(
+            f"{url_option} {shown!r}: a SCEP server URL is http:// or https:// with a host, "
+            "e.g. http://ca.example.com:8080/scep"
+        )
+    try:
+        normalise_fingerprint(fingerprint)
+    except ValueError as exc:
+        raise InputError(f"{fingerprint_option}: {exc}") from None
 
 
 async def build_signer(spec: SignerSpec) -> tuple[Signer, tuple[x509.Certificate, ...]]:
@@ -73,7 +121,7 @@ async def build_signer(spec: SignerSpec) -> tuple[Signer, tuple[x509.Certificate
         from fleet.pki.signers.local_ca import LocalCaSigner
 
         assert spec.ca_dir and spec.ca_passphrase
-        ca = load_local_ca(Path(spec.ca_dir), parse_secret_ref(spec.ca_passphrase).resolve())
+        ca = load_local_ca(Path(spec.ca_dir), _resolve("--ca-passphrase", spec.ca_passphrase))
         return LocalCaSigner(ca, days=spec.days), (ca.cert,)
     if spec.kind == "files":
         from fleet.pki.signers.files import FilesSigner
@@ -88,7 +136,7 @@ async def build_signer(spec: SignerSpec) -> tuple[Signer, tuple[x509.Certificate
     from fleet.pki.signers.scep import ScepSigner
 
     assert spec.scep_url and spec.scep_ca_fingerprint
-    challenge = parse_secret_ref(spec.scep_challenge).resolve() if spec.scep_challenge else None
+    challenge = _resolve("--scep-challenge", spec.scep_challenge) if spec.scep_challenge else None
     client = ScepClient(spec.scep_url, ca_fingerprint=spec.scep_ca_fingerprint)
     try:
         info = await client.get_ca()

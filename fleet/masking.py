@@ -1,0 +1,63 @@
+"""fleet.masking — what may be shown or stored of inputs that can carry secrets.
+
+Secrets are references (``env:``, ``keyring:``, ``file:``) and :func:`fleet.secrets.redact`
+masks every resolved value; this module masks what is secret *by position* instead: the
+``user:password@`` of a URL, and the values of the options that name secrets in a command line
+stored in the run journal.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from typing import Final
+
+__all__ = ["MASK", "SECRET_OPTIONS", "mask_command_line", "mask_url_userinfo"]
+
+MASK: Final = "***"
+
+#: options whose value is a secret or names one (a reference is not a secret, but it tells
+#: where one is kept, and a value typed by mistake in place of a reference would be one)
+SECRET_OPTIONS: Final = frozenset({
+    "--challenge",
+    "--scep-challenge",
+    "--journal-passphrase",
+    "--ca-passphrase",
+    "--key-passphrase",
+    "--passphrase",
+    "--password",
+    "--token",
+})
+
+_USERINFO: Final = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/?#@\s]*)@")
+
+
+def mask_url_userinfo(text: str) -> str:
+    """``text`` with the ``user:password@`` of every URL in it replaced by ``***@``."""
+    return _USERINFO.sub(lambda m: f"{m['scheme']}{MASK}@", text)
+
+
+def mask_command_line(command: str) -> str:
+    """A shell-quoted command line with the values of :data:`SECRET_OPTIONS` (``--opt VALUE``
+    and ``--opt=VALUE``) and the userinfo of any URL masked."""
+    try:
+        words = shlex.split(command)
+    except ValueError:  # unbalanced quotes: not a command line certfleet made; mask all URLs
+        return mask_url_userinfo(command)
+    out: list[str] = []
+    mask_next = False
+    for word in words:
+        if mask_next:
+            out.append(MASK)
+            mask_next = False
+            continue
+        name, eq, _value = word.partition("=")
+        if name in SECRET_OPTIONS:
+            if eq:
+                out.append(f"{name}={MASK}")
+            else:
+                out.append(word)
+                mask_next = True
+            continue
+        out.append(mask_url_userinfo(word))
+    return " ".join(shlex.quote(word) for word in out)

@@ -36,10 +36,14 @@ OUTCOME_STYLE = {
 
 def _console(file: TextIO, soft_wrap: bool) -> Console:
     # Made per call so that test runners which swap sys.stdout see the output. Off a
-    # terminal (CI logs, pipes) lines are not wrapped at 80 columns.
-    console = Console(file=file, highlight=False, soft_wrap=soft_wrap)
+    # terminal (CI logs, pipes) lines are not wrapped at 80 columns. Strings are never read
+    # as rich markup or emoji codes: most of what is shown comes from devices, inventories
+    # and files (a subject "[/]" would crash a table, "[link=...]" rewrite it); styles are
+    # given as Text styles only.
+    options: dict[str, Any] = {"highlight": False, "markup": False, "emoji": False}
+    console = Console(file=file, soft_wrap=soft_wrap, **options)
     if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(file=file, highlight=False, soft_wrap=soft_wrap, width=160)
+        console = Console(file=file, soft_wrap=soft_wrap, width=160, **options)
     return console
 
 
@@ -112,10 +116,10 @@ def progress(total: int, label: str) -> Iterator[Any]:
     console = stderr()
     if console.is_terminal and total > 1:
         bar = Progress(
-            TextColumn("[bold]{task.description}"),
+            TextColumn("{task.description}", style="bold", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[last]}"),
+            TextColumn("{task.fields[last]}", markup=False),
             TimeElapsedColumn(),
             console=console,
             transient=True,

@@ -2,7 +2,8 @@
 
 JSON goes to stdout as plain ``json.dumps`` of the engine's documents and never depends on
 rich; tables go to stdout; progress, warnings and errors go to stderr, so ``-o json`` output
-can be piped as it is. Every text passes the secret redactor on its way out.
+can be piped as it is. Every text passes the secret redactor on its way out, and is shown
+literally: never read as markup, control characters as visible escapes (:mod:`cli.safe_text`).
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
+from cli.safe_text import scrub, visible
 from fleet.inventory import Device, Inventory
 from fleet.plans.status import Expiring
 from fleet.results import DeviceResult, Outcome, RunResult, run_document
@@ -34,6 +37,29 @@ OUTCOME_STYLE = {
 }
 
 
+class SafeConsole(Console):
+    """A Console that shows every string as it is: never markup or emoji codes (styles are
+    given as Text styles only), secrets masked, control characters as visible escapes — in
+    what is rendered from strings, and once more in every segment written, whatever built it.
+    """
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        kwargs["markup"] = kwargs["emoji"] = False
+        return super().render_str(visible(scrub(text), newlines=True), **kwargs)
+
+    def render(self, renderable: RenderableType,
+               options: ConsoleOptions | None = None) -> Iterator[Segment]:
+        for segment in super().render(renderable, options):
+            if segment.control is None and not segment.text.isprintable():
+                segment = Segment(visible(segment.text, newlines=True), segment.style)
+            yield segment
+
+
+def text(value: object, style: str = "") -> Text:
+    """A Text of device-, inventory- or file-provided data: shown literally and safely."""
+    return Text(visible(scrub(str(value)), newlines=True), style=style)
+
+
 def _console(file: TextIO, soft_wrap: bool) -> Console:
     # Made per call so that test runners which swap sys.stdout see the output. Off a
     # terminal (CI logs, pipes) lines are not wrapped at 80 columns. Strings are never read
@@ -41,9 +67,9 @@ def _console(file: TextIO, soft_wrap: bool) -> Console:
     # and files (a subject "[/]" would crash a table, "[link=...]" rewrite it); styles are
     # given as Text styles only.
     options: dict[str, Any] = {"highlight": False, "markup": False, "emoji": False}
-    console = Console(file=file, soft_wrap=soft_wrap, **options)
+    console = SafeConsole(file=file, soft_wrap=soft_wrap, **options)
     if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(file=file, soft_wrap=soft_wrap, width=160, **options)
+        console = SafeConsole(file=file, soft_wrap=soft_wrap, width=160, **options)
     return console
 
 
@@ -56,19 +82,19 @@ def stderr() -> Console:
 
 
 def error(message: str) -> None:
-    stderr().print(Text(f"error: {redact(message)}", style="bold red"))
+    stderr().print(text(f"error: {message}", style="bold red"))
 
 
 def warning(message: str) -> None:
-    stderr().print(Text(f"warning: {redact(message)}", style="yellow"))
+    stderr().print(text(f"warning: {message}", style="yellow"))
 
 
 def note(message: str) -> None:
-    stderr().print(Text(redact(message), style="dim"))
+    stderr().print(text(message, style="dim"))
 
 
 def heading(message: str) -> None:
-    stdout().rule(Text(message, style="bold"))
+    stdout().rule(text(message, style="bold"))
 
 
 def emit_json(document: Any) -> None:
@@ -130,7 +156,8 @@ def progress(total: int, label: str) -> Iterator[Any]:
             def on_event(event: Event) -> None:
                 if isinstance(event, DeviceFinished):
                     r = event.result
-                    bar.update(task, advance=1, last=f"{r.device} {r.outcome.value}")
+                    last = visible(scrub(f"{r.device} {r.outcome.value}"))
+                    bar.update(task, advance=1, last=last)
 
             yield on_event
     else:
@@ -144,7 +171,7 @@ def progress(total: int, label: str) -> Iterator[Any]:
                     line += f": {r.error.message}"
                 # not a terminal: a plain line, written as is (rich's layout per line cost
                 # a twentieth of a large run's CPU and adds nothing to a log)
-                sys.stderr.write(redact(line).replace("\n", " ") + "\n")
+                sys.stderr.write(visible(scrub(line)) + "\n")
 
         yield on_event
 
@@ -186,7 +213,7 @@ def run_table(run: RunResult, *, title: str | None = None) -> None:
             result.transport,
             _outcome(result.outcome),
             _changes(result, run.dry_run),
-            Text(redact(err), style="red") if err else "",
+            text(err, style="red") if err else "",
         )
     stdout().print(table)
     summary(run)
@@ -199,7 +226,7 @@ def summary(run: RunResult) -> None:
         for o in Outcome
         if counts[o.value]
     ]
-    line = Text(f"{run.verb or run.command}: ")
+    line = text(f"{run.verb or run.command}: ")
     for index, part in enumerate(parts):
         if index:
             line.append(", ")
@@ -208,8 +235,8 @@ def summary(run: RunResult) -> None:
         line.append("  (dry run: nothing was written)", style="dim")
     line.append(f"  run {run.run_id}", style="dim")
     stdout().print(line)
-    for text in run.notes:
-        stdout().print(Text(redact(text), style="yellow"), soft_wrap=True)
+    for note_text in run.notes:
+        stdout().print(text(note_text, style="yellow"), soft_wrap=True)
 
 
 def run_json(run: RunResult) -> None:
@@ -270,7 +297,7 @@ def run_table_failures(failed: Sequence[DeviceResult]) -> None:
     table.add_column("error", overflow="fold")
     for result in failed:
         assert result.error
-        table.add_row(result.device, _outcome(result.outcome), redact(result.error.message))
+        table.add_row(result.device, _outcome(result.outcome), result.error.message)
     stdout().print(table)
 
 

@@ -12,16 +12,18 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from cli.safe_text import xml_text
+from cli.safe_text import scrub_data, xml_text
 from fleet.results import Outcome, RunResult, run_document
 from fleet.runner import DeviceFinished, DeviceStarted, Event
-from fleet.secrets import redact
 
 EVENT_SCHEMA = "certfleet/event/v1"
 
 
 def ndjson_line(event: str, **data: Any) -> None:
-    sys.stdout.write(redact(json.dumps({"schema": EVENT_SCHEMA, "event": event, **data})) + "\n")
+    """One event, one line; its values scrubbed before they are serialised (so a secret is
+    never missed in an escaped form); JSON escapes every newline, so a line is an event."""
+    line = json.dumps(scrub_data({"schema": EVENT_SCHEMA, "event": event, **data}))
+    sys.stdout.write(line + "\n")
     sys.stdout.flush()
 
 

@@ -21,12 +21,11 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
-from cli.safe_text import scrub, visible
+from cli.safe_text import scrub, scrub_data, visible
 from fleet.inventory import Device, Inventory
 from fleet.plans.status import Expiring
 from fleet.results import DeviceResult, Outcome, RunResult, run_document
 from fleet.runner import DeviceFinished, Event
-from fleet.secrets import redact
 
 OUTCOME_STYLE = {
     Outcome.OK: "green",
@@ -98,7 +97,11 @@ def heading(message: str) -> None:
 
 
 def emit_json(document: Any) -> None:
-    """Write a JSON document to stdout, secrets redacted.
+    """Write a JSON document to stdout, secrets masked.
+
+    Every value (and key) is scrubbed *before* it is serialised (:func:`cli.safe_text.
+    scrub_data`): a secret is found as it is in the data, not missed in the escaped form JSON
+    would give it (a token quoted with a ``\\n`` in an error message became ``\\\\n``).
 
     An object is written a key a line; a list (or iterator) of objects in it, an object a
     line, compact. So a run's document reads and greps as one device a line, is made with
@@ -107,18 +110,18 @@ def emit_json(document: Any) -> None:
     """
     write = sys.stdout.write
     if not isinstance(document, dict):
-        write(redact(json.dumps(document, indent=2)) + "\n")
+        write(json.dumps(scrub_data(document), indent=2) + "\n")
         sys.stdout.flush()
         return
     write("{")
     for index, (key, value) in enumerate(document.items()):
-        write(("\n  " if index == 0 else ",\n  ") + json.dumps(key) + ": ")
+        write(("\n  " if index == 0 else ",\n  ") + json.dumps(scrub(key)) + ": ")
         if isinstance(value, Iterator) or (
             isinstance(value, list) and value and all(isinstance(v, dict) for v in value)
         ):
             _emit_items(value)
         else:
-            write(redact(json.dumps(value)))
+            write(json.dumps(scrub_data(value)))
     write("\n}\n" if document else "}\n")
     sys.stdout.flush()
 
@@ -128,7 +131,7 @@ def _emit_items(items: Iterable[Any]) -> None:
     opened = False
     for item in items:
         write(",\n    " if opened else "[\n    ")
-        write(redact(json.dumps(item)))
+        write(json.dumps(scrub_data(item)))
         opened = True
     write("\n  ]" if opened else "[]")
 

@@ -21,6 +21,7 @@ from cli import render
 from cli.machine_output import ndjson_finish, ndjson_handler, write_junit
 from cli.options import REPORTING, Common, OutputFormat
 from cli.render_prometheus import emit_prometheus
+from cli.safe_text import scrub, scrub_data
 from fleet.durations import parse_duration
 from fleet.errors import InputError
 from fleet.hooks import Hooks, parse_hook
@@ -149,7 +150,9 @@ def execute(
     plan_waves(len(devices), waves)  # a bad --wave is an input error before anything runs
     secrets = resolve_secrets(devices)  # before anything is touched: exit 2 if one is missing
     label = f"{plan.name}{' (dry run)' if common.dry_run else ''}"
-    args = {"limit": common.limit, **(journal_args or {})}
+    # what the journal keeps of the command line and arguments: secrets and URL userinfo masked
+    command = scrub(command or command_line())
+    args = scrub_data({"limit": common.limit, **(journal_args or {})})
     inventory = str(inventory_path(common.inventory).resolve())
 
     stop = StopSignal()
@@ -181,7 +184,7 @@ def execute(
                 devices,
                 plan,
                 options,
-                command=command or command_line(),
+                command=command,
                 on_event=on_event,
                 secrets=secrets,
                 journal=journal,
@@ -198,7 +201,7 @@ def execute(
 
     changes_devices = not common.dry_run and not getattr(plan, "read_only", False)
     with open_journal(common) as journal:
-        lock = journal.lock(command or command_line()) if changes_devices \
+        lock = journal.lock(command) if changes_devices \
             else contextlib.nullcontext()
         if common.output is OutputFormat.ndjson:
             progress: Any = contextlib.nullcontext(ndjson_handler)

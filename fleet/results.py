@@ -68,10 +68,18 @@ class Change:
 
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
+    """A device's error as it is kept (results, journal) and shown: its texts are redacted
+    when it is made, however it is made."""
+
     kind: str
     message: str
     xpath: str | None = None
     reason: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", redact(self.message))
+        if self.reason is not None:
+            object.__setattr__(self, "reason", redact(self.reason))
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> ErrorInfo:

@@ -144,3 +144,25 @@ def test_json_keeps_the_data_exact_and_valid(capsys: pytest.CaptureFixture[str])
     assert events[0]["result"]["error"]["message"] == HOSTILE
     assert events[1]["notes"] == [HOSTILE]
 
+
+
+def test_structured_redaction_finds_a_secret_before_json_escapes_it(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli.safe_text import scrub_data
+    from fleet.secrets import MASK, register_secret
+
+    secret = 'tök"en\\9931\n'
+    register_secret(secret)
+    quoted = f"Illegal header value {('Bearer ' + secret).encode()!r}"  # ...\n' as text
+    document = {"calls": [{"error": quoted}], secret.strip(): [secret], "n": 1,
+                "url": "scep://scep-user:hunter2pass@127.0.0.1/cgi-bin/pkiclient.exe"}
+    clean = scrub_data(document)
+    assert clean["calls"][0]["error"] == f"Illegal header value b'Bearer {MASK}'"
+    assert clean[MASK] == [MASK] and clean["n"] == 1
+    assert clean["url"] == f"scep://{MASK}@127.0.0.1/cgi-bin/pkiclient.exe"
+    assert scrub_data({"a": ["plain"]}) == {"a": ["plain"]}
+    render.emit_json({"schema": "x", "devices": iter([document])})
+    out = capsys.readouterr().out
+    json.loads(out)
+    assert "9931" not in out and "hunter2pass" not in out

@@ -28,7 +28,7 @@ from fleet.hooks import Hooks, parse_hook
 from fleet.inventory import Device, Inventory, load_inventory
 from fleet.journal import Journal
 from fleet.plans.base import Plan
-from fleet.results import EXIT_INPUT, EXIT_INTERRUPTED, RunResult, run_document
+from fleet.results import EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED, RunResult, run_document
 from fleet.runner import Budget, RunOptions, StopSignal, plan_waves, resolve_secrets, run_plan
 from fleet.shard import shard_devices
 from fleet.windows import parse_window
@@ -86,11 +86,39 @@ def inventory_path(explicit: Path | None) -> Path:
     )
 
 
+def check_output_path(path: Path, option: str, *, parents: bool = False) -> None:
+    """A file certfleet will write after the run must be writable now: otherwise an input
+    error (exit 2) before any device is contacted, naming the option and the path. With
+    ``parents``, missing folders are made when it is written (then the nearest existing one
+    must be a writable folder)."""
+    if path.is_dir():
+        raise InputError(f"{option} {path}: is a folder; give a file name")
+    folder = path.parent
+    if parents:
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+    if not folder.exists():
+        raise InputError(f"{option} {path}: the folder {folder} does not exist")
+    if not folder.is_dir():
+        raise InputError(f"{option} {path}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"{option} {path}: the folder {folder} is not writable")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise InputError(f"{option} {path}: the file is not writable")
+
+
+def check_outputs() -> None:
+    """Every output file the invocation asked for, checked before anything runs."""
+    if REPORTING.junit is not None:
+        check_output_path(REPORTING.junit, "--junit", parents=True)
+
+
 def open_journal(common: Common) -> Journal:
     return Journal.open(common.journal)
 
 
 def select(common: Common) -> tuple[Inventory, list[Device]]:
+    check_outputs()
     inventory = load_inventory(inventory_path(common.inventory))
     named: dict[str, set[str]] = {}
     if any("@" in term for term in common.limit or ()):
@@ -133,6 +161,7 @@ def execute(
 ) -> RunResult:
     """Run a plan with progress, journaled. ``before``/``after`` run in the same event loop
     (for what a plan needs set up there, e.g. a signer's connection)."""
+    check_outputs()
     hooks = Hooks(on_changed=parse_hook(REPORTING.on_changed, "--on-changed"),
                   on_failed=parse_hook(REPORTING.on_failed, "--on-failed"),
                   timeout=REPORTING.hook_timeout)
@@ -217,11 +246,14 @@ def execute(
 
 
 def finish(run: RunResult, common: Common, *, table: Callable[[RunResult], None] | None = None,
-           exit_code: int | None = None, extra: dict[str, Any] | None = None) -> None:
+           exit_code: int | None = None, extra: dict[str, Any] | None = None,
+           unwritten: Sequence[str] = ()) -> None:
     """Render the run as asked (table, json with ``extra`` fields, ndjson, quiet), write the
-    JUnit file if asked, and exit with the documented code."""
-    if REPORTING.junit is not None:
-        write_junit(run, REPORTING.junit)
+    JUnit file if asked, and exit with the documented code.
+
+    The run's record comes first: stdout's output is written before any file, and a file that
+    cannot be written (``unwritten`` lists those the caller already failed to write) is named
+    on stderr after the others are written, and the exit code is not 0."""
     if common.output is OutputFormat.json:
         render.emit_json({**run_document(run, lazy=True), **(extra or {})})
     elif common.output is OutputFormat.ndjson:
@@ -233,6 +265,16 @@ def finish(run: RunResult, common: Common, *, table: Callable[[RunResult], None]
             render.summary(run)
     else:
         (table or render.run_table)(run)
+    problems = list(unwritten)
+    if REPORTING.junit is not None:
+        try:
+            write_junit(run, REPORTING.junit)
+        except OSError as exc:
+            problems.append(f"--junit {REPORTING.junit}: cannot write it: {exc.strerror or exc}")
+    for problem in problems:
+        render.error(f"{problem} (the run itself is recorded: certfleet runs show {run.run_id})")
     code = run.exit_code() if exit_code is None else exit_code
+    if problems and not code:
+        code = EXIT_FAILED
     if code:
         raise typer.Exit(code)

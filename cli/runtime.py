@@ -164,7 +164,10 @@ def execute(
     check_outputs()
     hooks = Hooks(on_changed=parse_hook(REPORTING.on_changed, "--on-changed"),
                   on_failed=parse_hook(REPORTING.on_failed, "--on-failed"),
-                  timeout=REPORTING.hook_timeout)
+                  timeout=REPORTING.hook_timeout,
+                  drop_env=frozenset(ref.target for device in devices
+                                     for ref in (device.password, device.token)
+                                     if ref is not None and ref.scheme == "env"))
     if common.output is OutputFormat.prometheus and plan.name != "status":
         raise InputError("--output prometheus is for status only")
     windows = tuple(parse_window(w) for w in REPORTING.windows)

@@ -59,6 +59,16 @@ def text(value: object, style: str = "") -> Text:
     return Text(visible(scrub(str(value)), newlines=True), style=style)
 
 
+def line(value: object, style: str = "") -> Text:
+    """One line for people, whatever it quotes: a newline in a name is an escape too."""
+    return Text(visible(scrub(str(value))), style=style)
+
+
+def problem(message: str) -> None:
+    """One of several problems, a line of its own under an error."""
+    stderr().print(line(f"  {message}"))
+
+
 def _console(file: TextIO, soft_wrap: bool) -> Console:
     # Made per call so that test runners which swap sys.stdout see the output. Off a
     # terminal (CI logs, pipes) lines are not wrapped at 80 columns. Strings are never read
@@ -81,15 +91,15 @@ def stderr() -> Console:
 
 
 def error(message: str) -> None:
-    stderr().print(text(f"error: {message}", style="bold red"))
+    stderr().print(line(f"error: {message}", style="bold red"))
 
 
 def warning(message: str) -> None:
-    stderr().print(text(f"warning: {message}", style="yellow"))
+    stderr().print(line(f"warning: {message}", style="yellow"))
 
 
 def note(message: str) -> None:
-    stderr().print(text(message, style="dim"))
+    stderr().print(line(message, style="dim"))
 
 
 def heading(message: str) -> None:

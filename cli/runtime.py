@@ -59,7 +59,7 @@ def guarded(func: Callable[P, R]) -> Callable[P, R]:
             if problems and len(problems) > 1:
                 render.error(f"{len(problems)} problems:")
                 for problem in problems:
-                    render.stderr().print(f"  {problem}", highlight=False, markup=False)
+                    render.problem(str(problem))
             else:
                 render.error(str(exc))
             raise typer.Exit(EXIT_INPUT) from None
@@ -120,11 +120,7 @@ def open_journal(common: Common) -> Journal:
 def select(common: Common) -> tuple[Inventory, list[Device]]:
     check_outputs()
     inventory = load_inventory(inventory_path(common.inventory))
-    named: dict[str, set[str]] = {}
-    if any("@" in term for term in common.limit or ()):
-        with open_journal(common) as journal:
-            named["failed"] = journal.failed_in_last_run()
-    devices = inventory.select(common.limit, named_sets=named)
+    devices = inventory.select(common.limit, named_sets=_named_sets(common))
     if REPORTING.shard:
         devices = shard_devices(devices, REPORTING.shard)
         if not devices:
@@ -132,6 +128,20 @@ def select(common: Common) -> tuple[Inventory, list[Device]]:
     for line in inventory.warnings:
         render.warning(line)
     return inventory, devices
+
+
+def _named_sets(common: Common) -> dict[str, frozenset[str]]:
+    """The ``@`` sets ``--limit`` may name; the journal is read only for one that is used, and
+    a problem with it names the term as the user typed it."""
+    terms = [term.strip() for item in common.limit or () for term in item.split(",")]
+    used = [term for term in terms if term.lstrip("!").strip() == "@failed"]
+    if not used:
+        return {"failed": frozenset()}  # not used: the inventory names an unknown set as typed
+    try:
+        with open_journal(common) as journal:
+            return {"failed": frozenset(journal.failed_in_last_run())}
+    except InputError as exc:
+        raise InputError(f"--limit term {used[0]!r}: {exc}") from None
 
 
 _command_args: list[str] | None = None

@@ -204,9 +204,13 @@ def execute(
         task = asyncio.current_task()
 
         def on_signal(name: str) -> None:
-            if stop:  # the second signal: stop now
+            if stop.aborted:  # a third signal: give up even on the record
                 assert task is not None
                 task.cancel()
+                return
+            if stop:  # the second signal: stop the devices in flight too; the run is recorded
+                render.warning(f"{name} again: stopping the devices in flight now")
+                stop.abort(f"interrupted twice, by {name}")
                 return
             stop.set(f"interrupted by {name}")
             render.warning(f"{name}: finishing the devices in flight, starting no new ones "

@@ -19,22 +19,18 @@ written for people or for XML goes through :func:`visible`.
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from collections.abc import Mapping
 from typing import Any, Final
 
-from fleet.secrets import MASK, redact
+from fleet.results import mask_url_userinfo
+from fleet.secrets import redact
 
 __all__ = ["mask_url_userinfo", "scrub", "scrub_data", "visible", "xml_text"]
 
 #: general categories written as escapes: controls, format (bidi, zero-width), surrogates,
 #: line and paragraph separators
 _ESCAPED_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
-
-#: ``scheme://user[:password]@`` — the userinfo part of a URL anywhere in a text
-_USERINFO: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)[^/?#@\s\"'<>]+@")
-
 
 def _escape(char: str) -> str:
     code = ord(char)
@@ -70,13 +66,6 @@ def xml_text(text: str) -> str:
     control characters as visible escapes, line breaks kept. XML escaping of ``<&"`` is the
     serialiser's job."""
     return visible(scrub(text), newlines=True)
-
-
-def mask_url_userinfo(text: str) -> str:
-    """Any ``scheme://user:password@`` in ``text`` with the userinfo masked."""
-    if "@" not in text or "://" not in text:
-        return text
-    return _USERINFO.sub(lambda m: f"{m.group(1)}{MASK}@", text)
 
 
 def scrub(text: str) -> str:

@@ -32,6 +32,7 @@ __all__ = ["mask_url_userinfo", "scrub", "scrub_data", "visible", "xml_text"]
 #: line and paragraph separators
 _ESCAPED_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
+
 def _escape(char: str) -> str:
     code = ord(char)
     if code < 0x100:

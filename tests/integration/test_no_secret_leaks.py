@@ -1,7 +1,7 @@
 """No secret in any artefact of a run (issue 14 item 2).
 
 Secrets are planted the ways they leak: a Webex token with a trailing newline (httpx then
-refuses the header and quotes it), a password with a trailing CR, quotes, a backslash and
+refuses the header and quotes it), a password with a trailing CR LF, quotes, a backslash and
 non-ASCII, and a hostile device whose error reason quotes the password as it arrived, JSON-
 escaped and as a bytes repr. Then every output format runs (table, JSON, NDJSON, JUnit, the HTML
 report, Prometheus, `runs show`/`runs list`) and every artefact — stdout, stderr, files, the
@@ -26,7 +26,7 @@ from hostile_device import hostile_device
 
 from fleet.pki.local_ca import create_ca
 
-PASSWORD = 'pä"ss\\wörd-leak-4471\r'
+PASSWORD = 'pä"ss\\wörd-leak-4471\r\n'
 TOKEN_TAIL = "\n"
 
 

@@ -2,7 +2,7 @@
 getxml/putxml answered with an ``ActionError`` whose Reason the test chooses.
 
 The Reason may quote what the client sent: ``{password}`` is replaced by the password of the
-Basic login (as it arrived), ``{password_json}`` by the same JSON-escaped (a device that echoes
+session's Basic login (as it arrived), ``{password_json}`` by the same JSON-escaped (a device that echoes
 it inside JSON text), ``{password_repr}`` by Python's repr of its bytes. Texts that XML 1.0 can
 carry reach the client as they are (C1 controls, DEL, bidi overrides, CR as ``&#13;``).
 """
@@ -53,17 +53,24 @@ def _self_signed(workdir: Path) -> tuple[Path, Path, str]:
 class HostileDevice:
     def __init__(self, workdir: Path, reason: str) -> None:
         self.reason = reason
+        self.password = ""
+        self.last_login = ""
         self.port = 0
         self.pin = ""
         self._workdir = workdir
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
 
-    def _answer(self, request: web.Request) -> str:
-        password = ""
+    def _login(self, request: web.Request) -> None:
         header = request.headers.get("Authorization", "")
         if header.startswith("Basic "):
-            password = base64.b64decode(header[6:]).decode("utf-8", "replace").split(":", 1)[1]
+            self.last_login = header
+            self.password = base64.b64decode(header[6:]).decode("utf-8", "replace") \
+                .split(":", 1)[1]
+
+    def _answer(self, request: web.Request) -> str:
+        self._login(request)
+        password = self.password  # as the session's login sent it
         text = (self.reason.replace("{password_json}", json.dumps(password)[1:-1])
                 .replace("{password_repr}", repr(password.encode())[2:-1])
                 .replace("{password}", password))
@@ -74,7 +81,7 @@ class HostileDevice:
     async def _begin(self, request: web.Request) -> web.Response:
         response = web.Response(status=204)
         response.set_cookie("SessionId", "hostile-session", secure=True, httponly=True)
-        self.last_login = request.headers.get("Authorization", "")
+        self._login(request)
         return response
 
     async def _end(self, request: web.Request) -> web.Response:

@@ -8,6 +8,7 @@ import contextlib
 import functools
 import os
 import random
+import re
 import shlex
 import signal
 import sys
@@ -158,6 +159,20 @@ def command_line() -> str:
     return "certfleet " + " ".join(shlex.quote(a) for a in args)
 
 
+_ENV_REF = re.compile(r"(?:^|=)env:([A-Za-z_][A-Za-z0-9_]*)$")
+
+
+def _secret_env_names(devices: Sequence[Device]) -> frozenset[str]:
+    """The environment variables the run's ``env:`` secret references name: the devices'
+    passwords and tokens, and every ``env:VAR`` on the command line (passphrases, challenges,
+    ...) — hooks never see them."""
+    names = {ref.target for device in devices for ref in (device.password, device.token)
+             if ref is not None and ref.scheme == "env"}
+    args = _command_args if _command_args is not None else sys.argv[1:]
+    names.update(m.group(1) for arg in args if (m := _ENV_REF.search(arg)))
+    return frozenset(names)
+
+
 def execute(
     plan: Plan[Any],
     devices: Sequence[Device],
@@ -175,9 +190,7 @@ def execute(
     hooks = Hooks(on_changed=parse_hook(REPORTING.on_changed, "--on-changed"),
                   on_failed=parse_hook(REPORTING.on_failed, "--on-failed"),
                   timeout=REPORTING.hook_timeout,
-                  drop_env=frozenset(ref.target for device in devices
-                                     for ref in (device.password, device.token)
-                                     if ref is not None and ref.scheme == "env"))
+                  drop_env=_secret_env_names(devices))
     if common.output is OutputFormat.prometheus and plan.name != "status":
         raise InputError("--output prometheus is for status only")
     windows = tuple(parse_window(w) for w in REPORTING.windows)

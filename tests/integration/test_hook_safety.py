@@ -34,6 +34,9 @@ def test_hooks_get_no_secret_and_their_output_is_masked(
     monkeypatch.setenv("CERTFLEET_CA_PASSPHRASE", "ca-passphrase-hook-3310")
     monkeypatch.setenv("SOME_API_TOKEN", "api-token-hook-5521")
     monkeypatch.setenv("HOOK_TEST_PLAIN", "kept as it is")
+    monkeypatch.setenv("HOOK_TEST_NAMED_ON_THE_COMMAND_LINE", "named-but-unused-7731")
+    monkeypatch.setattr("sys.argv", ["certfleet", "push-ca", "--challenge",
+                                     "env:HOOK_TEST_NAMED_ON_THE_COMMAND_LINE"])
     monkeypatch.setenv("LANG", "C.UTF-8")
     inv = yaml.safe_load(sim.inventory_path.read_text())
     inv["defaults"]["password"] = "env:HOOK_TEST_DEVICE_PASSWORD"
@@ -48,7 +51,8 @@ def test_hooks_get_no_secret_and_their_output_is_masked(
     assert result.exit_code == 1, result.output
     env = json.loads(log.read_text().splitlines()[0])
     for dropped in ("HOOK_TEST_DEVICE_PASSWORD", "CERTFLEET_JOURNAL_PASSPHRASE",
-                    "CERTFLEET_CA_PASSPHRASE", "SOME_API_TOKEN"):
+                    "CERTFLEET_CA_PASSPHRASE", "SOME_API_TOKEN",
+                    "HOOK_TEST_NAMED_ON_THE_COMMAND_LINE"):
         assert dropped not in env
     assert sim.password not in json.dumps(env)
     assert env["HOOK_TEST_PLAIN"] == "kept as it is"

@@ -222,7 +222,7 @@ def run_table(run: RunResult, *, title: str | None = None) -> None:
             if result.error.xpath and result.error.xpath not in err:
                 err += f" [{result.error.xpath}]"
         table.add_row(
-            result.device,
+            line(result.device),
             result.transport,
             _outcome(result.outcome),
             _changes(result, run.dry_run),
@@ -281,7 +281,7 @@ def status_table(run: RunResult, expiring: Sequence[Expiring] | None = None) -> 
                 if cert.get("renewal_profile"):
                     used += " (device renews)" if cert.get("device_renews") else " (profile)"
                 table.add_row(
-                    result.device, kind, used, cert["subject"], cert["issuer"], not_after,
+                    line(result.device), kind, used, cert["subject"], cert["issuer"], not_after,
                     _days(cert.get("days_left")),
                 )
     stdout().print(table)
@@ -296,7 +296,7 @@ def status_table(run: RunResult, expiring: Sequence[Expiring] | None = None) -> 
             for item in expiring:
                 what = ", ".join(item.purposes) or item.kind
                 stdout().print(
-                    f"  {item.device}: {item.subject} ({what}) — {item.days_left:.0f} days"
+                    line(f"  {item.device}: {item.subject} ({what}) — {item.days_left:.0f} days")
                 )
         else:
             stdout().print(Text("no certificate expires within the limit", style="green"))
@@ -310,7 +310,7 @@ def run_table_failures(failed: Sequence[DeviceResult]) -> None:
     table.add_column("error", overflow="fold")
     for result in failed:
         assert result.error
-        table.add_row(result.device, _outcome(result.outcome), result.error.message)
+        table.add_row(line(result.device), _outcome(result.outcome), result.error.message)
     stdout().print(table)
 
 
@@ -325,7 +325,7 @@ def device_table(devices: Sequence[Device]) -> None:
         address = f"{d.host}:{d.port}" if d.host else (d.device_id or "")
         verify = str(d.verify)
         table.add_row(
-            d.name,
+            line(d.name),
             address,
             d.transport,
             ", ".join(d.groups),

@@ -100,6 +100,8 @@ def test_terminal_output_shows_control_characters_as_escapes(
     assert not RAW.search(text), repr(RAW.search(text))
     if table in ("run_table", "failures", "notes", "progress"):
         assert "\\x1b[31mred" in text  # shown, as an escape
+    if table in ("run_table", "status_table", "failures", "progress"):
+        assert "-1\\x0a\\x0dfake-ok" in text  # a name is shown on one line, whole
     if table == "progress":
         assert "fake-ok" in text and "\\x0a" in text  # a name's newline does not start a line
 

@@ -12,15 +12,18 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from cli.safe_text import scrub_data, xml_text
 from fleet.results import Outcome, RunResult, run_document
 from fleet.runner import DeviceFinished, DeviceStarted, Event
-from fleet.secrets import redact
 
 EVENT_SCHEMA = "certfleet/event/v1"
 
 
 def ndjson_line(event: str, **data: Any) -> None:
-    sys.stdout.write(redact(json.dumps({"schema": EVENT_SCHEMA, "event": event, **data})) + "\n")
+    """One event, one line; its values scrubbed before they are serialised (so a secret is
+    never missed in an escaped form); JSON escapes every newline, so a line is an event."""
+    line = json.dumps(scrub_data({"schema": EVENT_SCHEMA, "event": event, **data}))
+    sys.stdout.write(line + "\n")
     sys.stdout.flush()
 
 
@@ -40,8 +43,11 @@ def ndjson_finish(run: RunResult) -> None:
 
 def write_junit(run: RunResult, path: Path) -> None:
     """One test case per device, and one per step of each device's change; failures carry the
-    device's reason; skipped devices are skipped cases."""
-    suite = ET.Element("testsuite", name=f"certfleet {run.verb}", timestamp=run.started.isoformat())
+    device's reason; skipped devices are skipped cases. Every text is scrubbed and made
+    visible (:func:`cli.safe_text.xml_text`): the file is valid XML 1.0 whatever a device
+    said, and a CI page showing it is not steered by control characters."""
+    suite = ET.Element("testsuite", name=xml_text(f"certfleet {run.verb}"),
+                       timestamp=run.started.isoformat())
     tests = failures = skipped = 0
     for result in run.devices:
         cases = [(result.device, None)] + [
@@ -50,26 +56,28 @@ def write_junit(run: RunResult, path: Path) -> None:
         ]
         for name, change in cases:
             tests += 1
-            case = ET.SubElement(suite, "testcase", classname=f"certfleet.{run.verb}", name=name,
+            case = ET.SubElement(suite, "testcase", classname=xml_text(f"certfleet.{run.verb}"),
+                                 name=xml_text(name),
                                  time=f"{result.duration_ms / 1000:.3f}" if change is None else "0")
             if result.failed:
                 if change is None or not change.applied:
                     failures += 1
                     error = result.error
-                    message = redact(error.message) if error else result.outcome.value
-                    failure = ET.SubElement(case, "failure", message=message,
-                                            type=error.kind if error else result.outcome.value)
-                    failure.text = redact(
+                    message = error.message if error else result.outcome.value
+                    failure = ET.SubElement(case, "failure", message=xml_text(message),
+                                            type=xml_text(error.kind if error
+                                                          else result.outcome.value))
+                    failure.text = xml_text(
                         f"{result.device}: {result.outcome.value}: {message}"
                         + (f" [{error.xpath}]" if error and error.xpath else "")
                     )
             elif result.outcome is Outcome.SKIPPED or (change is not None and run.dry_run):
                 skipped += 1
                 ET.SubElement(case, "skipped",
-                              message=redact(result.message or ("dry run" if run.dry_run
-                                                                 else "skipped")))
+                              message=xml_text(result.message or ("dry run" if run.dry_run
+                                                                   else "skipped")))
             if change is None and result.message:
-                ET.SubElement(case, "system-out").text = redact(result.message)
+                ET.SubElement(case, "system-out").text = xml_text(result.message)
     suite.set("tests", str(tests))
     suite.set("failures", str(failures))
     suite.set("skipped", str(skipped))

@@ -2,7 +2,8 @@
 
 JSON goes to stdout as plain ``json.dumps`` of the engine's documents and never depends on
 rich; tables go to stdout; progress, warnings and errors go to stderr, so ``-o json`` output
-can be piped as it is. Every text passes the secret redactor on its way out.
+can be piped as it is. Every text passes the secret redactor on its way out, and is shown
+literally: never read as markup, control characters as visible escapes (:mod:`cli.safe_text`).
 """
 
 from __future__ import annotations
@@ -14,16 +15,17 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
+from cli.safe_text import scrub, scrub_data, visible
 from fleet.inventory import Device, Inventory
 from fleet.plans.status import Expiring
 from fleet.results import DeviceResult, Outcome, RunResult, run_document
 from fleet.runner import DeviceFinished, Event
-from fleet.secrets import redact
 
 OUTCOME_STYLE = {
     Outcome.OK: "green",
@@ -34,12 +36,49 @@ OUTCOME_STYLE = {
 }
 
 
+class SafeConsole(Console):
+    """A Console that shows every string as it is: never markup or emoji codes (styles are
+    given as Text styles only), secrets masked, control characters as visible escapes — in
+    what is rendered from strings, and once more in every segment written, whatever built it.
+    """
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        kwargs["markup"] = kwargs["emoji"] = False
+        return super().render_str(visible(scrub(text), newlines=True), **kwargs)
+
+    def render(self, renderable: RenderableType,
+               options: ConsoleOptions | None = None) -> Iterator[Segment]:
+        for segment in super().render(renderable, options):
+            if segment.control is None and not segment.text.isprintable():
+                segment = Segment(visible(segment.text, newlines=True), segment.style)
+            yield segment
+
+
+def text(value: object, style: str = "") -> Text:
+    """A Text of device-, inventory- or file-provided data: shown literally and safely."""
+    return Text(visible(scrub(str(value)), newlines=True), style=style)
+
+
+def line(value: object, style: str = "") -> Text:
+    """One line for people, whatever it quotes: a newline in a name is an escape too."""
+    return Text(visible(scrub(str(value))), style=style)
+
+
+def problem(message: str) -> None:
+    """One of several problems, a line of its own under an error."""
+    stderr().print(line(f"  {message}"))
+
+
 def _console(file: TextIO, soft_wrap: bool) -> Console:
     # Made per call so that test runners which swap sys.stdout see the output. Off a
-    # terminal (CI logs, pipes) lines are not wrapped at 80 columns.
-    console = Console(file=file, highlight=False, soft_wrap=soft_wrap)
+    # terminal (CI logs, pipes) lines are not wrapped at 80 columns. Strings are never read
+    # as rich markup or emoji codes: most of what is shown comes from devices, inventories
+    # and files (a subject "[/]" would crash a table, "[link=...]" rewrite it); styles are
+    # given as Text styles only.
+    options: dict[str, Any] = {"highlight": False, "markup": False, "emoji": False}
+    console = SafeConsole(file=file, soft_wrap=soft_wrap, **options)
     if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(file=file, highlight=False, soft_wrap=soft_wrap, width=160)
+        console = SafeConsole(file=file, soft_wrap=soft_wrap, width=160, **options)
     return console
 
 
@@ -52,23 +91,27 @@ def stderr() -> Console:
 
 
 def error(message: str) -> None:
-    stderr().print(Text(f"error: {redact(message)}", style="bold red"))
+    stderr().print(line(f"error: {message}", style="bold red"))
 
 
 def warning(message: str) -> None:
-    stderr().print(Text(f"warning: {redact(message)}", style="yellow"))
+    stderr().print(line(f"warning: {message}", style="yellow"))
 
 
 def note(message: str) -> None:
-    stderr().print(Text(redact(message), style="dim"))
+    stderr().print(line(message, style="dim"))
 
 
 def heading(message: str) -> None:
-    stdout().rule(Text(message, style="bold"))
+    stdout().rule(text(message, style="bold"))
 
 
 def emit_json(document: Any) -> None:
-    """Write a JSON document to stdout, secrets redacted.
+    """Write a JSON document to stdout, secrets masked.
+
+    Every value (and key) is scrubbed *before* it is serialised (:func:`cli.safe_text.
+    scrub_data`): a secret is found as it is in the data, not missed in the escaped form JSON
+    would give it (a token quoted with a ``\\n`` in an error message became ``\\\\n``).
 
     An object is written a key a line; a list (or iterator) of objects in it, an object a
     line, compact. So a run's document reads and greps as one device a line, is made with
@@ -77,18 +120,18 @@ def emit_json(document: Any) -> None:
     """
     write = sys.stdout.write
     if not isinstance(document, dict):
-        write(redact(json.dumps(document, indent=2)) + "\n")
+        write(json.dumps(scrub_data(document), indent=2) + "\n")
         sys.stdout.flush()
         return
     write("{")
     for index, (key, value) in enumerate(document.items()):
-        write(("\n  " if index == 0 else ",\n  ") + json.dumps(key) + ": ")
+        write(("\n  " if index == 0 else ",\n  ") + json.dumps(scrub(key)) + ": ")
         if isinstance(value, Iterator) or (
             isinstance(value, list) and value and all(isinstance(v, dict) for v in value)
         ):
             _emit_items(value)
         else:
-            write(redact(json.dumps(value)))
+            write(json.dumps(scrub_data(value)))
     write("\n}\n" if document else "}\n")
     sys.stdout.flush()
 
@@ -98,7 +141,7 @@ def _emit_items(items: Iterable[Any]) -> None:
     opened = False
     for item in items:
         write(",\n    " if opened else "[\n    ")
-        write(redact(json.dumps(item)))
+        write(json.dumps(scrub_data(item)))
         opened = True
     write("\n  ]" if opened else "[]")
 
@@ -112,10 +155,10 @@ def progress(total: int, label: str) -> Iterator[Any]:
     console = stderr()
     if console.is_terminal and total > 1:
         bar = Progress(
-            TextColumn("[bold]{task.description}"),
+            TextColumn("{task.description}", style="bold", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[last]}"),
+            TextColumn("{task.fields[last]}", markup=False),
             TimeElapsedColumn(),
             console=console,
             transient=True,
@@ -126,7 +169,8 @@ def progress(total: int, label: str) -> Iterator[Any]:
             def on_event(event: Event) -> None:
                 if isinstance(event, DeviceFinished):
                     r = event.result
-                    bar.update(task, advance=1, last=f"{r.device} {r.outcome.value}")
+                    last = visible(scrub(f"{r.device} {r.outcome.value}"))
+                    bar.update(task, advance=1, last=last)
 
             yield on_event
     else:
@@ -140,7 +184,7 @@ def progress(total: int, label: str) -> Iterator[Any]:
                     line += f": {r.error.message}"
                 # not a terminal: a plain line, written as is (rich's layout per line cost
                 # a twentieth of a large run's CPU and adds nothing to a log)
-                sys.stderr.write(redact(line).replace("\n", " ") + "\n")
+                sys.stderr.write(visible(scrub(line)) + "\n")
 
         yield on_event
 
@@ -180,11 +224,11 @@ def run_table(run: RunResult, *, title: str | None = None) -> None:
             if result.error.xpath and result.error.xpath not in err:
                 err += f" [{result.error.xpath}]"
         table.add_row(
-            result.device,
+            line(result.device),
             result.transport,
             _outcome(result.outcome),
             _changes(result, run.dry_run),
-            Text(redact(err), style="red") if err else "",
+            text(err, style="red") if err else "",
         )
     stdout().print(table)
     summary(run)
@@ -197,7 +241,7 @@ def summary(run: RunResult) -> None:
         for o in Outcome
         if counts[o.value]
     ]
-    line = Text(f"{run.verb or run.command}: ")
+    line = text(f"{run.verb or run.command}: ")
     for index, part in enumerate(parts):
         if index:
             line.append(", ")
@@ -206,8 +250,8 @@ def summary(run: RunResult) -> None:
         line.append("  (dry run: nothing was written)", style="dim")
     line.append(f"  run {run.run_id}", style="dim")
     stdout().print(line)
-    for text in run.notes:
-        stdout().print(Text(redact(text), style="yellow"), soft_wrap=True)
+    for note_text in run.notes:
+        stdout().print(text(note_text, style="yellow"), soft_wrap=True)
 
 
 def run_json(run: RunResult) -> None:
@@ -239,7 +283,7 @@ def status_table(run: RunResult, expiring: Sequence[Expiring] | None = None) -> 
                 if cert.get("renewal_profile"):
                     used += " (device renews)" if cert.get("device_renews") else " (profile)"
                 table.add_row(
-                    result.device, kind, used, cert["subject"], cert["issuer"], not_after,
+                    line(result.device), kind, used, cert["subject"], cert["issuer"], not_after,
                     _days(cert.get("days_left")),
                 )
     stdout().print(table)
@@ -254,7 +298,7 @@ def status_table(run: RunResult, expiring: Sequence[Expiring] | None = None) -> 
             for item in expiring:
                 what = ", ".join(item.purposes) or item.kind
                 stdout().print(
-                    f"  {item.device}: {item.subject} ({what}) — {item.days_left:.0f} days"
+                    line(f"  {item.device}: {item.subject} ({what}) — {item.days_left:.0f} days")
                 )
         else:
             stdout().print(Text("no certificate expires within the limit", style="green"))
@@ -268,7 +312,7 @@ def run_table_failures(failed: Sequence[DeviceResult]) -> None:
     table.add_column("error", overflow="fold")
     for result in failed:
         assert result.error
-        table.add_row(result.device, _outcome(result.outcome), redact(result.error.message))
+        table.add_row(line(result.device), _outcome(result.outcome), result.error.message)
     stdout().print(table)
 
 
@@ -283,7 +327,7 @@ def device_table(devices: Sequence[Device]) -> None:
         address = f"{d.host}:{d.port}" if d.host else (d.device_id or "")
         verify = str(d.verify)
         table.add_row(
-            d.name,
+            line(d.name),
             address,
             d.transport,
             ", ".join(d.groups),

@@ -12,10 +12,14 @@ from __future__ import annotations
 import datetime as dt
 import sys
 
+from cli.safe_text import scrub, visible
 from fleet.results import RunResult
 
 
 def _label(value: str) -> str:
+    """A label value: secrets masked, control characters as visible escapes (a label is one
+    line of a file other tools parse), then escaped as the text format asks."""
+    value = visible(scrub(value))
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 

@@ -4,8 +4,8 @@
 journal's record of the last other run and the generation time, one HTML string. The page
 fetches nothing: the CSS is inline, the expiry chart is an inline SVG drawn here, there is no
 JavaScript, and a Content-Security-Policy of ``default-src 'none'`` stops a browser from
-loading anything even if a text tried. Every text is redacted (:func:`fleet.secrets.redact`)
-and then HTML-escaped on its way in.
+loading anything even if a text tried. Every text is scrubbed (secrets masked), its control
+characters made visible escapes (:mod:`cli.safe_text`), and then HTML-escaped on its way in.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cli.safe_text import scrub, visible
 from fleet.journal import RunRecord
 from fleet.plans.status import expiring_certificates
 from fleet.results import DeviceResult, Outcome, RunResult
-from fleet.secrets import redact
 
 __all__ = [
     "AMBER_DAYS",
@@ -43,8 +43,9 @@ _CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 
 
 
 def _e(value: object) -> str:
-    """A text for the page: secrets masked, then escaped for element content and attributes."""
-    return html.escape(redact(str(value)), quote=True)
+    """A text for the page: secrets masked, control characters as visible escapes, then
+    escaped for element content and attributes."""
+    return html.escape(visible(scrub(str(value)), newlines=True), quote=True)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import contextlib
 import functools
 import os
 import random
+import re
 import shlex
 import signal
 import sys
@@ -21,13 +22,14 @@ from cli import render
 from cli.machine_output import ndjson_finish, ndjson_handler, write_junit
 from cli.options import REPORTING, Common, OutputFormat
 from cli.render_prometheus import emit_prometheus
+from cli.safe_text import scrub, scrub_data
 from fleet.durations import parse_duration
 from fleet.errors import InputError
 from fleet.hooks import Hooks, parse_hook
 from fleet.inventory import Device, Inventory, load_inventory
 from fleet.journal import Journal
 from fleet.plans.base import Plan
-from fleet.results import EXIT_INPUT, EXIT_INTERRUPTED, RunResult, run_document
+from fleet.results import EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED, RunResult, run_document
 from fleet.runner import Budget, RunOptions, StopSignal, plan_waves, resolve_secrets, run_plan
 from fleet.shard import shard_devices
 from fleet.windows import parse_window
@@ -58,7 +60,7 @@ def guarded(func: Callable[P, R]) -> Callable[P, R]:
             if problems and len(problems) > 1:
                 render.error(f"{len(problems)} problems:")
                 for problem in problems:
-                    render.stderr().print(f"  {problem}", highlight=False, markup=False)
+                    render.problem(str(problem))
             else:
                 render.error(str(exc))
             raise typer.Exit(EXIT_INPUT) from None
@@ -85,6 +87,33 @@ def inventory_path(explicit: Path | None) -> Path:
     )
 
 
+def check_output_path(path: Path, option: str, *, parents: bool = False) -> None:
+    """A file certfleet will write after the run must be writable now: otherwise an input
+    error (exit 2) before any device is contacted, naming the option and the path. With
+    ``parents``, missing folders are made when it is written (then the nearest existing one
+    must be a writable folder)."""
+    if path.is_dir():
+        raise InputError(f"{option} {path}: is a folder; give a file name")
+    folder = path.parent
+    if parents:
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+    if not folder.exists():
+        raise InputError(f"{option} {path}: the folder {folder} does not exist")
+    if not folder.is_dir():
+        raise InputError(f"{option} {path}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"{option} {path}: the folder {folder} is not writable")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise InputError(f"{option} {path}: the file is not writable")
+
+
+def check_outputs() -> None:
+    """Every output file the invocation asked for, checked before anything runs."""
+    if REPORTING.junit is not None:
+        check_output_path(REPORTING.junit, "--junit", parents=True)
+
+
 def open_journal(common: Common) -> Journal:
     return open_journal_at(common.journal)
 
@@ -98,12 +127,9 @@ def open_journal_at(path: Path | None) -> Journal:
 
 
 def select(common: Common) -> tuple[Inventory, list[Device]]:
+    check_outputs()
     inventory = load_inventory(inventory_path(common.inventory))
-    named: dict[str, set[str]] = {}
-    if any("@" in term for term in common.limit or ()):
-        with open_journal(common) as journal:
-            named["failed"] = journal.failed_in_last_run()
-    devices = inventory.select(common.limit, named_sets=named)
+    devices = inventory.select(common.limit, named_sets=_named_sets(common))
     if REPORTING.shard:
         devices = shard_devices(devices, REPORTING.shard)
         if not devices:
@@ -111,6 +137,20 @@ def select(common: Common) -> tuple[Inventory, list[Device]]:
     for line in inventory.warnings:
         render.warning(line)
     return inventory, devices
+
+
+def _named_sets(common: Common) -> dict[str, frozenset[str]]:
+    """The ``@`` sets ``--limit`` may name; the journal is read only for one that is used, and
+    a problem with it names the term as the user typed it."""
+    terms = [term.strip() for item in common.limit or () for term in item.split(",")]
+    used = [term for term in terms if term.lstrip("!").strip() == "@failed"]
+    if not used:
+        return {"failed": frozenset()}  # not used: the inventory names an unknown set as typed
+    try:
+        with open_journal(common) as journal:
+            return {"failed": frozenset(journal.failed_in_last_run())}
+    except InputError as exc:
+        raise InputError(f"--limit term {used[0]!r}: {exc}") from None
 
 
 _command_args: list[str] | None = None
@@ -127,6 +167,20 @@ def command_line() -> str:
     return "certfleet " + " ".join(shlex.quote(a) for a in args)
 
 
+_ENV_REF = re.compile(r"(?:^|=)env:([A-Za-z_][A-Za-z0-9_]*)$")
+
+
+def _secret_env_names(devices: Sequence[Device]) -> frozenset[str]:
+    """The environment variables the run's ``env:`` secret references name: the devices'
+    passwords and tokens, and every ``env:VAR`` on the command line (passphrases, challenges,
+    ...) — hooks never see them."""
+    names = {ref.target for device in devices for ref in (device.password, device.token)
+             if ref is not None and ref.scheme == "env"}
+    args = _command_args if _command_args is not None else sys.argv[1:]
+    names.update(m.group(1) for arg in args if (m := _ENV_REF.search(arg)))
+    return frozenset(names)
+
+
 def execute(
     plan: Plan[Any],
     devices: Sequence[Device],
@@ -140,9 +194,11 @@ def execute(
 ) -> RunResult:
     """Run a plan with progress, journaled. ``before``/``after`` run in the same event loop
     (for what a plan needs set up there, e.g. a signer's connection)."""
+    check_outputs()
     hooks = Hooks(on_changed=parse_hook(REPORTING.on_changed, "--on-changed"),
                   on_failed=parse_hook(REPORTING.on_failed, "--on-failed"),
-                  timeout=REPORTING.hook_timeout)
+                  timeout=REPORTING.hook_timeout,
+                  drop_env=_secret_env_names(devices))
     if common.output is OutputFormat.prometheus and plan.name != "status":
         raise InputError("--output prometheus is for status only")
     windows = tuple(parse_window(w) for w in REPORTING.windows)
@@ -157,7 +213,9 @@ def execute(
     plan_waves(len(devices), waves)  # a bad --wave is an input error before anything runs
     secrets = resolve_secrets(devices)  # before anything is touched: exit 2 if one is missing
     label = f"{plan.name}{' (dry run)' if common.dry_run else ''}"
-    args = {"limit": common.limit, **(journal_args or {})}
+    # what the journal keeps of the command line and arguments: secrets and URL userinfo masked
+    command = scrub(command or command_line())
+    args = scrub_data({"limit": common.limit, **(journal_args or {})})
     inventory = str(inventory_path(common.inventory).resolve())
 
     stop = StopSignal()
@@ -167,9 +225,13 @@ def execute(
         task = asyncio.current_task()
 
         def on_signal(name: str) -> None:
-            if stop:  # the second signal: stop now
+            if stop.aborted:  # a third signal: give up even on the record
                 assert task is not None
                 task.cancel()
+                return
+            if stop:  # the second signal: stop the devices in flight too; the run is recorded
+                render.warning(f"{name} again: stopping the devices in flight now")
+                stop.abort(f"interrupted twice, by {name}")
                 return
             stop.set(f"interrupted by {name}")
             render.warning(f"{name}: finishing the devices in flight, starting no new ones "
@@ -189,7 +251,7 @@ def execute(
                 devices,
                 plan,
                 options,
-                command=command or command_line(),
+                command=command,
                 on_event=on_event,
                 secrets=secrets,
                 journal=journal,
@@ -206,7 +268,7 @@ def execute(
 
     changes_devices = not common.dry_run and not getattr(plan, "read_only", False)
     with open_journal(common) as journal:
-        lock = journal.lock(command or command_line()) if changes_devices \
+        lock = journal.lock(command) if changes_devices \
             else contextlib.nullcontext()
         if common.output is OutputFormat.ndjson:
             progress: Any = contextlib.nullcontext(ndjson_handler)
@@ -222,11 +284,14 @@ def execute(
 
 
 def finish(run: RunResult, common: Common, *, table: Callable[[RunResult], None] | None = None,
-           exit_code: int | None = None, extra: dict[str, Any] | None = None) -> None:
+           exit_code: int | None = None, extra: dict[str, Any] | None = None,
+           unwritten: Sequence[str] = ()) -> None:
     """Render the run as asked (table, json with ``extra`` fields, ndjson, quiet), write the
-    JUnit file if asked, and exit with the documented code."""
-    if REPORTING.junit is not None:
-        write_junit(run, REPORTING.junit)
+    JUnit file if asked, and exit with the documented code.
+
+    The run's record comes first: stdout's output is written before any file, and a file that
+    cannot be written (``unwritten`` lists those the caller already failed to write) is named
+    on stderr after the others are written, and the exit code is not 0."""
     if common.output is OutputFormat.json:
         render.emit_json({**run_document(run, lazy=True), **(extra or {})})
     elif common.output is OutputFormat.ndjson:
@@ -238,6 +303,16 @@ def finish(run: RunResult, common: Common, *, table: Callable[[RunResult], None]
             render.summary(run)
     else:
         (table or render.run_table)(run)
+    problems = list(unwritten)
+    if REPORTING.junit is not None:
+        try:
+            write_junit(run, REPORTING.junit)
+        except OSError as exc:
+            problems.append(f"--junit {REPORTING.junit}: cannot write it: {exc.strerror or exc}")
+    for problem in problems:
+        render.error(f"{problem} (the run itself is recorded: certfleet runs show {run.run_id})")
     code = run.exit_code() if exit_code is None else exit_code
+    if problems and not code:
+        code = EXIT_FAILED
     if code:
         raise typer.Exit(code)

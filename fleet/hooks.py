@@ -4,7 +4,13 @@ The program gets the device's metadata in environment variables (``CERTFLEET_DEV
 ``CERTFLEET_HOST``, ``CERTFLEET_OUTCOME``, ``CERTFLEET_VERB``, ``CERTFLEET_RUN_ID``,
 ``CERTFLEET_OLD_FINGERPRINTS``, ``CERTFLEET_NEW_FINGERPRINTS``, ``CERTFLEET_NOT_AFTER``,
 ``CERTFLEET_ERROR``), never a secret, and a time limit. A hook that fails or times out makes
-the device ``failed`` with the hook's reason — it is shown, never swallowed.
+the device ``failed`` with the hook's reason — it is shown, never swallowed, and masked.
+
+The rest of its environment is certfleet's, scrubbed (:func:`hook_environment`): without the
+variables the run's ``env:`` secret references name, without any whose value holds a secret
+certfleet resolved, and without those whose names say they carry one (``*PASSPHRASE*``,
+``*PASSWORD*``, ``*TOKEN*``, ``*SECRET*``, ...). ``PATH``, ``HOME``, ``LANG`` and the like
+are kept.
 """
 
 from __future__ import annotations
@@ -12,15 +18,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shlex
 import signal
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Final
 
 from fleet.errors import InputError
 from fleet.results import DeviceResult, ErrorInfo, Outcome
 from fleet.secrets import redact
 
-__all__ = ["Hooks", "parse_hook"]
+__all__ = ["Hooks", "hook_environment", "parse_hook"]
+
+#: kept whatever their value: what a program needs to run at all
+_BASICS: Final = frozenset({"PATH", "HOME", "LANG", "LANGUAGE", "TERM", "TZ", "USER", "LOGNAME",
+                            "SHELL", "TMPDIR", "PWD"})
+#: names that carry secrets by convention (CERTFLEET_JOURNAL_PASSPHRASE, GITHUB_TOKEN, ...)
+_SECRET_NAME: Final = re.compile(
+    r"PASSPHRASE|PASSWORD|PASSWD|SECRET|TOKEN|CHALLENGE|CREDENTIAL|API_?KEY|PRIVATE_?KEY",
+    re.IGNORECASE,
+)
+
+
+def hook_environment(environ: Mapping[str, str], drop: Collection[str] = ()) -> dict[str, str]:
+    """``environ`` without what may carry a secret: the names in ``drop`` (those the run's
+    ``env:`` references name), names that say they hold one, and any variable whose value
+    holds a secret resolved in this process (the redactor knows them all)."""
+    env: dict[str, str] = {}
+    for name, value in environ.items():
+        if name in drop or _SECRET_NAME.search(name):
+            continue
+        basic = name in _BASICS or name.startswith("LC_")
+        if not basic and redact(value) != value:
+            continue
+        env[name] = value
+    return env
 
 
 def parse_hook(text: str | None, option: str) -> tuple[str, ...] | None:
@@ -40,6 +73,8 @@ class Hooks:
     on_changed: tuple[str, ...] | None = None
     on_failed: tuple[str, ...] | None = None
     timeout: float = 60.0
+    #: environment variables hooks never see: those the run's env: secret references name
+    drop_env: frozenset[str] = field(default_factory=frozenset)
 
     def __bool__(self) -> bool:
         return bool(self.on_changed or self.on_failed)
@@ -55,7 +90,7 @@ class Hooks:
         if not argv:
             return
         env = {
-            **os.environ,
+            **hook_environment(os.environ, self.drop_env),
             "CERTFLEET_DEVICE": result.device,
             "CERTFLEET_HOST": result.host or "",
             "CERTFLEET_OUTCOME": result.outcome.value,

@@ -7,13 +7,14 @@ document (``certfleet/run/v1``) that scripts rely on. Nothing here knows about r
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from fleet.errors import CertfleetError, DeviceError, XapiError
-from fleet.secrets import redact
+from fleet.secrets import MASK, redact
 from fleet.xapi.transport import Exchange
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "ErrorInfo",
     "Outcome",
     "RunResult",
+    "mask_url_userinfo",
     "run_document",
 ]
 
@@ -46,6 +48,22 @@ class Outcome(StrEnum):
     FAILED = "failed"
     UNREACHABLE = "unreachable"
     SKIPPED = "skipped"
+
+
+#: ``scheme://user[:password]@`` — the userinfo part of a URL anywhere in a text
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)[^/?#@\s\"'<>]+@")
+
+
+def mask_url_userinfo(text: str) -> str:
+    """Any ``scheme://user:password@`` in ``text`` with the userinfo masked (a SCEP URL may
+    carry credentials; a device may quote one back)."""
+    if "@" not in text or "://" not in text:
+        return text
+    return _USERINFO.sub(lambda m: f"{m.group(1)}{MASK}@", text)
+
+
+def _clean(text: str) -> str:
+    return mask_url_userinfo(redact(text))
 
 
 @dataclass(slots=True)
@@ -68,10 +86,18 @@ class Change:
 
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
+    """A device's error as it is kept (results, journal) and shown: its texts are redacted
+    when it is made, however it is made."""
+
     kind: str
     message: str
     xpath: str | None = None
     reason: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", _clean(self.message))
+        if self.reason is not None:
+            object.__setattr__(self, "reason", _clean(self.reason))
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> ErrorInfo:
@@ -134,7 +160,7 @@ class DeviceResult:
             "error": self.error.to_dict() if self.error else None,
         }
         if self.message:
-            data["message"] = redact(self.message)
+            data["message"] = _clean(self.message)
         if self.fingerprints_before is not None or self.fingerprints_after is not None:
             data["fingerprints"] = {
                 "before": self.fingerprints_before,
@@ -188,7 +214,7 @@ def run_document(run: RunResult, *, lazy: bool = False) -> dict[str, Any]:
         "summary": run.counts(),
         "stopped_by_budget": run.stopped_by_budget,
         "interrupted": run.interrupted,
-        "notes": [redact(n) for n in run.notes],
+        "notes": [_clean(n) for n in run.notes],
         "devices": (
             (result.to_dict() for result in run.devices) if lazy
             else [result.to_dict() for result in run.devices]

@@ -311,16 +311,52 @@ def plan_waves(total: int, spec: Sequence[str] | None) -> list[int]:
 
 
 class StopSignal:
-    """Set from a signal handler: no new device is started; devices in flight finish."""
+    """Set from a signal handler: no new device is started; devices in flight finish.
+
+    :meth:`abort` (a second signal) stops the devices in flight too, at once; the run still
+    ends normally, with every device done so far, and those cut off reported ``failed``
+    (kind ``interrupted``): what they changed is unknown until they are read again.
+    """
 
     def __init__(self) -> None:
         self.reason: str | None = None
+        self.aborted: str | None = None
+        self._on_abort: list[Callable[[], None]] = []
 
     def set(self, reason: str) -> None:
         self.reason = self.reason or reason
 
+    def abort(self, reason: str) -> None:
+        self.set(reason)
+        self.aborted = self.aborted or reason
+        for callback in self._on_abort:
+            callback()
+
+    def on_abort(self, callback: Callable[[], None]) -> None:
+        self._on_abort.append(callback)
+
     def __bool__(self) -> bool:
         return self.reason is not None
+
+
+def _cut_off(devices: Sequence[Device], in_flight: set[int],
+             results: list[DeviceResult | None], reason: str, run_id: str,
+             journal: Journal | None) -> None:
+    """The devices stopped mid-way by an abort: failed, and journaled so that ``runs resume``
+    and ``@failed`` take them up."""
+    for index in sorted(in_flight):
+        device = devices[index]
+        result = DeviceResult(
+            device=device.name, host=device.host, transport=device.transport,
+            outcome=Outcome.FAILED,
+            error=ErrorInfo(kind="interrupted",
+                            message=f"stopped mid-way ({reason}); what it changed is unknown "
+                            "until it is read again: certfleet runs resume"),
+        )
+        results[index] = result
+        if journal is not None:
+            journal.record_device(run_id, result)
+    in_flight.clear()
 
 
 async def run_plan(
@@ -369,6 +405,15 @@ async def run_plan(
         journal.start_run(run, inventory=inventory, args=journal_args or {},
                           resumed_from=resumed_from)
 
+    in_flight: set[int] = set()
+    workers: list[asyncio.Task[None]] = []
+
+    def cancel_workers() -> None:
+        for task in workers:
+            task.cancel()
+
+    stop.on_abort(cancel_workers)
+
     async def worker(queue: asyncio.Queue[int]) -> None:
         nonlocal done, failed, unreachable, halted
         while not halted and not stop:
@@ -376,6 +421,7 @@ async def run_plan(
                 index = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
+            in_flight.add(index)
             device = devices[index]
             emit(DeviceStarted(device=device.name, index=index, total=total))
             now = dt.datetime.now(dt.UTC)
@@ -394,6 +440,7 @@ async def run_plan(
             if options.hooks and not options.dry_run:
                 await options.hooks.run(result, verb=plan.name, run_id=run.run_id)
             results[index] = result
+            in_flight.discard(index)
             if journal is not None:
                 journal.record_device(run.run_id, result)
             done += 1
@@ -411,8 +458,8 @@ async def run_plan(
             for index in range(start, start + size):
                 queue.put_nowait(index)
             start += size
-            workers = [asyncio.create_task(worker(queue))
-                       for _ in range(min(options.parallel, size))]
+            workers[:] = [asyncio.create_task(worker(queue))
+                          for _ in range(min(options.parallel, size))]
             try:
                 await asyncio.gather(*workers)
             except BaseException:
@@ -420,7 +467,9 @@ async def run_plan(
                     task.cancel()
                 await asyncio.gather(*workers, return_exceptions=True)
                 run.interrupted = True
-                raise
+                if not stop.aborted:
+                    raise
+                _cut_off(devices, in_flight, results, stop.aborted, run.run_id, journal)
         reason = halted or (f"not started: {stop.reason}" if stop else None)
         if halted:
             run.stopped_by_budget = True

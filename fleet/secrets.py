@@ -25,6 +25,7 @@ import re
 import stat
 import threading
 from dataclasses import dataclass
+from html import escape as html_escape
 from typing import Final, Literal
 from urllib.parse import quote
 from xml.sax.saxutils import escape as xml_escape
@@ -175,14 +176,23 @@ def _trie_pattern(node: _Trie) -> str:
 
 
 def _variants(value: str) -> set[str]:
-    """The value and the forms it takes once escaped into JSON, XML or a URL."""
-    return {
-        value,
-        json.dumps(value)[1:-1],
-        json.dumps(value, ensure_ascii=False)[1:-1],
-        xml_escape(value, {'"': "&quot;", "'": "&apos;"}),
-        quote(value, safe=""),
-    }
+    """The value, and the value without a trailing newline or CR (a secret pasted with one is
+    sent, echoed or quoted without it), each in the forms it takes once escaped into JSON, XML,
+    HTML or a URL, or quoted by Python's repr of the text or of its bytes (as error messages
+    of HTTP libraries do: ``Illegal header value b'Bearer ...\\n'``)."""
+    forms: set[str] = set()
+    for base in {value, value.rstrip("\r\n")}:
+        forms |= {
+            base,
+            json.dumps(base)[1:-1],
+            json.dumps(base, ensure_ascii=False)[1:-1],
+            xml_escape(base, {'"': "&quot;", "'": "&apos;"}),
+            html_escape(base),
+            quote(base, safe=""),
+            repr(base)[1:-1],
+            repr(base.encode("utf-8", "surrogatepass"))[2:-1],
+        }
+    return forms
 
 
 _REDACTOR: Final = _Redactor()

@@ -46,7 +46,7 @@ def check(
     except InventoryError as exc:
         render.error(f"{path}: {len(exc.problems)} problem(s)")
         for problem in exc.problems:
-            render.stderr().print(f"  {problem}", highlight=False, markup=False)
+            render.problem(str(problem))
         raise typer.Exit(2) from None
     devices = inv.select(limit)
     for line in inv.warnings:

@@ -32,7 +32,7 @@ def _table(run: RunResult) -> None:
     count = 0
     for result in run.devices:
         for profile in result.facts.get("profiles", []):
-            table.add_row(result.device, profile["fingerprint"], profile["url"])
+            table.add_row(render.line(result.device), profile["fingerprint"], profile["url"])
             count += 1
     render.stdout().print(table)
     render.stdout().print(f"{count} profile(s)")

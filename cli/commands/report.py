@@ -4,12 +4,10 @@ one self-contained HTML page (see cli/report_html.py)."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import typer
-from rich.text import Text
 
 from cli import render
 from cli.options import (
@@ -22,8 +20,7 @@ from cli.options import (
     TimeoutOpt,
 )
 from cli.report_html import build_report
-from cli.runtime import execute, finish, guarded, open_journal, select
-from fleet.errors import InputError
+from cli.runtime import check_output_path, execute, finish, guarded, open_journal, select
 from fleet.pki.keys import write_atomic
 from fleet.plans.status import Status
 from fleet.results import RunResult
@@ -32,23 +29,14 @@ from fleet.runner import DEFAULT_PARALLEL
 DEFAULT_TITLE = "certfleet certificate report"
 
 
-def _check_target(path: Path) -> None:
-    """A file we could write, checked before any device is read (exit 2 otherwise)."""
-    if path.is_dir():
-        raise InputError(f"--html {path}: is a folder; give a file name")
-    folder = path.parent
-    if not folder.is_dir():
-        raise InputError(f"--html {path}: the folder {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise InputError(f"--html {path}: the folder {folder} is not writable")
-
-
-def _told(path: Path) -> Callable[[RunResult], None]:
+def _told(path: Path, *, written: bool) -> Callable[[RunResult], None]:
     def show(run: RunResult) -> None:
         failed = [r for r in run.devices if r.error]
         if failed:
             render.run_table_failures(failed)
-        render.stdout().print(Text(f"report written to {path}", style="bold"), soft_wrap=True)
+        if written:
+            render.stdout().print(render.text(f"report written to {path}", style="bold"),
+                                  soft_wrap=True)
         render.summary(run)
 
     return show
@@ -69,7 +57,7 @@ def report(
 ) -> None:
     """Read every selected device (changes nothing) and write an HTML report: fleet summary,
     certificates with days left, expiries per week over the next year, and the last run."""
-    _check_target(html_file)
+    check_output_path(html_file, "--html")
     common = Common(inventory, limit, parallel, OutputFormat.table, False, device_timeout, journal)
     _, devices = select(common)
     run = execute(Status(), devices, common)
@@ -79,8 +67,9 @@ def report(
         previous_devices = j.device_rows(previous.run_id) if previous else []
     page = build_report(run, previous, previous_devices, title=title,
                         generated=dt.datetime.now(dt.UTC))
+    unwritten: list[str] = []
     try:
         write_atomic(html_file, page.encode("utf-8"), mode=0o644)
-    except OSError as exc:
-        raise InputError(f"--html {html_file}: cannot write it: {exc}") from exc
-    finish(run, common, table=_told(html_file))
+    except OSError as exc:  # checked before the run, and yet: the run is still reported
+        unwritten.append(f"--html {html_file}: cannot write it: {exc.strerror or exc}")
+    finish(run, common, table=_told(html_file, written=not unwritten), unwritten=unwritten)

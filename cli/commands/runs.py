@@ -83,7 +83,8 @@ def show(
         by_device.setdefault(s["device"], []).append(f"{s['step']} {s['detail']}".strip())
     for d in devices:
         detail = d["error"] or "\n".join(by_device.get(d["device"], []))
-        table.add_row(d["device"], d["outcome"], "\n".join(d["fingerprints_before"] or []),
+        table.add_row(render.line(d["device"]), d["outcome"],
+                      "\n".join(d["fingerprints_before"] or []),
                       "\n".join(d["fingerprints_after"] or []), detail)
     render.stdout().print(table)
 

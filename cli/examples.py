@@ -32,6 +32,8 @@ EXAMPLES: dict[tuple[str, ...], str] = {
     ("runs", "list"): "runs list --journal ./journal.sqlite",
     ("runs", "show"): "runs show last -o json",
     ("runs", "resume"): "runs resume last",
+    ("runs", "keys"): "runs keys --all --device room-001",
+    ("runs", "drop-key"): "runs drop-key 42 --yes",
     ("ca", "init"): "ca init --dir ./lab-ca --cn 'Example Lab CA' --passphrase env:LAB_CA_PASS",
     ("ca", "sign"): "ca sign room-001.csr.pem --dir ./lab-ca --out room-001.pem",
     ("ca", "show"): "ca show --dir ./lab-ca -o json",

@@ -196,18 +196,18 @@ def _outcome(outcome: Outcome) -> Text:
     return Text(outcome.value, style=OUTCOME_STYLE[outcome])
 
 
-def _changes(result: DeviceResult, dry_run: bool) -> str:
+def _changes(result: DeviceResult, dry_run: bool) -> Text | str:
     if not result.changes:
         if result.outcome is not Outcome.OK:
             return ""
-        return redact(result.message) if result.message else "nothing to do"
+        return text(result.message) if result.message else "nothing to do"
     verb = "would " if dry_run else ""
     lines = []
     for change in result.changes:
         action = change.action.split(".")[-1]
         mark = "" if change.applied or dry_run else " (not done)"
         lines.append(f"{verb}{action} {change.detail or change.target}{mark}")
-    return "\n".join(lines)
+    return text("\n".join(lines))
 
 
 def run_table(run: RunResult, *, title: str | None = None) -> None:

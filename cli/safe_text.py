@@ -23,7 +23,7 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any, Final
 
-from fleet.results import mask_url_userinfo
+from fleet.masking import mask_url_userinfo
 from fleet.secrets import redact
 
 __all__ = ["mask_url_userinfo", "scrub", "scrub_data", "visible", "xml_text"]

@@ -12,9 +12,10 @@ import re
 import shlex
 from typing import Final
 
+from fleet.secrets import MASK
+
 __all__ = ["MASK", "SECRET_OPTIONS", "mask_command_line", "mask_url_userinfo"]
 
-MASK: Final = "***"
 
 #: options whose value is a secret or names one (a reference is not a secret, but it tells
 #: where one is kept, and a value typed by mistake in place of a reference would be one)
@@ -29,11 +30,15 @@ SECRET_OPTIONS: Final = frozenset({
     "--token",
 })
 
-_USERINFO: Final = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/?#@\s]*)@")
+#: ``scheme://user[:password]@``, the userinfo part of a URL anywhere in a text
+_USERINFO: Final = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/?#@\s\"'<>]*@")
 
 
 def mask_url_userinfo(text: str) -> str:
-    """``text`` with the ``user:password@`` of every URL in it replaced by ``***@``."""
+    """``text`` with the ``user:password@`` of every URL in it masked (a SCEP URL may carry
+    credentials; a device may quote one back)."""
+    if "@" not in text or "://" not in text:
+        return text
     return _USERINFO.sub(lambda m: f"{m['scheme']}{MASK}@", text)
 
 

@@ -7,14 +7,14 @@ document (``certfleet/run/v1``) that scripts rely on. Nothing here knows about r
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from fleet.errors import CertfleetError, DeviceError, XapiError
-from fleet.secrets import MASK, redact
+from fleet.masking import mask_url_userinfo
+from fleet.secrets import redact
 from fleet.xapi.transport import Exchange
 
 __all__ = [
@@ -29,7 +29,6 @@ __all__ = [
     "ErrorInfo",
     "Outcome",
     "RunResult",
-    "mask_url_userinfo",
     "run_document",
 ]
 
@@ -48,18 +47,6 @@ class Outcome(StrEnum):
     FAILED = "failed"
     UNREACHABLE = "unreachable"
     SKIPPED = "skipped"
-
-
-#: ``scheme://user[:password]@`` — the userinfo part of a URL anywhere in a text
-_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)[^/?#@\s\"'<>]+@")
-
-
-def mask_url_userinfo(text: str) -> str:
-    """Any ``scheme://user:password@`` in ``text`` with the userinfo masked (a SCEP URL may
-    carry credentials; a device may quote one back)."""
-    if "@" not in text or "://" not in text:
-        return text
-    return _USERINFO.sub(lambda m: f"{m.group(1)}{MASK}@", text)
 
 
 def _clean(text: str) -> str:

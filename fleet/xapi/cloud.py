@@ -59,6 +59,7 @@ from fleet.errors import (
 from fleet.inventory import DEFAULT_API_RATE_PER_MINUTE, Device, Verify
 from fleet.secrets import Secret, redact
 from fleet.xapi._httpx import PinMismatch, build_client, redact_url
+from fleet.xapi._login import NOT_RESENT, LoginGuard, LoginGuards
 from fleet.xapi.local import RetryPolicy, Timeouts
 from fleet.xapi.transport import (
     SECRET_PARAMS,
@@ -309,6 +310,7 @@ class CloudClients:
         self._max = max_connections
         self._timeouts = timeouts or Timeouts()
         self._pacers: dict[str, RatePacer] = {}
+        self._logins = LoginGuards()  # one per token: a refused token is not sent again
         self._rate = rate_per_minute
         self._burst = burst
         self.clock = clock
@@ -348,9 +350,11 @@ class CloudClients:
             retry: RetryPolicy | None = None, *,
             rate_per_minute: float | None = None) -> WebexApi:
         pacer = self.pacer_for(token, rate_per_minute)
+        login = self._logins.get(api_base(base_url), _token_key(token),
+                                 label=f"the Webex API at {api_base(base_url)}")
         return WebexApi(self.client_for(verify, base_url), token, pacer,
                         base_url=base_url, verify=verify, retry=retry, sleep=self.sleep,
-                        wall_clock=self.wall_clock)
+                        wall_clock=self.wall_clock, login=login)
 
     async def aclose(self) -> None:
         clients, self._clients = list(self._clients.values()), {}
@@ -423,9 +427,12 @@ class WebexApi:
         sleep: Sleep = asyncio.sleep,
         wall_clock: Clock = time.time,
         max_rate_limited: int = MAX_RATE_LIMITED,
+        login: LoginGuard | None = None,
     ) -> None:
         self._client = client
         self._token = token
+        #: every request carries the token: see fleet.xapi._login
+        self._login = login or LoginGuard(f"the Webex API at {api_base(base_url)}")
         self.pacer = pacer
         self.base_url = api_base(base_url)
         self._verify = verify
@@ -480,6 +487,7 @@ class WebexApi:
             sends += 1
             if exchange is not None:
                 exchange.attempts = sends
+            await self._login.acquire()
             try:
                 response = await self._client.request(
                     method, url, params=list(params) if params else None, content=content,
@@ -490,14 +498,31 @@ class WebexApi:
                 sent = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout,
                                             httpx.PoolTimeout))
                 retryable = not isinstance(error, TlsVerifyError) and (idempotent or not sent)
+                if sent:
+                    self._login.lost()
+                    if not self._login.may_resend:
+                        if retryable:
+                            error.message += NOT_RESENT
+                        retryable = False
+                else:
+                    self._login.no_verdict()
                 if retryable and attempt + 1 < self._retry.attempts:
                     await self._sleep(self._retry.delay(attempt))
                     attempt += 1
                     continue
                 raise error from None
+            except BaseException:
+                self._login.lost()  # cancelled with the request out
+                raise
             if exchange is not None:
                 exchange.http_status = response.status_code
             status = response.status_code
+            if status == 401:
+                self._login.refused("Webex refused the access token (HTTP 401)")
+            elif status == 429 or status >= 500:
+                self._login.no_verdict()
+            else:
+                self._login.accepted()
             if status == 429:
                 limited += 1
                 wait, how = parse_retry_after(response.headers.get("Retry-After"),

@@ -9,7 +9,8 @@ Facts that shape this module (reference: roomos-local-xapi.md §2):
 * A 401 is never retried: the account locks after 5 failed logins.
 * 503 means the device's queue is full and the request was not processed: always safe to retry,
   with exponential backoff and full jitter. Connection failures before the request was sent are
-  retried likewise; failures after it was sent only for idempotent calls.
+  retried likewise; failures after it was sent only for idempotent calls, and never for a
+  request carrying credentials the device has not yet accepted (``fleet.xapi._login``).
 * putxml answers HTTP 200 for errors too; the XML says what went wrong (see ``_xml``).
 
 Device traffic never uses proxies from the environment, never shares cookies between devices
@@ -54,6 +55,7 @@ from fleet.xapi._http import (
     TlsRejected,
     open_tls,
 )
+from fleet.xapi._login import NOT_RESENT, LoginGuard
 from fleet.xapi.transport import (
     Exchange,
     ParamValue,
@@ -195,10 +197,13 @@ class LocalTransport:
         retry: RetryPolicy | None = None,
         recorder: Recorder | None = None,
         owns_client: bool = False,
+        login: LoginGuard | None = None,
     ) -> None:
         if not device.host:
             raise ValueError(f"device {device.name} has no host")
         self.device = device
+        #: the run's guard for this account on this device (see fleet.xapi._login)
+        self._login = login or LoginGuard(f"{device.username}@{device.host}:{device.port}")
         self._client = client
         self._owns_client = owns_client
         self._password = password
@@ -398,9 +403,15 @@ class LocalTransport:
             headers["Authorization"] = self._auth()
         else:
             headers["Cookie"] = f"SessionId={self._session}"
+        # Credentials (a session begin, or every request of a basic-auth device) are sent
+        # again only as fleet.xapi._login allows: never after a lost answer until the device
+        # has accepted them, never after a refusal.
+        login = self._login if use_basic else None
         attempt = 0
         while True:
             exchange.attempts = attempt + 1
+            if login is not None:
+                await login.acquire()
             try:
                 response = await self._client.request(
                     method, self.base_url + url, headers=headers, body=content, query=query
@@ -409,11 +420,31 @@ class LocalTransport:
             except HttpFailure as exc:
                 error = _device_error(self.device, exc)
                 retryable = not isinstance(exc, TlsRejected) and (idempotent or not exc.sent)
+                if login is not None:
+                    if exc.sent:
+                        login.lost()
+                    else:
+                        login.no_verdict()
+                    if exc.sent and not login.may_resend:
+                        if retryable:
+                            error.message += NOT_RESENT
+                        retryable = False
                 if retryable and attempt + 1 < self._retry.attempts:
                     await asyncio.sleep(self._retry.delay(attempt))
                     attempt += 1
                     continue
                 raise error from None
+            except BaseException:
+                if login is not None:
+                    login.lost()  # cancelled (the device's time ran out) with the request out
+                raise
+            if login is not None:
+                if response.status == 401:
+                    login.refused(f"login as {self.device.username!r} refused (HTTP 401)")
+                elif 200 <= response.status < 300 or response.status == 403:
+                    login.accepted()  # 403: the account is right, its role is not
+                else:
+                    login.no_verdict()
             if response.status == 503 and attempt + 1 < self._retry.attempts:
                 # Queue full: the request was not processed. Honour Retry-After if given.
                 delay = self._retry.delay(attempt)

@@ -53,6 +53,7 @@ from fleet.errors import (
 )
 from fleet.inventory import Device, Verify
 from fleet.secrets import Secret
+from fleet.xapi._login import NOT_RESENT, LoginGuard
 from fleet.xapi.local import RetryPolicy, Timeouts, ssl_context_for
 from fleet.xapi.transport import (
     SECRET_PARAMS,
@@ -170,6 +171,16 @@ async def _refuse_redirect(
     raise _Redirected(params.response.status, params.response.headers.get("Location", ""))
 
 
+def _upgrade_was_answered_or_never_sent(exc: BaseException) -> bool:
+    """Whether a failed upgrade certainly did not count as a failed login: the device
+    answered it with a status other than a refusal, or it never left this machine (no
+    connection, TLS failed or the pin did not match before a byte of HTTP)."""
+    if isinstance(exc, aiohttp.WSServerHandshakeError):
+        return exc.status not in (401, 403, 101)
+    return isinstance(exc, (_Redirected, aiohttp.ServerFingerprintMismatch,
+                            aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
+
+
 class _Link:
     """One open WebSocket and the calls waiting for their reply on it."""
 
@@ -263,10 +274,14 @@ class WebSocketTransport:
         retry: RetryPolicy | None = None,
         recorder: Recorder | None = None,
         subprotocol_auth: bool = False,
+        login: LoginGuard | None = None,
     ) -> None:
         if not device.host:
             raise ValueError(f"device {device.name} has no host")
         self.device = device
+        #: the run's guard for this account on this device (see fleet.xapi._login)
+        self._login_guard = login or LoginGuard(
+            f"{device.username}@{device.host}:{device.port}")
         self._password = password
         self._ssl = ssl_context
         self._timeouts = timeouts or Timeouts()
@@ -365,6 +380,8 @@ class WebSocketTransport:
             while True:
                 exchange.attempts = attempt + 1
                 headers, protocols = self._login()
+                guard = self._login_guard
+                await guard.acquire()  # the upgrade carries the credentials
                 try:
                     ws = await self._session.ws_connect(
                         self.url,
@@ -380,11 +397,24 @@ class WebSocketTransport:
                     error, retryable, wait = self._handshake_error(exc, exchange)
                     if isinstance(error, AuthError):
                         self._refused = error
+                        guard.refused(error.message)
+                    elif _upgrade_was_answered_or_never_sent(exc):
+                        guard.no_verdict()
+                    else:
+                        guard.lost()
+                        if not guard.may_resend:
+                            if retryable:
+                                error.message += NOT_RESENT
+                            retryable = False
                     if not retryable or attempt + 1 >= self._retry.attempts:
                         raise error from exc
                     await asyncio.sleep(max(self._retry.delay(attempt), wait))
                     attempt += 1
                     continue
+                except BaseException:
+                    guard.lost()  # cancelled with the upgrade out: it may have counted
+                    raise
+                guard.accepted()
                 exchange.http_status = 101
                 break
             link = _Link(ws)

@@ -549,7 +549,7 @@ class WebexApi:
     def _map_exception(self, exc: httpx.HTTPError) -> DeviceError:
         where = self.base_url
         cause = exc.__cause__
-        text = str(exc) or type(exc).__name__
+        text = redact(str(exc) or type(exc).__name__)  # it may quote the Authorization header
         if isinstance(exc, httpx.ConnectError):
             verify_failed = isinstance(cause, PinMismatch) or any(
                 marker in text for marker in ("CERTIFICATE_VERIFY_FAILED",

@@ -43,7 +43,7 @@ from fleet.errors import (
     UnreachableError,
 )
 from fleet.inventory import Device, Verify
-from fleet.secrets import Secret
+from fleet.secrets import Secret, redact, register_secret
 from fleet.xapi import _xml
 from fleet.xapi._http import (
     ConnectTimedOut,
@@ -220,9 +220,12 @@ class LocalTransport:
     # -- session ---------------------------------------------------------------------
 
     def _auth(self) -> str:
-        """The basic-auth header value (sent, never recorded: exchanges hold no headers)."""
+        """The basic-auth header value (sent, never recorded: exchanges hold no headers;
+        registered as a secret, so an error text quoting the header is masked)."""
         pair = f"{self.device.username or ''}:{self._password.reveal()}".encode()
-        return "Basic " + base64.b64encode(pair).decode("ascii")
+        token = base64.b64encode(pair).decode("ascii")
+        register_secret(token)
+        return "Basic " + token
 
     async def __aenter__(self) -> LocalTransport:
         await self.begin_session()
@@ -284,7 +287,7 @@ class LocalTransport:
             exchange.ok = response.status < 400
         except (HttpFailure, TimeoutError) as exc:
             # The device is gone or busy; its session cap frees the slot when it restarts.
-            exchange.error = f"{type(exc).__name__}: {exc}"
+            exchange.error = redact(f"{type(exc).__name__}: {exc}")
         finally:
             self._session = None
             exchange.duration_ms = (time.perf_counter() - started) * 1000

@@ -52,7 +52,7 @@ from fleet.errors import (
     UnreachableError,
 )
 from fleet.inventory import Device, Verify
-from fleet.secrets import Secret
+from fleet.secrets import Secret, redact, register_secret
 from fleet.xapi._login import NOT_RESENT, LoginGuard
 from fleet.xapi.local import RetryPolicy, Timeouts, ssl_context_for
 from fleet.xapi.transport import (
@@ -364,10 +364,14 @@ class WebSocketTransport:
         )
 
     def _login(self) -> tuple[dict[str, str], tuple[str, ...]]:
+        # both forms are registered as secrets: an error text quoting them is masked
         username = self.device.username or ""
         if self.subprotocol_auth:
-            return {}, (auth_subprotocol(username, self._password.reveal()),)
+            protocol = auth_subprotocol(username, self._password.reveal())
+            register_secret(protocol)
+            return {}, (protocol,)
         token = base64.b64encode(f"{username}:{self._password.reveal()}".encode()).decode()
+        register_secret(token)
         return {"Authorization": f"Basic {token}"}, ()
 
     async def _open(self, path: str) -> _Link:
@@ -395,6 +399,7 @@ class WebSocketTransport:
                     )
                 except (aiohttp.ClientError, OSError, _Redirected) as exc:
                     error, retryable, wait = self._handshake_error(exc, exchange)
+                    error.message = redact(error.message)  # aiohttp's text may quote a header
                     if isinstance(error, AuthError):
                         self._refused = error
                         guard.refused(error.message)
@@ -541,7 +546,7 @@ class WebSocketTransport:
                     size = len(message.data) if isinstance(message.data, bytes) else 0
                     self._garbage(link, f"a binary frame of {size} bytes")
                 elif message.type is aiohttp.WSMsgType.ERROR:
-                    why = f"the connection broke: {link.ws.exception() or message.data}"
+                    why = redact(f"the connection broke: {link.ws.exception() or message.data}")
                     break
                 elif message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
                                       aiohttp.WSMsgType.CLOSED):
@@ -553,7 +558,7 @@ class WebSocketTransport:
             why = "closed by certfleet"
             raise
         except Exception as exc:  # the reader must never die silently with calls waiting
-            why = f"the connection broke: {type(exc).__name__}: {exc}"
+            why = redact(f"the connection broke: {type(exc).__name__}: {exc}")
         finally:
             link.lost = link.lost or why
             link.fail_pending(_ConnectionLost(link.lost))
@@ -707,7 +712,8 @@ class WebSocketTransport:
                         await link.ws.send_str(text)
                 except (ConnectionError, aiohttp.ClientError) as exc:
                     # aiohttp refuses to write to a closing transport: nothing went out
-                    link.lost = link.lost or f"the connection broke: {exc or type(exc).__name__}"
+                    link.lost = link.lost or redact(
+                        f"the connection broke: {exc or type(exc).__name__}")
                     continue
                 try:
                     async with asyncio.timeout(self._timeouts.read):

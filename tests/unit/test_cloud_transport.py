@@ -1040,3 +1040,21 @@ async def test_a_request_whose_answer_was_lost_is_not_repeated_before_the_token_
         await shared.aclose()
     assert route.call_count == 1
     assert "not sent again" in info.value.message
+
+
+@respx.mock
+async def test_the_token_in_a_wire_error_text_is_masked(
+    inventory: dict[str, Device], fake: FakeTime
+) -> None:
+    respx.get(f"{API}/v1/devices/DEV-1").mock(
+        side_effect=httpx.LocalProtocolError(f"Illegal header value b'Bearer {TOKEN} '"))
+    shared = clients(fake)
+    calls: list[Exchange] = []
+    try:
+        with pytest.raises(DeviceError) as info:
+            async with transport(inventory["board-1"], make_api(shared), calls):
+                pass
+    finally:
+        await shared.aclose()
+    text = str(info.value) + " ".join(str(c.error) for c in calls)
+    assert "Illegal header value" in text and TOKEN not in text

@@ -26,6 +26,7 @@ import base64
 import contextlib
 import functools
 import random
+import re
 import ssl
 import time
 from collections.abc import Mapping, Sequence
@@ -73,6 +74,8 @@ __all__ = [
 
 _USER_AGENT = "certfleet/0.1"
 SESSION_END_TIMEOUT = 5.0
+#: a cookie value as RFC 6265 allows it (cookie-octet): no controls, space, '"', ',', ';', '\\'
+_COOKIE_VALUE = re.compile(r"[\x21\x23-\x2B\x2D-\x3A\x3C-\x5B\x5D-\x7E]{1,4096}")
 
 
 @dataclass(frozen=True)
@@ -228,7 +231,12 @@ class LocalTransport:
         return "Basic " + token
 
     async def __aenter__(self) -> LocalTransport:
-        await self.begin_session()
+        try:
+            await self.begin_session()
+        except BaseException:
+            if self._owns_client:  # __aexit__ is not called when entering fails
+                await self._client.aclose()
+            raise
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -253,6 +261,14 @@ class LocalTransport:
                 if not cookie:
                     raise BadReplyError(
                         f"session begin answered {response.status} without a SessionId cookie"
+                    )
+                if not _COOKIE_VALUE.fullmatch(cookie):
+                    # it goes back in a Cookie header: a CR or LF would add headers of the
+                    # device's choosing to every request
+                    raise BadReplyError(
+                        "session begin answered a SessionId cookie with characters a cookie "
+                        "cannot hold (control characters, spaces, quotes, commas or "
+                        "semicolons); refused"
                     )
                 self._session = cookie
             elif response.status in (301, 302, 303, 307, 308, 404):

@@ -62,6 +62,7 @@ from fleet.xapi._httpx import PinMismatch, build_client, redact_url
 from fleet.xapi._login import NOT_RESENT, LoginGuard, LoginGuards
 from fleet.xapi.local import RetryPolicy, Timeouts
 from fleet.xapi.transport import (
+    MAX_JSON_DEPTH,
     SECRET_PARAMS,
     Exchange,
     ParamValue,
@@ -384,7 +385,7 @@ def webex_error(response: httpx.Response) -> WebexProblem:
     tracking: str | None = None
     try:
         data = response.json()
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         data = None
     if isinstance(data, dict):
         raw = data.get("message")
@@ -594,6 +595,9 @@ class WebexApi:
 def _json(response: httpx.Response, what: str) -> dict[str, Any]:
     try:
         data = response.json()
+    except RecursionError:
+        raise BadReplyError(f"Webex answered {what} with JSON nested deeper than can be read") \
+            from None
     except (ValueError, UnicodeDecodeError):
         kind = response.headers.get("content-type", "no content type")
         raise BadReplyError(f"Webex answered {what} with a body that is not JSON ({kind})") \
@@ -614,19 +618,21 @@ def _leaf(value: Any) -> str:
     return str(value)
 
 
-def normalise(value: Any) -> Any:
+def normalise(value: Any, depth: int = 0) -> Any:
     """Cloud JSON → the local transport's shapes: leaves ``str``, structures ``dict``, arrays
     ``list`` (the cloud's ``id`` of array items, like putxml's ``item=``, is dropped)."""
+    if depth > MAX_JSON_DEPTH and isinstance(value, dict | list):
+        raise BadReplyError(f"refused a Webex reply nested more than {MAX_JSON_DEPTH} deep")
     if isinstance(value, dict):
         if value and all(isinstance(k, str) and k.isdigit() for k in value):
-            return [normalise(value[k]) for k in sorted(value, key=int)]
-        return {str(k): normalise(v) for k, v in value.items()}
+            return [normalise(value[k], depth + 1) for k in sorted(value, key=int)]
+        return {str(k): normalise(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list):
         items: list[Any] = []
         for item in value:
             if isinstance(item, dict) and "id" in item:
                 item = {k: v for k, v in item.items() if k != "id"}
-            items.append(normalise(item))
+            items.append(normalise(item, depth + 1))
         return items
     return _leaf(value)
 

@@ -377,7 +377,11 @@ class LocalTransport:
                     method, url, exchange, content=content, idempotent=idempotent, query=query
                 )
             self._check_status(response)
-            result = parse(response)
+            if len(response.body) > _xml.PARSE_OFF_LOOP_BYTES:
+                # a large reply takes a while to parse: the other devices' calls go on
+                result = await asyncio.to_thread(parse, response)
+            else:
+                result = parse(response)
             exchange.ok = True
             return result
         except DeviceError as exc:

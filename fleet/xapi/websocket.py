@@ -54,8 +54,10 @@ from fleet.errors import (
 from fleet.inventory import Device, Verify
 from fleet.secrets import Secret, redact, register_secret
 from fleet.xapi._login import NOT_RESENT, LoginGuard
+from fleet.xapi._xml import PARSE_OFF_LOOP_BYTES
 from fleet.xapi.local import RetryPolicy, Timeouts, ssl_context_for
 from fleet.xapi.transport import (
+    MAX_JSON_DEPTH,
     SECRET_PARAMS,
     Exchange,
     ParamValue,
@@ -181,6 +183,19 @@ def _upgrade_was_answered_or_never_sent(exc: BaseException) -> bool:
                             aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
 
 
+_Decoded = tuple[Any, str | None]
+
+
+def _decode(text: str) -> _Decoded:
+    """(the JSON of a message, None) or (None, what is wrong with it)."""
+    try:
+        return json.loads(text), None
+    except RecursionError:
+        return None, f"a reply nested deeper than JSON can be read ({len(text)} characters)"
+    except ValueError:
+        return None, f"a reply that is not JSON: {text[:60]!r}"
+
+
 class _Link:
     """One open WebSocket and the calls waiting for their reply on it."""
 
@@ -201,18 +216,20 @@ class _Link:
 # ------------------------------------------------------------------------ normalising
 
 
-def _normalise(value: Any, *, item: bool = False) -> Any:
+def _normalise(value: Any, *, item: bool = False, depth: int = 0) -> Any:
     """JSON reply data → the form every transport gives: leaves ``str``, structures ``dict``,
     lists ``list``. The ``id`` of a list item is its index (the XML ``item=`` attribute), not
     data, and is dropped as the XML transport drops ``item``."""
+    if depth > MAX_JSON_DEPTH and isinstance(value, dict | list):
+        raise BadReplyError(f"refused a reply nested more than {MAX_JSON_DEPTH} deep")
     if isinstance(value, dict):
         return {
-            str(key): _normalise(child)
+            str(key): _normalise(child, depth=depth + 1)
             for key, child in value.items()
             if not (item and key == "id")
         }
     if isinstance(value, list):
-        return [_normalise(child, item=True) for child in value]
+        return [_normalise(child, item=True, depth=depth + 1) for child in value]
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -252,7 +269,10 @@ def _leaf(value: Any) -> str | None:
 def _describe_data(data: Any) -> str:
     if data is None:
         return ""
-    text = json.dumps(data, ensure_ascii=False, sort_keys=True, default=str)
+    try:
+        text = json.dumps(data, ensure_ascii=False, sort_keys=True, default=str)
+    except (RecursionError, ValueError, TypeError):
+        return " (data too deeply nested to show)"
     return f" ({text[:200]})"
 
 
@@ -541,7 +561,12 @@ class WebSocketTransport:
             while True:
                 message = await link.ws.receive()
                 if message.type is aiohttp.WSMsgType.TEXT:
-                    self._dispatch(link, str(message.data))
+                    text = str(message.data)
+                    if len(text) > PARSE_OFF_LOOP_BYTES:
+                        # a large reply takes a while to decode: the other devices' calls go on
+                        self._dispatch(link, text, await asyncio.to_thread(_decode, text))
+                    else:
+                        self._dispatch(link, text)
                 elif message.type is aiohttp.WSMsgType.BINARY:
                     size = len(message.data) if isinstance(message.data, bytes) else 0
                     self._garbage(link, f"a binary frame of {size} bytes")
@@ -563,11 +588,10 @@ class WebSocketTransport:
             link.lost = link.lost or why
             link.fail_pending(_ConnectionLost(link.lost))
 
-    def _dispatch(self, link: _Link, text: str) -> None:
-        try:
-            reply = json.loads(text)
-        except ValueError:
-            self._garbage(link, f"a reply that is not JSON: {text[:60]!r}")
+    def _dispatch(self, link: _Link, text: str, decoded: _Decoded | None = None) -> None:
+        reply, problem = decoded or _decode(text)
+        if problem is not None:
+            self._garbage(link, problem)
             return
         if not isinstance(reply, dict):
             self._garbage(link, f"a reply that is not a JSON-RPC object: {text[:60]!r}")

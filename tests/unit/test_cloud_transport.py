@@ -1058,3 +1058,22 @@ async def test_the_token_in_a_wire_error_text_is_masked(
         await shared.aclose()
     text = str(info.value) + " ".join(str(c.error) for c in calls)
     assert "Illegal header value" in text and TOKEN not in text
+
+
+@respx.mock
+@pytest.mark.parametrize("depth", [500, 100_000])
+async def test_a_reply_nested_too_deep_is_a_bad_reply(
+    inventory: dict[str, Device], fake: FakeTime, depth: int
+) -> None:
+    lookup()
+    deep = "[" * depth + "]" * depth
+    command_route("Security.Certificates.CA.Show").mock(return_value=httpx.Response(
+        200, text=f'{{"deviceId": "DEV-1", "result": {{"Details": {deep}}}}}',
+        headers={"content-type": "application/json"}))
+    shared = clients(fake)
+    try:
+        async with transport(inventory["board-1"], make_api(shared)) as cloud:
+            with pytest.raises(BadReplyError, match="nested"):
+                await cloud.command(("Security", "Certificates", "CA", "Show"))
+    finally:
+        await shared.aclose()

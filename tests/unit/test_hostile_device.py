@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,3 +115,64 @@ async def test_a_set_cookie_with_control_characters_is_a_bad_reply_never_echoed(
     # only the login went out: the cookie was never sent back in any form
     assert len(server.heads) == 1
     assert b"X-Evil" not in b"".join(server.heads[1:])
+
+
+# ------------------------------------------------------------------- huge replies
+
+
+def session_then(body: bytes) -> Script:
+    def script(head: bytes) -> bytes:
+        if head.startswith(b"POST /xmlapi/session/begin"):
+            return reply("204 No Content", b"", "Set-Cookie: SessionId=ok123; Path=/")
+        if head.startswith(b"POST /xmlapi/session/end"):
+            return reply("204 No Content")
+        return reply("200 OK", body, "Content-Type: text/xml")
+    return script
+
+
+@pytest.mark.parametrize("body", [
+    b"<Command>" + b"<a>" * 100_000 + b"</a>" * 100_000 + b"</Command>",
+    b"<Command><CAShowResult>" + b"<a/>" * 3_000_000 + b"</CAShowResult></Command>",
+], ids=["100k-nested", "3M-elements"])
+async def test_a_reply_too_deep_or_too_many_elements_is_a_bad_reply(
+    hostile: Start, tmp_path: Path, body: bytes
+) -> None:
+    server = await hostile(session_then(body))
+    started = time.perf_counter()
+    with pytest.raises(DeviceError) as info:
+        async with transport(server.device(tmp_path)) as xapi:
+            await Xapi(xapi).ca_show()
+    assert info.value.kind == "bad-reply"
+    assert time.perf_counter() - started < 3.0
+
+
+async def test_a_large_reply_is_parsed_off_the_event_loop(hostile: Start, tmp_path: Path) -> None:
+    rows = b"".join(b'<Details item="%d"><Fingerprint>%040x</Fingerprint>'
+                    b"<SubjectName>/CN=r%d</SubjectName></Details>" % (i, i, i)
+                    for i in range(1, 30001))
+    body = b'<Command><CAShowResult status="OK">' + rows + b"</CAShowResult></Command>"
+    server = await hostile(session_then(body))
+    gaps: list[float] = []
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(0.005)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    async with transport(server.device(tmp_path)) as xapi:
+        ticking = asyncio.create_task(ticker())
+        started = time.perf_counter()
+        try:
+            shown = await xapi.command(("Security", "Certificates", "CA", "Show"))
+            took = time.perf_counter() - started
+            await asyncio.sleep(0.05)  # the ticker records the pause it is waking from
+        finally:
+            ticking.cancel()
+    assert len(shown["Details"]) == 30000
+    # parsing is most of the call (about half a second on an idle machine); the loop kept
+    # running meanwhile: no pause anywhere near as long as the call (relative, so a loaded
+    # machine does not make it flaky)
+    assert max(gaps) < took / 3, (max(gaps), took)

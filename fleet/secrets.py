@@ -37,6 +37,7 @@ from xml.sax.saxutils import escape as xml_escape
 import keyring
 
 from fleet.errors import SecretError
+from fleet.files import NotARegularFileError, read_file
 
 __all__ = [
     "MASK",
@@ -50,6 +51,8 @@ __all__ = [
 ]
 
 MASK: Final = "********"
+#: the largest secret file read (a password, token or passphrase is far smaller)
+MAX_SECRET_FILE: Final = 64 * 1024
 #: values shorter than this are not redacted (masking "a" everywhere would ruin every text)
 MIN_REDACT_LENGTH: Final = 4
 
@@ -353,27 +356,24 @@ def _resolve_keyring(service: str, user: str) -> str:
 
 def _resolve_file(target: str) -> str:
     path = os.path.expanduser(target)
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        raise SecretError(f"secret file {path} does not exist") from None
-    except OSError as exc:
-        raise SecretError(f"cannot open secret file {path}: {exc.strerror or exc}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise SecretError(f"secret file {path} is not a regular file")
+
+    def owner_only(info: os.stat_result) -> None:
         if info.st_mode & 0o077:
             raise SecretError(
                 f"secret file {path} is accessible by group or others "
                 f"(mode {stat.S_IMODE(info.st_mode):04o}); run: chmod 600 {path}"
             )
-        with os.fdopen(fd, "rb", closefd=False) as handle:
-            data = handle.read()
+
+    try:
+        data = read_file(path, limit=MAX_SECRET_FILE, inspect=owner_only)
+    except FileNotFoundError:
+        raise SecretError(f"secret file {path} does not exist") from None
+    except NotARegularFileError as exc:
+        raise SecretError(f"secret file {path} {exc.strerror}") from None
+    except IsADirectoryError:
+        raise SecretError(f"secret file {path} is a directory, not a regular file") from None
     except OSError as exc:
         raise SecretError(f"cannot read secret file {path}: {exc.strerror or exc}") from None
-    finally:
-        os.close(fd)
     try:
         value = data.decode("utf-8")
     except UnicodeDecodeError:

@@ -41,6 +41,7 @@ from fleet.files import NotARegularFileError, read_file
 
 __all__ = [
     "MASK",
+    "MIN_PASSPHRASE",
     "SCHEMES",
     "Secret",
     "SecretRef",
@@ -51,6 +52,8 @@ __all__ = [
 ]
 
 MASK: Final = "********"
+#: the shortest passphrase accepted for encrypting private keys
+MIN_PASSPHRASE: Final = 8
 #: the largest secret file read (a password, token or passphrase is far smaller)
 MAX_SECRET_FILE: Final = 64 * 1024
 #: values shorter than this are not redacted (masking "a" everywhere would ruin every text)
@@ -274,6 +277,18 @@ class SecretRef:
         else:
             value = _resolve_file(self.target)
         return Secret(_clean(value, str(self)))
+
+
+    def resolve_passphrase(self) -> Secret:
+        """Fetch a passphrase that will encrypt private keys: SecretError (naming this
+        reference, never the value) when it is shorter than :data:`MIN_PASSPHRASE`."""
+        secret = self.resolve()
+        if len(secret.reveal()) < MIN_PASSPHRASE:
+            raise SecretError(
+                f"the passphrase {self} is shorter than {MIN_PASSPHRASE} characters: too short "
+                "to protect private keys; use a longer one"
+            )
+        return secret
 
 
 def _clean(value: str, ref: str) -> str:

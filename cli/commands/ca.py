@@ -41,9 +41,10 @@ PassphraseOpt = Annotated[
 ]
 
 
-def _passphrase(ref: str) -> Secret:
+def _passphrase(ref: str, *, encrypts: bool = False) -> Secret:
     try:
-        return parse_secret_ref(ref).resolve()
+        secret = parse_secret_ref(ref)
+        return secret.resolve_passphrase() if encrypts else secret.resolve()
     except InputError as exc:
         raise InputError(f"--passphrase: {exc}") from None
 
@@ -59,7 +60,7 @@ def init(
     passphrase: PassphraseOpt = DEFAULT_CA_PASSPHRASE,
 ) -> None:
     """Make a CA in --dir: ca.pem and ca.key (encrypted, mode 0600). Never overwrites one."""
-    secret = _passphrase(passphrase)
+    secret = _passphrase(passphrase, encrypts=True)
     ca = init_local_ca(directory, common_name=cn, organization=org, key_kind=key, days=days,
                        passphrase=secret)
     render_pki.certificate_summary(

@@ -501,3 +501,21 @@ def test_a_control_character_in_a_secret_is_an_input_error_before_any_device(
     result = CliRunner().invoke(app, ["status", "-i", str(inventory), "-o", "json"])
     assert result.exit_code == 2
     assert "env:CF_CTRL_PW" in result.output and "7c1e" not in result.output
+
+
+# -------------------------------------------------------- passphrases that encrypt keys
+
+
+def test_a_passphrase_too_short_to_mean_anything_is_refused_naming_the_reference(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fleet.secrets import MIN_PASSPHRASE
+
+    monkeypatch.setenv("CF_SHORT_PASS", "x" * (MIN_PASSPHRASE - 1))
+    with pytest.raises(SecretError) as info:
+        parse_secret_ref("env:CF_SHORT_PASS").resolve_passphrase()
+    assert "env:CF_SHORT_PASS" in str(info.value) and f"{MIN_PASSPHRASE} characters" in str(
+        info.value)
+    assert "xxxxxxx" not in str(info.value)
+    monkeypatch.setenv("CF_SHORT_PASS", "x" * MIN_PASSPHRASE)
+    assert parse_secret_ref("env:CF_SHORT_PASS").resolve_passphrase().reveal() == "x" * 8

@@ -12,6 +12,7 @@ from cli import render, render_pki
 from cli.options import OutputFormat, OutputOpt
 from cli.runtime import guarded
 from fleet.errors import InputError, PemError
+from fleet.files import read_file
 from fleet.pki.csr import load_csr_pem
 from fleet.pki.keys import write_atomic
 from fleet.pki.local_ca import (
@@ -84,7 +85,7 @@ def sign(
 ) -> None:
     """Issue a certificate for a CSR: its subject and SANs, serverAuth + clientAuth."""
     try:
-        data = csr_file.read_bytes()
+        data = read_file(csr_file)  # never blocks on a FIFO, never reads /dev/zero, capped
     except FileNotFoundError:
         raise PemError("does not exist", file=str(csr_file)) from None
     except OSError as exc:

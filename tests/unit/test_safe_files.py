@@ -112,3 +112,19 @@ def test_a_local_ca_file_that_is_a_fifo_is_exit_2(tmp_path: Path, cli: Any) -> N
     os.mkfifo(ca_dir / "ca.pem", 0o600)
     result = refused_fast(cli, "ca", "show", "--dir", str(ca_dir), path=str(ca_dir / "ca.pem"))
     assert "not a regular file" in result.output
+
+
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero"])
+def test_push_cert_and_ca_sign_arguments_that_are_not_files_are_exit_2(
+    kind: str, fifo: Path, tmp_path: Path, cli: Any
+) -> None:
+    path = str(fifo) if kind == "fifo" else kind
+    secret = tmp_path / "pw"
+    secret.write_text("pw-1234\n")
+    secret.chmod(0o600)
+    inv = inventory_with(tmp_path, f"file:{secret}")
+    result = refused_fast(cli, "push-cert", "-i", str(inv), "--purpose", "HTTPS", "--cert",
+                          path, path=path)
+    assert "not a regular file" in result.output
+    result = refused_fast(cli, "ca", "sign", path, "--dir", str(tmp_path / "ca"), path=path)
+    assert "not a regular file" in result.output

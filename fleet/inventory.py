@@ -41,6 +41,7 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from fleet.errors import InputError, InventoryError, SecretError, SelectionError
+from fleet.files import read_file
 from fleet.secrets import SecretRef, parse_secret_ref
 
 try:
@@ -587,8 +588,7 @@ def parse_verify(
 
 def _ca_file_problem(path: Path) -> str | None:
     try:
-        with path.open("rb") as handle:
-            data = handle.read(_MAX_CA_FILE + 1)
+        data = read_file(path, limit=_MAX_CA_FILE)
     except FileNotFoundError:
         return f"CA file {path} does not exist"
     except IsADirectoryError:
@@ -596,8 +596,6 @@ def _ca_file_problem(path: Path) -> str | None:
     except (OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         return f"cannot read CA file {path}: {reason}"
-    if len(data) > _MAX_CA_FILE:
-        return f"CA file {path} is larger than {_MAX_CA_FILE // (1024 * 1024)} MiB"
     if b"-----BEGIN CERTIFICATE-----" not in data:
         return f"CA file {path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
     try:
@@ -1583,7 +1581,7 @@ def load_inventory(path: str | Path) -> Inventory:
     file = Path(path)
     display = str(path)
     try:
-        data = file.read_bytes()
+        data = read_file(file)  # never blocks on a FIFO, never reads /dev/zero, capped
     except IsADirectoryError:
         raise InventoryError("is a directory, not an inventory file", file=display) from None
     except FileNotFoundError:

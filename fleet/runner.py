@@ -33,6 +33,7 @@ from fleet.plans.base import DeviceContext, Plan
 from fleet.results import DeviceResult, ErrorInfo, Outcome, RunResult
 from fleet.secrets import Secret, SecretRef
 from fleet.windows import Window, next_opening, open_now
+from fleet.xapi._login import LoginGuard, LoginGuards
 from fleet.xapi.commands import Xapi
 from fleet.xapi.local import (
     LocalClients,
@@ -126,12 +127,20 @@ class Connector:
         self._options = options
         self._local = LocalClients(timeouts=options.timeouts)
         self._shared: dict[str, Any] = {}  # per-transport shared state (e.g. cloud pacers)
+        # one per account and device for the whole run, whatever transport or entry reaches
+        # it: a login whose answer was lost, or that was refused, is not sent again
+        self._logins = LoginGuards()
 
     def _secret(self, device: Device, ref: SecretRef | None, what: str) -> Secret:
         if ref is None:
             raise InputError(f"{device.name}: no {what} configured for transport "
                              f"{device.transport!r}")
         return self._secrets[ref]
+
+    def _login(self, device: Device) -> LoginGuard:
+        where = f"{device.host}:{device.port}"
+        user = device.username or ""
+        return self._logins.get(where, user, label=f"{user}@{where}")
 
     def transport(self, device: Device, recorder: Callable[[Exchange], None]) -> XapiTransport:
         if device.transport == "local":
@@ -142,6 +151,7 @@ class Connector:
                 retry=self._options.retry,
                 recorder=recorder,
                 owns_client=True,
+                login=self._login(device),
             )
         if device.transport == "websocket":
             from fleet.xapi.websocket import SslContexts, WebSocketTransport
@@ -155,6 +165,7 @@ class Connector:
                 timeouts=self._options.timeouts,
                 retry=self._options.retry,
                 recorder=recorder,
+                login=self._login(device),
             )
         if device.transport == "cloud":
             # imported when a cloud device is met: a local-only run need not load httpx

@@ -5,9 +5,13 @@ An inventory never holds a secret, only a reference to one:
     env:CERTFLEET_PASSWORD      an environment variable
     keyring:certfleet/admin     the OS keyring, service "certfleet", user "admin"
                                 (split at the last "/", so services may contain "/")
-    file:/abs/path              a file readable only by its owner (mode 0600 or stricter);
-                                one trailing newline is stripped. It lets a simulated fleet's
-                                inventory work from any shell with no set-up.
+    file:/abs/path              a file readable only by its owner (mode 0600 or stricter).
+                                It lets a simulated fleet's inventory work from any shell with
+                                no set-up.
+
+Whatever the kind, one trailing newline (``\n`` or ``\r\n``, as files and CI secrets pasted
+with one have) is not part of the value; any other control character is refused with an error
+that names the reference (never the value): it would end up in an HTTP header.
 
 :meth:`SecretRef.resolve` gives a :class:`Secret`, whose ``repr``/``str`` are ``********`` so it
 cannot leak into logs by accident; :meth:`Secret.reveal` is the one way to the value. Every
@@ -24,6 +28,7 @@ import os
 import re
 import stat
 import threading
+import unicodedata
 from dataclasses import dataclass
 from html import escape as html_escape
 from typing import Final, Literal
@@ -33,9 +38,11 @@ from xml.sax.saxutils import escape as xml_escape
 import keyring
 
 from fleet.errors import SecretError
+from fleet.files import NotARegularFileError, read_file
 
 __all__ = [
     "MASK",
+    "MIN_PASSPHRASE",
     "SCHEMES",
     "Secret",
     "SecretRef",
@@ -46,6 +53,10 @@ __all__ = [
 ]
 
 MASK: Final = "********"
+#: the shortest passphrase accepted for encrypting private keys
+MIN_PASSPHRASE: Final = 8
+#: the largest secret file read (a password, token or passphrase is far smaller)
+MAX_SECRET_FILE: Final = 64 * 1024
 #: values shorter than this are not redacted (masking "a" everywhere would ruin every text)
 MIN_REDACT_LENGTH: Final = 4
 
@@ -269,11 +280,44 @@ class SecretRef:
     def resolve(self) -> Secret:
         """Fetch the secret. Raises :class:`SecretError` saying how to fix what is missing."""
         if self.scheme == "env":
-            return _resolve_env(self.target)
-        if self.scheme == "keyring":
+            value = _resolve_env(self.target)
+        elif self.scheme == "keyring":
             service, user = self.keyring_service_user
-            return _resolve_keyring(service, user)
-        return _resolve_file(self.target)
+            value = _resolve_keyring(service, user)
+        else:
+            value = _resolve_file(self.target)
+        return Secret(_clean(value, str(self)))
+
+
+    def resolve_passphrase(self) -> Secret:
+        """Fetch a passphrase that will encrypt private keys: SecretError (naming this
+        reference, never the value) when it is shorter than :data:`MIN_PASSPHRASE`."""
+        secret = self.resolve()
+        if len(secret.reveal()) < MIN_PASSPHRASE:
+            raise SecretError(
+                f"the passphrase {self} is shorter than {MIN_PASSPHRASE} characters: too short "
+                "to protect private keys; use a longer one"
+            )
+        return secret
+
+
+def _clean(value: str, ref: str) -> str:
+    """``value`` without one trailing newline; a SecretError naming ``ref`` (never the value)
+    for any other control character, or for nothing left."""
+    if value.endswith("\r\n"):
+        value = value[:-2]
+    elif value.endswith("\n"):
+        value = value[:-1]
+    if not value:
+        raise SecretError(f"the secret {ref} is empty")
+    bad = next((c for c in value if unicodedata.category(c) == "Cc"), None)
+    if bad is not None:
+        raise SecretError(
+            f"the secret {ref} holds a control character (U+{ord(bad):04X}) besides one "
+            "trailing newline; set it again without it (control characters cannot travel in "
+            "an HTTP header)"
+        )
+    return value
 
 
 def parse_secret_ref(text: str) -> SecretRef:
@@ -307,7 +351,7 @@ def _target_problem(scheme: str, target: str) -> str | None:
     return None
 
 
-def _resolve_env(name: str) -> Secret:
+def _resolve_env(name: str) -> str:
     value = os.environ.get(name)
     if not value:
         state = "is empty" if value is not None else "is not set"
@@ -315,10 +359,10 @@ def _resolve_env(name: str) -> Secret:
             f"environment variable {name} {state}; export {name}=... "
             "or use a keyring:SERVICE/USER or file:PATH reference"
         )
-    return Secret(value)
+    return value
 
 
-def _resolve_keyring(service: str, user: str) -> Secret:
+def _resolve_keyring(service: str, user: str) -> str:
     how = f"set it with `keyring set {service} {user}` or use an env:VAR reference instead"
     try:
         value = keyring.get_password(service, user)
@@ -332,40 +376,33 @@ def _resolve_keyring(service: str, user: str) -> Secret:
         raise SecretError(
             f"no password in the keyring for service {service!r} user {user!r}; {how}"
         )
-    return Secret(value)
+    return value
 
 
-def _resolve_file(target: str) -> Secret:
+def _resolve_file(target: str) -> str:
     path = os.path.expanduser(target)
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        raise SecretError(f"secret file {path} does not exist") from None
-    except OSError as exc:
-        raise SecretError(f"cannot open secret file {path}: {exc.strerror or exc}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise SecretError(f"secret file {path} is not a regular file")
+
+    def owner_only(info: os.stat_result) -> None:
         if info.st_mode & 0o077:
             raise SecretError(
                 f"secret file {path} is accessible by group or others "
                 f"(mode {stat.S_IMODE(info.st_mode):04o}); run: chmod 600 {path}"
             )
-        with os.fdopen(fd, "rb", closefd=False) as handle:
-            data = handle.read()
+
+    try:
+        data = read_file(path, limit=MAX_SECRET_FILE, inspect=owner_only)
+    except FileNotFoundError:
+        raise SecretError(f"secret file {path} does not exist") from None
+    except NotARegularFileError as exc:
+        raise SecretError(f"secret file {path} {exc.strerror}") from None
+    except IsADirectoryError:
+        raise SecretError(f"secret file {path} is a directory, not a regular file") from None
     except OSError as exc:
         raise SecretError(f"cannot read secret file {path}: {exc.strerror or exc}") from None
-    finally:
-        os.close(fd)
     try:
         value = data.decode("utf-8")
     except UnicodeDecodeError:
         raise SecretError(f"secret file {path} is not UTF-8 text") from None
-    if value.endswith("\r\n"):
-        value = value[:-2]
-    elif value.endswith("\n"):
-        value = value[:-1]
-    if not value:
+    if not value.rstrip("\r\n"):
         raise SecretError(f"secret file {path} is empty")
-    return Secret(value)
+    return value

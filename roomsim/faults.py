@@ -62,7 +62,9 @@ class Faults:
     slow_reboot: a reboot keeps the device away this many seconds (instead of the fleet's
     `reboot_seconds`); offline_after: the device answers N more requests (HTTP requests,
     /ws handshakes and /ws messages), then goes offline as the `offline` fault (the N-th
-    HTTP reply carries `Connection: close`); it stays offline until `offline` is cleared."""
+    HTTP reply carries `Connection: close`); it stays offline until `offline` is cleared;
+    no_sessions: `/xmlapi/session/*` answers 404, before any login is checked, as firmware
+    without XML API sessions does (clients fall back to basic auth on every request)."""
 
     offline: bool = False
     latency: float = 0.0
@@ -76,6 +78,7 @@ class Faults:
     hostile_xml: str | None = None
     slow_reboot: float = 0.0
     offline_after: int = 0
+    no_sessions: bool = False
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

@@ -287,6 +287,8 @@ class DeviceServer:
             return self._status_fault(faults.http_status)
         if request.method == "GET" and request.path == WS_PATH:
             return await self.websockets.handshake(request)
+        if faults.no_sessions and request.path.startswith("/xmlapi/session/"):
+            return _text(404, "404 Not Found\n")
         user, limiter, refusal = self._authenticate(request)
         if refusal is not None:
             return refusal

@@ -17,6 +17,7 @@ from cli import render, render_pki
 from cli.options import OutputFormat, OutputOpt
 from cli.runtime import guarded
 from fleet.errors import InputError, PemError
+from fleet.files import read_file
 from fleet.pki.csr import load_csr_pem
 from fleet.pki.keys import write_atomic
 from fleet.pki.local_ca import (
@@ -62,9 +63,10 @@ PassphraseOpt = Annotated[
 ]
 
 
-def _passphrase(ref: str) -> Secret:
+def _passphrase(ref: str, *, encrypts: bool = False) -> Secret:
     try:
-        return parse_secret_ref(ref).resolve()
+        secret = parse_secret_ref(ref)
+        return secret.resolve_passphrase() if encrypts else secret.resolve()
     except InputError as exc:
         raise InputError(f"--passphrase: {exc}") from None
 
@@ -123,7 +125,7 @@ def init(
                 raise InputError(f"{folder / name} exists: {folder} already holds a CA; "
                                  "refusing to overwrite it")
         ref, how = _generated_passphrase()
-    secret = _passphrase(ref)
+    secret = _passphrase(ref, encrypts=True)
     ca = init_local_ca(folder, common_name=common_name, organization=org, key_kind=key,
                        days=days, passphrase=secret)
     render_pki.certificate_summary(
@@ -155,7 +157,7 @@ def sign(
 ) -> None:
     """Issue a certificate for a CSR: its subject and SANs, serverAuth + clientAuth."""
     try:
-        data = csr_file.read_bytes()
+        data = read_file(csr_file)  # never blocks on a FIFO, never reads /dev/zero, capped
     except FileNotFoundError:
         raise PemError("does not exist", file=str(csr_file)) from None
     except OSError as exc:

@@ -136,7 +136,7 @@ def csr(
     secret: Secret | None = None
     if passphrase is not None:
         try:
-            secret = parse_secret_ref(passphrase).resolve()
+            secret = parse_secret_ref(passphrase).resolve_passphrase()
         except InputError as exc:
             raise InputError(f"--passphrase: {exc}") from None
     _, devices = select(Common(inventory=inventory, limit=limit))

@@ -10,6 +10,7 @@ from cli.commands.rotate import parse_purposes
 from cli.options import Common, fleet_options
 from cli.runtime import execute, finish, guarded, select
 from fleet.errors import InputError, PemError
+from fleet.files import read_file
 from fleet.pki.bundle import parse_bundle
 from fleet.pki.certs import parse_pem_certificates
 from fleet.pki.keys import load_key_pem, same_public_key
@@ -20,7 +21,7 @@ from fleet.secrets import Secret, parse_secret_ref
 
 def _read(path: Path) -> bytes:
     try:
-        return path.read_bytes()
+        return read_file(path)  # never blocks on a FIFO, never reads /dev/zero, capped
     except FileNotFoundError:
         raise PemError("does not exist", file=str(path)) from None
     except OSError as exc:

@@ -40,7 +40,7 @@ def parse_purposes(text: str) -> tuple[str, ...]:
 
 def journal_passphrase(ref: str) -> Secret:
     try:
-        return parse_secret_ref(ref).resolve()
+        return parse_secret_ref(ref).resolve_passphrase()
     except InputError as exc:
         raise InputError(
             f"the journal keeps every new private key encrypted and needs a passphrase: {exc}"

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 from fleet.errors import PemError
+from fleet.files import read_file
 
 __all__ = [
     "CaCertificate",
@@ -169,13 +170,13 @@ def load_ca_files(
         path = Path(raw_path)
         source = str(raw_path)
         try:
-            data = path.read_bytes()
+            data = read_file(path)  # never blocks on a FIFO, never reads /dev/zero, capped
         except FileNotFoundError:
             raise PemError("does not exist", file=source) from None
         except IsADirectoryError:
             raise PemError("is a directory, not a PEM file", file=source) from None
         except OSError as exc:
-            raise PemError(f"cannot be read: {exc.strerror}", file=source) from exc
+            raise PemError(f"cannot be read: {exc.strerror}", file=source) from None
         for index, cert in enumerate(parse_pem_certificates(data, source=source), start=1):
             ca = CaCertificate.from_cert(cert, source=source)
             where = f"certificate {index} ({ca.subject or 'empty subject'})"

@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 
 from fleet.errors import InputError, PemError
+from fleet.pki import pkcs8
 
 if TYPE_CHECKING:
     from fleet.secrets import Secret
@@ -256,16 +257,17 @@ class KeyFactory:
 # ------------------------------------------------------------------- PEM in and out
 
 
-def key_to_pem(key: CertificateIssuerPrivateKeyTypes, passphrase: Secret | None) -> bytes:
-    """PKCS#8 PEM; encrypted (best available algorithm) when a passphrase is given."""
-    encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(passphrase.reveal().encode("utf-8"))
-        if passphrase is not None
-        else serialization.NoEncryption()
-    )
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-    )
+def key_to_pem(key: CertificateIssuerPrivateKeyTypes, passphrase: Secret | None, *,
+               one_time: bool = False) -> bytes:
+    """PKCS#8 PEM; encrypted when a passphrase is given (PBES2: PBKDF2-HMAC-SHA256 at
+    600,000 iterations, AES-256-CBC — see :mod:`fleet.pki.pkcs8`). ``one_time``: the
+    passphrase is random, made for one trip to a device; the device gets a light KDF."""
+    if passphrase is None:
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+    der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    return pkcs8.encrypt(der, passphrase.reveal().encode("utf-8"), one_time=one_time)
 
 
 def load_key_pem(data: bytes, passphrase: Secret | None, *, source: str) -> PrivateKey:
@@ -291,7 +293,14 @@ def load_key_pem(data: bytes, passphrase: Secret | None, *, source: str) -> Priv
         raise PemError("the private key is encrypted; give its passphrase", file=source)
     password = passphrase.reveal().encode("utf-8") if encrypted and passphrase else None
     try:
-        key = serialization.load_pem_private_key(pem, password=password)
+        # certfleet's own form first (its derived keys are kept: hundreds of journal keys
+        # under one passphrase cost one derivation); anything else through cryptography
+        der = pkcs8.decrypt(pem, password) if password and label.startswith("ENCRYPTED") \
+            else None
+        if der is not None:
+            key = serialization.load_der_private_key(der, password=None)
+        else:
+            key = serialization.load_pem_private_key(pem, password=password)
     except ValueError as exc:
         if encrypted:
             raise PemError(

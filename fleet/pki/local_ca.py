@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from fleet.errors import InputError, PemError
+from fleet.files import read_file
 from fleet.pki.certs import parse_pem_certificates
 from fleet.pki.checks import is_ca, normalize_purposes
 from fleet.pki.keys import (
@@ -53,6 +54,8 @@ CA_KEY_FILE: Final = "ca.key"
 #: key kinds a local CA may have (RSA-2048 is too small for a CA meant to last ten years)
 CA_KEY_KINDS: Final = ("ec-p256", "ec-p384", "rsa-3072", "rsa-4096")
 MIN_PASSPHRASE: Final = 8
+#: the largest CA certificate or key file read (each is a few KiB)
+MAX_CA_FILE: Final = 1024 * 1024
 _BACKDATE: Final = dt.timedelta(minutes=5)
 
 
@@ -268,7 +271,7 @@ def load_local_ca(directory: str | Path, passphrase: Secret) -> LocalCa:
     cert_path, key_path = folder / CA_CERT_FILE, folder / CA_KEY_FILE
     cert = load_ca_certificate(folder)
     try:
-        key_data = key_path.read_bytes()
+        key_data = read_file(key_path, limit=MAX_CA_FILE)
     except FileNotFoundError:
         raise InputError(f"{key_path} does not exist: the CA key is missing") from None
     except OSError as exc:
@@ -290,7 +293,7 @@ def load_ca_certificate(directory: str | Path) -> x509.Certificate:
     """The certificate (``ca.pem``) of a local CA; no passphrase needed."""
     cert_path = Path(directory) / CA_CERT_FILE
     try:
-        data = cert_path.read_bytes()
+        data = read_file(cert_path, limit=MAX_CA_FILE)
     except FileNotFoundError:
         raise InputError(
             f"{cert_path} does not exist: no local CA in {directory} "

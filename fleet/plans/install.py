@@ -132,7 +132,7 @@ async def install_certificate(
     """Upload, then :func:`activate_verified`. Returns notes for the report."""
     new_fp = new.fingerprint
     passphrase = Secret(_stdlib_secrets.token_urlsafe(24))
-    key_pem = key_to_pem(new.key, passphrase).decode("ascii")
+    key_pem = key_to_pem(new.key, passphrase, one_time=True).decode("ascii")
     if not any(c.fingerprint == new_fp for c in current):
         await ctx.xapi.services_add(bundle_pem(new.leaf, new.chain, key_pem), passphrase)
         ctx.step("uploaded", new_fp)

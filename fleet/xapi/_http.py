@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlencode, urlsplit
 
+from fleet.secrets import redact
+
 __all__ = [
     "ConnectFailed",
     "ConnectTimedOut",
@@ -56,6 +58,8 @@ class HttpFailure(Exception):
     sent = True
 
     def __init__(self, message: str) -> None:
+        # what ssl/httpx say can quote the request (an Authorization header): mask secrets
+        message = redact(message)
         super().__init__(message)
         self.message = message
 

@@ -25,6 +25,9 @@ from fleet.errors import BadReplyError, CommandError, ParameterError
 from fleet.xapi.transport import ParamValue
 
 __all__ = [
+    "MAX_DEPTH",
+    "MAX_ELEMENTS",
+    "PARSE_OFF_LOOP_BYTES",
     "build_command",
     "build_configuration",
     "getxml_location",
@@ -105,11 +108,51 @@ def getxml_location(path: Sequence[PathPart]) -> str:
 # ---------------------------------------------------------------------------- parsing
 
 
+#: the most elements a reply may hold: a device's whole certificate store is a few thousand
+MAX_ELEMENTS = 100_000
+#: the deepest nesting a reply may have: RoomOS documents are about ten levels deep
+MAX_DEPTH = 64
+#: replies larger than this are parsed in a worker thread, not on the event loop
+PARSE_OFF_LOOP_BYTES = 256 * 1024
+
+
+class _TooBig(Exception):
+    pass
+
+
+class _BoundedBuilder(ET.TreeBuilder):
+    """A tree builder that stops the parse at :data:`MAX_ELEMENTS` elements or
+    :data:`MAX_DEPTH` levels (a reply of millions of tiny elements costs a gigabyte of
+    memory; a deep one, a RecursionError in whatever walks it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._elements = 0
+        self._depth = 0
+
+    def start(self, tag: Any, attrs: Any) -> ET.Element:
+        self._elements += 1
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise _TooBig(f"elements nested more than {MAX_DEPTH} deep")
+        if self._elements > MAX_ELEMENTS:
+            raise _TooBig(f"more than {MAX_ELEMENTS:,} elements")
+        return super().start(tag, attrs)
+
+    def end(self, tag: Any) -> ET.Element:
+        self._depth -= 1
+        return super().end(tag)
+
+
 def _parse(content: bytes, where: str) -> ET.Element:
     if not content.strip():
         raise BadReplyError(f"empty reply to {where}")
     try:
-        root: ET.Element = SafeET.fromstring(content, forbid_dtd=True)
+        parser = SafeET.DefusedXMLParser(target=_BoundedBuilder(), forbid_dtd=True)
+        parser.feed(content)
+        root: ET.Element = parser.close()
+    except _TooBig as exc:
+        raise BadReplyError(f"refused the reply to {where}: {exc}") from None
     except DefusedXmlException as exc:
         raise BadReplyError(
             f"refused a hostile XML reply to {where} ({type(exc).__name__}); nothing was expanded"

@@ -59,8 +59,10 @@ from fleet.errors import (
 from fleet.inventory import DEFAULT_API_RATE_PER_MINUTE, Device, Verify
 from fleet.secrets import Secret, redact
 from fleet.xapi._httpx import PinMismatch, build_client, redact_url
+from fleet.xapi._login import NOT_RESENT, LoginGuard, LoginGuards
 from fleet.xapi.local import RetryPolicy, Timeouts
 from fleet.xapi.transport import (
+    MAX_JSON_DEPTH,
     SECRET_PARAMS,
     Exchange,
     ParamValue,
@@ -309,6 +311,7 @@ class CloudClients:
         self._max = max_connections
         self._timeouts = timeouts or Timeouts()
         self._pacers: dict[str, RatePacer] = {}
+        self._logins = LoginGuards()  # one per token: a refused token is not sent again
         self._rate = rate_per_minute
         self._burst = burst
         self.clock = clock
@@ -348,9 +351,11 @@ class CloudClients:
             retry: RetryPolicy | None = None, *,
             rate_per_minute: float | None = None) -> WebexApi:
         pacer = self.pacer_for(token, rate_per_minute)
+        login = self._logins.get(api_base(base_url), _token_key(token),
+                                 label=f"the Webex API at {api_base(base_url)}")
         return WebexApi(self.client_for(verify, base_url), token, pacer,
                         base_url=base_url, verify=verify, retry=retry, sleep=self.sleep,
-                        wall_clock=self.wall_clock)
+                        wall_clock=self.wall_clock, login=login)
 
     async def aclose(self) -> None:
         clients, self._clients = list(self._clients.values()), {}
@@ -380,7 +385,7 @@ def webex_error(response: httpx.Response) -> WebexProblem:
     tracking: str | None = None
     try:
         data = response.json()
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         data = None
     if isinstance(data, dict):
         raw = data.get("message")
@@ -423,9 +428,12 @@ class WebexApi:
         sleep: Sleep = asyncio.sleep,
         wall_clock: Clock = time.time,
         max_rate_limited: int = MAX_RATE_LIMITED,
+        login: LoginGuard | None = None,
     ) -> None:
         self._client = client
         self._token = token
+        #: every request carries the token: see fleet.xapi._login
+        self._login = login or LoginGuard(f"the Webex API at {api_base(base_url)}")
         self.pacer = pacer
         self.base_url = api_base(base_url)
         self._verify = verify
@@ -480,6 +488,7 @@ class WebexApi:
             sends += 1
             if exchange is not None:
                 exchange.attempts = sends
+            await self._login.acquire()
             try:
                 response = await self._client.request(
                     method, url, params=list(params) if params else None, content=content,
@@ -490,14 +499,31 @@ class WebexApi:
                 sent = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout,
                                             httpx.PoolTimeout))
                 retryable = not isinstance(error, TlsVerifyError) and (idempotent or not sent)
+                if sent:
+                    self._login.lost()
+                    if not self._login.may_resend:
+                        if retryable:
+                            error.message += NOT_RESENT
+                        retryable = False
+                else:
+                    self._login.no_verdict()
                 if retryable and attempt + 1 < self._retry.attempts:
                     await self._sleep(self._retry.delay(attempt))
                     attempt += 1
                     continue
                 raise error from None
+            except BaseException:
+                self._login.lost()  # cancelled with the request out
+                raise
             if exchange is not None:
                 exchange.http_status = response.status_code
             status = response.status_code
+            if status == 401:
+                self._login.refused("Webex refused the access token (HTTP 401)")
+            elif status == 429 or status >= 500:
+                self._login.no_verdict()
+            else:
+                self._login.accepted()
             if status == 429:
                 limited += 1
                 wait, how = parse_retry_after(response.headers.get("Retry-After"),
@@ -524,7 +550,7 @@ class WebexApi:
     def _map_exception(self, exc: httpx.HTTPError) -> DeviceError:
         where = self.base_url
         cause = exc.__cause__
-        text = str(exc) or type(exc).__name__
+        text = redact(str(exc) or type(exc).__name__)  # it may quote the Authorization header
         if isinstance(exc, httpx.ConnectError):
             verify_failed = isinstance(cause, PinMismatch) or any(
                 marker in text for marker in ("CERTIFICATE_VERIFY_FAILED",
@@ -569,6 +595,9 @@ class WebexApi:
 def _json(response: httpx.Response, what: str) -> dict[str, Any]:
     try:
         data = response.json()
+    except RecursionError:
+        raise BadReplyError(f"Webex answered {what} with JSON nested deeper than can be read") \
+            from None
     except (ValueError, UnicodeDecodeError):
         kind = response.headers.get("content-type", "no content type")
         raise BadReplyError(f"Webex answered {what} with a body that is not JSON ({kind})") \
@@ -589,19 +618,21 @@ def _leaf(value: Any) -> str:
     return str(value)
 
 
-def normalise(value: Any) -> Any:
+def normalise(value: Any, depth: int = 0) -> Any:
     """Cloud JSON → the local transport's shapes: leaves ``str``, structures ``dict``, arrays
     ``list`` (the cloud's ``id`` of array items, like putxml's ``item=``, is dropped)."""
+    if depth > MAX_JSON_DEPTH and isinstance(value, dict | list):
+        raise BadReplyError(f"refused a Webex reply nested more than {MAX_JSON_DEPTH} deep")
     if isinstance(value, dict):
         if value and all(isinstance(k, str) and k.isdigit() for k in value):
-            return [normalise(value[k]) for k in sorted(value, key=int)]
-        return {str(k): normalise(v) for k, v in value.items()}
+            return [normalise(value[k], depth + 1) for k in sorted(value, key=int)]
+        return {str(k): normalise(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list):
         items: list[Any] = []
         for item in value:
             if isinstance(item, dict) and "id" in item:
                 item = {k: v for k, v in item.items() if k != "id"}
-            items.append(normalise(item))
+            items.append(normalise(item, depth + 1))
         return items
     return _leaf(value)
 

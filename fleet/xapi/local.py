@@ -9,7 +9,8 @@ Facts that shape this module (reference: roomos-local-xapi.md §2):
 * A 401 is never retried: the account locks after 5 failed logins.
 * 503 means the device's queue is full and the request was not processed: always safe to retry,
   with exponential backoff and full jitter. Connection failures before the request was sent are
-  retried likewise; failures after it was sent only for idempotent calls.
+  retried likewise; failures after it was sent only for idempotent calls, and never for a
+  request carrying credentials the device has not yet accepted (``fleet.xapi._login``).
 * putxml answers HTTP 200 for errors too; the XML says what went wrong (see ``_xml``).
 
 Device traffic never uses proxies from the environment, never shares cookies between devices
@@ -25,6 +26,7 @@ import base64
 import contextlib
 import functools
 import random
+import re
 import ssl
 import time
 from collections.abc import Mapping, Sequence
@@ -42,7 +44,7 @@ from fleet.errors import (
     UnreachableError,
 )
 from fleet.inventory import Device, Verify
-from fleet.secrets import Secret
+from fleet.secrets import Secret, redact, register_secret
 from fleet.xapi import _xml
 from fleet.xapi._http import (
     ConnectTimedOut,
@@ -54,6 +56,7 @@ from fleet.xapi._http import (
     TlsRejected,
     open_tls,
 )
+from fleet.xapi._login import NOT_RESENT, LoginGuard
 from fleet.xapi.transport import (
     Exchange,
     ParamValue,
@@ -71,6 +74,8 @@ __all__ = [
 
 _USER_AGENT = "certfleet/0.1"
 SESSION_END_TIMEOUT = 5.0
+#: a cookie value as RFC 6265 allows it (cookie-octet): no controls, space, '"', ',', ';', '\\'
+_COOKIE_VALUE = re.compile(r"[\x21\x23-\x2B\x2D-\x3A\x3C-\x5B\x5D-\x7E]{1,4096}")
 
 
 @dataclass(frozen=True)
@@ -195,10 +200,13 @@ class LocalTransport:
         retry: RetryPolicy | None = None,
         recorder: Recorder | None = None,
         owns_client: bool = False,
+        login: LoginGuard | None = None,
     ) -> None:
         if not device.host:
             raise ValueError(f"device {device.name} has no host")
         self.device = device
+        #: the run's guard for this account on this device (see fleet.xapi._login)
+        self._login = login or LoginGuard(f"{device.username}@{device.host}:{device.port}")
         self._client = client
         self._owns_client = owns_client
         self._password = password
@@ -215,12 +223,20 @@ class LocalTransport:
     # -- session ---------------------------------------------------------------------
 
     def _auth(self) -> str:
-        """The basic-auth header value (sent, never recorded: exchanges hold no headers)."""
+        """The basic-auth header value (sent, never recorded: exchanges hold no headers;
+        registered as a secret, so an error text quoting the header is masked)."""
         pair = f"{self.device.username or ''}:{self._password.reveal()}".encode()
-        return "Basic " + base64.b64encode(pair).decode("ascii")
+        token = base64.b64encode(pair).decode("ascii")
+        register_secret(token)
+        return "Basic " + token
 
     async def __aenter__(self) -> LocalTransport:
-        await self.begin_session()
+        try:
+            await self.begin_session()
+        except BaseException:
+            if self._owns_client:  # __aexit__ is not called when entering fails
+                await self._client.aclose()
+            raise
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -245,6 +261,14 @@ class LocalTransport:
                 if not cookie:
                     raise BadReplyError(
                         f"session begin answered {response.status} without a SessionId cookie"
+                    )
+                if not _COOKIE_VALUE.fullmatch(cookie):
+                    # it goes back in a Cookie header: a CR or LF would add headers of the
+                    # device's choosing to every request
+                    raise BadReplyError(
+                        "session begin answered a SessionId cookie with characters a cookie "
+                        "cannot hold (control characters, spaces, quotes, commas or "
+                        "semicolons); refused"
                     )
                 self._session = cookie
             elif response.status in (301, 302, 303, 307, 308, 404):
@@ -279,7 +303,7 @@ class LocalTransport:
             exchange.ok = response.status < 400
         except (HttpFailure, TimeoutError) as exc:
             # The device is gone or busy; its session cap frees the slot when it restarts.
-            exchange.error = f"{type(exc).__name__}: {exc}"
+            exchange.error = redact(f"{type(exc).__name__}: {exc}")
         finally:
             self._session = None
             exchange.duration_ms = (time.perf_counter() - started) * 1000
@@ -353,7 +377,11 @@ class LocalTransport:
                     method, url, exchange, content=content, idempotent=idempotent, query=query
                 )
             self._check_status(response)
-            result = parse(response)
+            if len(response.body) > _xml.PARSE_OFF_LOOP_BYTES:
+                # a large reply takes a while to parse: the other devices' calls go on
+                result = await asyncio.to_thread(parse, response)
+            else:
+                result = parse(response)
             exchange.ok = True
             return result
         except DeviceError as exc:
@@ -398,9 +426,15 @@ class LocalTransport:
             headers["Authorization"] = self._auth()
         else:
             headers["Cookie"] = f"SessionId={self._session}"
+        # Credentials (a session begin, or every request of a basic-auth device) are sent
+        # again only as fleet.xapi._login allows: never after a lost answer until the device
+        # has accepted them, never after a refusal.
+        login = self._login if use_basic else None
         attempt = 0
         while True:
             exchange.attempts = attempt + 1
+            if login is not None:
+                await login.acquire()
             try:
                 response = await self._client.request(
                     method, self.base_url + url, headers=headers, body=content, query=query
@@ -409,11 +443,31 @@ class LocalTransport:
             except HttpFailure as exc:
                 error = _device_error(self.device, exc)
                 retryable = not isinstance(exc, TlsRejected) and (idempotent or not exc.sent)
+                if login is not None:
+                    if exc.sent:
+                        login.lost()
+                    else:
+                        login.no_verdict()
+                    if exc.sent and not login.may_resend:
+                        if retryable:
+                            error.message += NOT_RESENT
+                        retryable = False
                 if retryable and attempt + 1 < self._retry.attempts:
                     await asyncio.sleep(self._retry.delay(attempt))
                     attempt += 1
                     continue
                 raise error from None
+            except BaseException:
+                if login is not None:
+                    login.lost()  # cancelled (the device's time ran out) with the request out
+                raise
+            if login is not None:
+                if response.status == 401:
+                    login.refused(f"login as {self.device.username!r} refused (HTTP 401)")
+                elif 200 <= response.status < 300 or response.status == 403:
+                    login.accepted()  # 403: the account is right, its role is not
+                else:
+                    login.no_verdict()
             if response.status == 503 and attempt + 1 < self._retry.attempts:
                 # Queue full: the request was not processed. Honour Retry-After if given.
                 delay = self._retry.delay(attempt)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "SECRET_PARAMS",
     "Exchange",
     "ParamValue",
@@ -30,6 +31,10 @@ __all__ = [
 ]
 
 ParamValue = str | int | Sequence[str]
+
+#: the deepest nesting a JSON reply may have (RoomOS data is about ten levels deep); deeper is a
+#: bad reply, not a RecursionError in whatever walks it
+MAX_JSON_DEPTH = 64
 
 #: Parameters whose values are secrets: recorded as "********", never in clear.
 SECRET_PARAMS = frozenset({"PrivateKeyPassword", "ChallengePassword", "Password", "Passphrase"})

@@ -52,9 +52,12 @@ from fleet.errors import (
     UnreachableError,
 )
 from fleet.inventory import Device, Verify
-from fleet.secrets import Secret
+from fleet.secrets import Secret, redact, register_secret
+from fleet.xapi._login import NOT_RESENT, LoginGuard
+from fleet.xapi._xml import PARSE_OFF_LOOP_BYTES
 from fleet.xapi.local import RetryPolicy, Timeouts, ssl_context_for
 from fleet.xapi.transport import (
+    MAX_JSON_DEPTH,
     SECRET_PARAMS,
     Exchange,
     ParamValue,
@@ -170,6 +173,29 @@ async def _refuse_redirect(
     raise _Redirected(params.response.status, params.response.headers.get("Location", ""))
 
 
+def _upgrade_was_answered_or_never_sent(exc: BaseException) -> bool:
+    """Whether a failed upgrade certainly did not count as a failed login: the device
+    answered it with a status other than a refusal, or it never left this machine (no
+    connection, TLS failed or the pin did not match before a byte of HTTP)."""
+    if isinstance(exc, aiohttp.WSServerHandshakeError):
+        return exc.status not in (401, 403, 101)
+    return isinstance(exc, (_Redirected, aiohttp.ServerFingerprintMismatch,
+                            aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
+
+
+_Decoded = tuple[Any, str | None]
+
+
+def _decode(text: str) -> _Decoded:
+    """(the JSON of a message, None) or (None, what is wrong with it)."""
+    try:
+        return json.loads(text), None
+    except RecursionError:
+        return None, f"a reply nested deeper than JSON can be read ({len(text)} characters)"
+    except ValueError:
+        return None, f"a reply that is not JSON: {text[:60]!r}"
+
+
 class _Link:
     """One open WebSocket and the calls waiting for their reply on it."""
 
@@ -190,18 +216,20 @@ class _Link:
 # ------------------------------------------------------------------------ normalising
 
 
-def _normalise(value: Any, *, item: bool = False) -> Any:
+def _normalise(value: Any, *, item: bool = False, depth: int = 0) -> Any:
     """JSON reply data → the form every transport gives: leaves ``str``, structures ``dict``,
     lists ``list``. The ``id`` of a list item is its index (the XML ``item=`` attribute), not
     data, and is dropped as the XML transport drops ``item``."""
+    if depth > MAX_JSON_DEPTH and isinstance(value, dict | list):
+        raise BadReplyError(f"refused a reply nested more than {MAX_JSON_DEPTH} deep")
     if isinstance(value, dict):
         return {
-            str(key): _normalise(child)
+            str(key): _normalise(child, depth=depth + 1)
             for key, child in value.items()
             if not (item and key == "id")
         }
     if isinstance(value, list):
-        return [_normalise(child, item=True) for child in value]
+        return [_normalise(child, item=True, depth=depth + 1) for child in value]
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -241,7 +269,10 @@ def _leaf(value: Any) -> str | None:
 def _describe_data(data: Any) -> str:
     if data is None:
         return ""
-    text = json.dumps(data, ensure_ascii=False, sort_keys=True, default=str)
+    try:
+        text = json.dumps(data, ensure_ascii=False, sort_keys=True, default=str)
+    except (RecursionError, ValueError, TypeError):
+        return " (data too deeply nested to show)"
     return f" ({text[:200]})"
 
 
@@ -263,10 +294,14 @@ class WebSocketTransport:
         retry: RetryPolicy | None = None,
         recorder: Recorder | None = None,
         subprotocol_auth: bool = False,
+        login: LoginGuard | None = None,
     ) -> None:
         if not device.host:
             raise ValueError(f"device {device.name} has no host")
         self.device = device
+        #: the run's guard for this account on this device (see fleet.xapi._login)
+        self._login_guard = login or LoginGuard(
+            f"{device.username}@{device.host}:{device.port}")
         self._password = password
         self._ssl = ssl_context
         self._timeouts = timeouts or Timeouts()
@@ -349,10 +384,14 @@ class WebSocketTransport:
         )
 
     def _login(self) -> tuple[dict[str, str], tuple[str, ...]]:
+        # both forms are registered as secrets: an error text quoting them is masked
         username = self.device.username or ""
         if self.subprotocol_auth:
-            return {}, (auth_subprotocol(username, self._password.reveal()),)
+            protocol = auth_subprotocol(username, self._password.reveal())
+            register_secret(protocol)
+            return {}, (protocol,)
         token = base64.b64encode(f"{username}:{self._password.reveal()}".encode()).decode()
+        register_secret(token)
         return {"Authorization": f"Basic {token}"}, ()
 
     async def _open(self, path: str) -> _Link:
@@ -365,6 +404,8 @@ class WebSocketTransport:
             while True:
                 exchange.attempts = attempt + 1
                 headers, protocols = self._login()
+                guard = self._login_guard
+                await guard.acquire()  # the upgrade carries the credentials
                 try:
                     ws = await self._session.ws_connect(
                         self.url,
@@ -378,13 +419,27 @@ class WebSocketTransport:
                     )
                 except (aiohttp.ClientError, OSError, _Redirected) as exc:
                     error, retryable, wait = self._handshake_error(exc, exchange)
+                    error.message = redact(error.message)  # aiohttp's text may quote a header
                     if isinstance(error, AuthError):
                         self._refused = error
+                        guard.refused(error.message)
+                    elif _upgrade_was_answered_or_never_sent(exc):
+                        guard.no_verdict()
+                    else:
+                        guard.lost()
+                        if not guard.may_resend:
+                            if retryable:
+                                error.message += NOT_RESENT
+                            retryable = False
                     if not retryable or attempt + 1 >= self._retry.attempts:
                         raise error from exc
                     await asyncio.sleep(max(self._retry.delay(attempt), wait))
                     attempt += 1
                     continue
+                except BaseException:
+                    guard.lost()  # cancelled with the upgrade out: it may have counted
+                    raise
+                guard.accepted()
                 exchange.http_status = 101
                 break
             link = _Link(ws)
@@ -506,12 +561,17 @@ class WebSocketTransport:
             while True:
                 message = await link.ws.receive()
                 if message.type is aiohttp.WSMsgType.TEXT:
-                    self._dispatch(link, str(message.data))
+                    text = str(message.data)
+                    if len(text) > PARSE_OFF_LOOP_BYTES:
+                        # a large reply takes a while to decode: the other devices' calls go on
+                        self._dispatch(link, text, await asyncio.to_thread(_decode, text))
+                    else:
+                        self._dispatch(link, text)
                 elif message.type is aiohttp.WSMsgType.BINARY:
                     size = len(message.data) if isinstance(message.data, bytes) else 0
                     self._garbage(link, f"a binary frame of {size} bytes")
                 elif message.type is aiohttp.WSMsgType.ERROR:
-                    why = f"the connection broke: {link.ws.exception() or message.data}"
+                    why = redact(f"the connection broke: {link.ws.exception() or message.data}")
                     break
                 elif message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
                                       aiohttp.WSMsgType.CLOSED):
@@ -523,16 +583,15 @@ class WebSocketTransport:
             why = "closed by certfleet"
             raise
         except Exception as exc:  # the reader must never die silently with calls waiting
-            why = f"the connection broke: {type(exc).__name__}: {exc}"
+            why = redact(f"the connection broke: {type(exc).__name__}: {exc}")
         finally:
             link.lost = link.lost or why
             link.fail_pending(_ConnectionLost(link.lost))
 
-    def _dispatch(self, link: _Link, text: str) -> None:
-        try:
-            reply = json.loads(text)
-        except ValueError:
-            self._garbage(link, f"a reply that is not JSON: {text[:60]!r}")
+    def _dispatch(self, link: _Link, text: str, decoded: _Decoded | None = None) -> None:
+        reply, problem = decoded or _decode(text)
+        if problem is not None:
+            self._garbage(link, problem)
             return
         if not isinstance(reply, dict):
             self._garbage(link, f"a reply that is not a JSON-RPC object: {text[:60]!r}")
@@ -677,7 +736,8 @@ class WebSocketTransport:
                         await link.ws.send_str(text)
                 except (ConnectionError, aiohttp.ClientError) as exc:
                     # aiohttp refuses to write to a closing transport: nothing went out
-                    link.lost = link.lost or f"the connection broke: {exc or type(exc).__name__}"
+                    link.lost = link.lost or redact(
+                        f"the connection broke: {exc or type(exc).__name__}")
                     continue
                 try:
                     async with asyncio.timeout(self._timeouts.read):

@@ -29,6 +29,7 @@ from fleet.errors import (
     AuthError,
     BadReplyError,
     CommandError,
+    DeviceError,
     InventoryError,
     ParameterError,
     RateLimitedError,
@@ -991,3 +992,88 @@ async def test_devices_of_one_token_share_a_pacer_at_the_lowest_rate_asked() -> 
         assert clients.pacer_for(other).rate_per_minute == 280
     finally:
         await clients.aclose()
+
+
+# ------------------------------------------------------------- the token goes out once
+
+
+@respx.mock
+async def test_a_refused_token_is_sent_once_for_the_whole_run(
+    inventory: dict[str, Device], fake: FakeTime
+) -> None:
+    # Three devices, one token: the first request waits for Webex's answer and the 401 stops
+    # the other devices before they send it.
+    route = respx.get(url__startswith=f"{API}/v1/devices/").mock(
+        return_value=httpx.Response(401, json={"message": "The request requires a valid "
+                                                          "access token set in the header."}))
+    shared = clients(fake)
+
+    async def one(name: str) -> DeviceError:
+        try:
+            async with transport(inventory[name], make_api(shared)):
+                pass
+        except DeviceError as exc:
+            return exc
+        raise AssertionError("a refused token opened a device")
+
+    try:
+        errors = await asyncio.gather(*(one(name) for name in inventory))
+    finally:
+        await shared.aclose()
+    assert route.call_count == 1
+    assert {e.kind for e in errors} == {"auth"}
+    assert sum("refused earlier in this run" in e.message for e in errors) == 2
+
+
+@respx.mock
+async def test_a_request_whose_answer_was_lost_is_not_repeated_before_the_token_is_known(
+    inventory: dict[str, Device], fake: FakeTime
+) -> None:
+    route = respx.get(f"{API}/v1/devices/DEV-1").mock(
+        side_effect=httpx.ReadError("connection reset by peer"))
+    shared = clients(fake)
+    try:
+        with pytest.raises(DeviceError) as info:
+            async with transport(inventory["board-1"], make_api(shared)):
+                pass
+    finally:
+        await shared.aclose()
+    assert route.call_count == 1
+    assert "not sent again" in info.value.message
+
+
+@respx.mock
+async def test_the_token_in_a_wire_error_text_is_masked(
+    inventory: dict[str, Device], fake: FakeTime
+) -> None:
+    respx.get(f"{API}/v1/devices/DEV-1").mock(
+        side_effect=httpx.LocalProtocolError(f"Illegal header value b'Bearer {TOKEN} '"))
+    shared = clients(fake)
+    calls: list[Exchange] = []
+    try:
+        with pytest.raises(DeviceError) as info:
+            async with transport(inventory["board-1"], make_api(shared), calls):
+                pass
+    finally:
+        await shared.aclose()
+    text = str(info.value) + " ".join(str(c.error) for c in calls)
+    assert "Illegal header value" in text and TOKEN not in text
+
+
+@respx.mock
+@pytest.mark.parametrize("depth", [500, 100_000])
+async def test_a_reply_nested_too_deep_is_a_bad_reply(
+    inventory: dict[str, Device], fake: FakeTime, depth: int
+) -> None:
+    lookup()
+    deep = "[" * depth + "]" * depth
+    command_route("Security.Certificates.CA.Show").mock(return_value=httpx.Response(
+        200, text=f'{{"deviceId": "DEV-1", "result": {{"Details": {deep}}}}}',
+        headers={"content-type": "application/json"}))
+    shared = clients(fake)
+    try:
+        async with transport(inventory["board-1"], make_api(shared)) as cloud:
+            with pytest.raises(BadReplyError, match="nested"):
+                await cloud.command(("Security", "Certificates", "CA", "Show"))
+    finally:
+        await shared.aclose()

@@ -261,3 +261,20 @@ async def test_dry_run_refuses_writes(device: Device) -> None:
     xapi = Xapi(make(device, handler), read_only=True)
     with pytest.raises(RuntimeError, match="dry run"):
         await xapi.ca_add("PEM")
+
+
+async def test_a_secret_in_a_wire_error_text_is_masked(device: Device) -> None:
+    # What httpx/ssl/aiohttp say can quote the request's header: the password, or the
+    # Authorization value it is in, never reaches the error text.
+    basic = base64.b64encode(b"admin:s3cret-pw").decode()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError(f"Illegal header value b'Basic {basic}\\n' (pw s3cret-pw)")
+
+    calls: list[Exchange] = []
+    with pytest.raises(UnreachableError) as info:
+        async with make(device, handler, calls):
+            pass
+    text = str(info.value) + " ".join(str(c.error) for c in calls)
+    assert "Illegal header value" in text
+    assert "s3cret-pw" not in text and basic not in text

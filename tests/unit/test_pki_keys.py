@@ -358,3 +358,87 @@ def test_key_workers_exit_when_their_owner_is_killed(tmp_path: Path) -> None:
         alive = [pid for pid in workers if Path(f"/proc/{pid}").exists()
                  and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()]
     assert alive == [], f"key workers {alive} outlived their killed owner"
+
+
+# ------------------------------------------------------- key encryption strength
+
+
+def _pbes2(pem: bytes) -> dict[str, object]:
+    from asn1crypto import keys as asn1_keys
+    from asn1crypto import pem as asn1_pem
+
+    _, _, der = asn1_pem.unarmor(pem)
+    info = asn1_keys.EncryptedPrivateKeyInfo.load(der)
+    algorithm = info["encryption_algorithm"]
+    assert algorithm["algorithm"].native == "pbes2"
+    params = algorithm["parameters"]
+    kdf = params["key_derivation_func"]["parameters"]
+    return {"kdf": params["key_derivation_func"]["algorithm"].native,
+            "iterations": kdf["iteration_count"].native,
+            "prf": kdf["prf"]["algorithm"].native,
+            "cipher": params["encryption_scheme"]["algorithm"].native}
+
+
+def test_keys_are_encrypted_with_a_current_kdf_strength() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key_to_pem(key, Secret("a long enough passphrase"))
+    assert b"BEGIN ENCRYPTED PRIVATE KEY" in pem
+    # OWASP's 2023 figure for PBKDF2-HMAC-SHA256; cryptography's default was 2048
+    assert _pbes2(pem) == {"kdf": "pbkdf2", "iterations": 600_000, "prf": "sha256",
+                           "cipher": "aes256_cbc"}
+    loaded = load_key_pem(pem, Secret("a long enough passphrase"), source="k.pem")
+    assert same_public_key(loaded, key)
+    with pytest.raises(PemError, match="wrong passphrase"):
+        load_key_pem(pem, Secret("a long enough passphrasf"), source="k.pem")
+
+
+def test_openssl_reads_the_encrypted_keys(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl binary")
+    key = rsa.generate_private_key(65537, 2048)
+    path = tmp_path / "k.pem"
+    path.write_bytes(key_to_pem(key, Secret("passphrase-for-openssl")))
+    out = subprocess.run(["openssl", "pkey", "-in", str(path), "-passin",
+                          "pass:passphrase-for-openssl", "-pubout"],
+                         capture_output=True, check=True).stdout
+    assert out == key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def test_keys_encrypted_the_old_way_still_load() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    old = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.BestAvailableEncryption(b"old-passphrase"))
+    assert _pbes2(old)["iterations"] == 2048
+    assert same_public_key(load_key_pem(old, Secret("old-passphrase"), source="old"), key)
+    legacy = key.private_bytes(serialization.Encoding.PEM,
+                               serialization.PrivateFormat.TraditionalOpenSSL,
+                               serialization.BestAvailableEncryption(b"old-passphrase"))
+    assert same_public_key(load_key_pem(legacy, Secret("old-passphrase"), source="old"), key)
+
+
+def test_hundreds_of_keys_under_one_passphrase_cost_little() -> None:
+    # A rotation of hundreds of devices encrypts every key with the journal passphrase and a
+    # resume decrypts them: the expensive derivation is done once per passphrase, not per key.
+    keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(300)]
+    passphrase = Secret("journal passphrase for a big fleet")
+    started = time.perf_counter()
+    pems = [key_to_pem(key, passphrase) for key in keys]
+    loaded = [load_key_pem(pem, passphrase, source="journal") for pem in pems]
+    took = time.perf_counter() - started
+    assert all(same_public_key(a, b) for a, b in zip(keys, loaded, strict=True))
+    assert took < 5.0, took
+
+
+def test_a_key_sealed_for_one_trip_to_a_device_gets_a_light_kdf() -> None:
+    # its passphrase is 192 random bits made for that upload: stretching it adds nothing,
+    # and the device (not a workstation) has to decrypt it
+    key = ec.generate_private_key(ec.SECP256R1())
+    one_time = Secret("Zq3kR8vN2pL5xW9cT4hJ7mB1sF6dG0aE")
+    pem = key_to_pem(key, one_time, one_time=True)
+    assert _pbes2(pem)["iterations"] == 2048
+    assert same_public_key(serialization.load_pem_private_key(
+        pem, one_time.reveal().encode()), key)

@@ -8,6 +8,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import keyring
 import keyring.backend
@@ -263,12 +264,9 @@ def test_file_reference_readable_by_others_is_refused(tmp_path: Path, mode: int)
 
 def test_file_reference_strips_exactly_one_trailing_newline(tmp_path: Path) -> None:
     value = unique()
-    assert (
-        parse_secret_ref(f"file:{secret_file(tmp_path, value + chr(10) * 2, 0o600)}")
-        .resolve()
-        .reveal()
-        == value + "\n"
-    )
+    # the second newline would be part of the value: a control character, refused
+    with pytest.raises(SecretError, match="control character"):
+        parse_secret_ref(f"file:{secret_file(tmp_path, value + chr(10) * 2, 0o600)}").resolve()
     crlf = secret_file(tmp_path, value + "\r\n", 0o600)
     assert parse_secret_ref(f"file:{crlf}").resolve().reveal() == value
 
@@ -437,3 +435,87 @@ def test_interleaved_registration_and_redaction_stay_correct() -> None:
         register_secret(value)
         earlier = values[index // 2]
         assert redact(f"{value}|{earlier}|plain") == f"{MASK}|{MASK}|plain"
+
+
+# ------------------------------------------- newlines and control characters in values
+
+
+def _resolve_each_kind(value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                       backend: MemoryKeyring) -> dict[str, Any]:
+    """Resolve ``value`` through env:, file: and keyring: references: the Secret or the
+    SecretError each gives."""
+    if "\x00" not in value:  # an environment variable cannot hold NUL
+        monkeypatch.setenv("CF_CTRL_TEST", value)
+    secret_file = tmp_path / "ctrl-secret"
+    secret_file.write_bytes(value.encode())
+    secret_file.chmod(0o600)
+    backend.set_password("certfleet-ctrl", "admin", value)
+    outcomes: dict[str, Any] = {}
+    for ref in ("env:CF_CTRL_TEST", f"file:{secret_file}", "keyring:certfleet-ctrl/admin"):
+        try:
+            outcomes[ref] = parse_secret_ref(ref).resolve()
+        except SecretError as exc:
+            outcomes[ref] = exc
+    return outcomes
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n"])
+def test_one_trailing_newline_is_stripped_from_every_kind_of_reference(
+    ending: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, memory_keyring: MemoryKeyring
+) -> None:
+    # a CI secret or a file written with `echo` ends with a newline; it is not part of it
+    outcomes = _resolve_each_kind("tok-3f9a-secret" + ending, tmp_path, monkeypatch,
+                                  memory_keyring)
+    for ref, outcome in outcomes.items():
+        assert isinstance(outcome, Secret), (ref, outcome)
+        assert outcome.reveal() == "tok-3f9a-secret"
+
+
+@pytest.mark.parametrize("value", ["tok-3f9a-secret\n\n", "tok-3f9a\r-secret", "tok\t3f9a-secret",
+                                   "tok-3f9a\x1b[31m-secret", "tok-3f9a-secret\x00", "\ntok-3f9a",
+                                   "tok-3f9a\x7f-secret", "tok-3f9a\x85-secret"])
+def test_other_control_characters_are_refused_naming_the_reference_not_the_value(
+    value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, memory_keyring: MemoryKeyring
+) -> None:
+    outcomes = _resolve_each_kind(value, tmp_path, monkeypatch, memory_keyring)
+    for ref, outcome in outcomes.items():
+        if ref.startswith("env:") and "\x00" in value:
+            continue  # not set
+        assert isinstance(outcome, SecretError), (ref, outcome)
+        message = str(outcome)
+        assert ref in message and "control character" in message
+        assert "3f9a" not in message
+
+
+def test_a_control_character_in_a_secret_is_an_input_error_before_any_device(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    inventory = tmp_path / "inv.yaml"
+    inventory.write_text("defaults: {username: admin, password: 'env:CF_CTRL_PW', "
+                         "verify: insecure}\ndevices:\n  room-1: {host: 127.0.0.1, port: 9}\n")
+    monkeypatch.setenv("CF_CTRL_PW", "pw-7c1e\r\nX-Injected: 1")
+    result = CliRunner().invoke(app, ["status", "-i", str(inventory), "-o", "json"])
+    assert result.exit_code == 2
+    assert "env:CF_CTRL_PW" in result.output and "7c1e" not in result.output
+
+
+# -------------------------------------------------------- passphrases that encrypt keys
+
+
+def test_a_passphrase_too_short_to_mean_anything_is_refused_naming_the_reference(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fleet.secrets import MIN_PASSPHRASE
+
+    monkeypatch.setenv("CF_SHORT_PASS", "x" * (MIN_PASSPHRASE - 1))
+    with pytest.raises(SecretError) as info:
+        parse_secret_ref("env:CF_SHORT_PASS").resolve_passphrase()
+    assert "env:CF_SHORT_PASS" in str(info.value) and f"{MIN_PASSPHRASE} characters" in str(
+        info.value)
+    assert "xxxxxxx" not in str(info.value)
+    monkeypatch.setenv("CF_SHORT_PASS", "x" * MIN_PASSPHRASE)
+    assert parse_secret_ref("env:CF_SHORT_PASS").resolve_passphrase().reveal() == "x" * 8

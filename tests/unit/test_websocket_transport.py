@@ -638,6 +638,17 @@ async def test_a_reply_without_result_or_error_is_a_bad_reply(fake: FakeDevice,
             await Xapi(transport).ca_show()
 
 
+@pytest.mark.parametrize("depth", [500, 100_000])
+async def test_a_reply_nested_too_deep_is_a_bad_reply(fake: FakeDevice, device: Device,
+                                                      depth: int) -> None:
+    deep = "[" * depth + "]" * depth
+    fake.behaviour = lambda request, fake: (
+        f'{{"jsonrpc":"2.0","id":{request["id"]},"result":{{"Details":{deep}}}}}')
+    async with make(device) as transport:
+        with pytest.raises(BadReplyError, match="nested"):
+            await transport.command(("Security", "Certificates", "CA", "Show"))
+
+
 async def test_notifications_are_ignored(fake: FakeDevice, device: Device) -> None:
     async def event_then_reply(request: dict[str, Any], fake: FakeDevice) -> Reply:
         return result(request, CA_SHOW)

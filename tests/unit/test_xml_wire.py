@@ -189,3 +189,32 @@ def test_get_reply_navigates_to_the_path_and_items() -> None:
     }
     assert _xml.parse_get_reply(reply, ("Status", "Audio")) is None
     assert _xml.getxml_location(("Status", "Network", 2, "IEEE8021X")) == "/Status/Network/IEEE8021X"
+
+
+# ------------------------------------------------------------- size and depth bounds
+
+
+def test_deeply_nested_elements_are_a_bad_reply_not_a_crash() -> None:
+    deep = b"<Command>" + b"<a>" * 100_000 + b"</a>" * 100_000 + b"</Command>"
+    with pytest.raises(BadReplyError, match="nested"):
+        _xml.parse_command_reply(deep, CA_ADD)
+    with pytest.raises(BadReplyError, match="nested"):
+        _xml.parse_get_reply(deep.replace(b"Command", b"Status"), ("Status",))
+
+
+def test_millions_of_elements_are_a_bad_reply_quickly() -> None:
+    import time
+
+    many = b"<Command><CAShowResult>" + b"<a/>" * 3_000_000 + b"</CAShowResult></Command>"
+    started = time.perf_counter()
+    with pytest.raises(BadReplyError, match="elements"):
+        _xml.parse_command_reply(many, CA_ADD)
+    assert time.perf_counter() - started < 1.0
+
+
+def test_a_large_reply_within_the_bounds_still_parses() -> None:
+    rows = b"".join(b'<Details item="%d"><Fingerprint>%040x</Fingerprint></Details>' % (i, i)
+                    for i in range(1, 5001))
+    data = _xml.parse_command_reply(b'<Command><CAShowResult status="OK">' + rows
+                                    + b"</CAShowResult></Command>", CA_ADD)
+    assert len(data["Details"]) == 5000

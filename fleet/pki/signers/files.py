@@ -17,6 +17,7 @@ from typing import Final
 from cryptography import x509
 
 from fleet.errors import PemError, SignerError, SigningPending
+from fleet.files import read_file
 from fleet.pki.bundle import order_chain
 from fleet.pki.certs import parse_pem_certificates
 from fleet.pki.checks import describe_cert
@@ -93,7 +94,7 @@ class FilesSigner:
     @staticmethod
     def _read(path: Path, device: str, *, strict: bool) -> list[x509.Certificate]:
         try:
-            return parse_pem_certificates(path.read_bytes(), source=str(path),
+            return parse_pem_certificates(read_file(path), source=str(path),
                                           allow_private_key=True)
         except (PemError, OSError) as exc:
             if not strict:

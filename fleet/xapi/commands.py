@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleet.errors import BadReplyError, CommandError
+from fleet.errors import BadReplyError, NotSupportedError
 from fleet.pki.certs import normalize_fingerprint
 from fleet.secrets import Secret
 from fleet.xapi.transport import ParamValue, XapiTransport
@@ -294,13 +294,14 @@ class Xapi:
         return normalize_fingerprint(fp)
 
     async def profiles_list(self, *, tolerant: bool = False) -> list[EnrollmentProfile]:
-        """The renewal profiles. ``tolerant``: firmware without the command (before 11.24)
-        has none — an "Unknown command" error then means an empty list."""
+        """The renewal profiles. ``tolerant``: firmware without the command (9.15, 10.19) has
+        none — the device saying it has no such command, in any wire's words
+        (:class:`NotSupportedError`), then means an empty list."""
         path = (*_ENROLL, "Profiles", "List")
         try:
             result = await self.transport.command(path, idempotent=True)
-        except CommandError as exc:
-            if tolerant and "unknown command" in (exc.reason or "").lower():
+        except NotSupportedError:
+            if tolerant:
                 return []
             raise
         profiles = []

@@ -135,6 +135,8 @@ class DeviceResult:
         }
         if self.message:
             data["message"] = redact(self.message)
+            if self.outcome is Outcome.SKIPPED:
+                data["reason"] = data["message"]  # why it was left alone, e.g. its release
         if self.fingerprints_before is not None or self.fingerprints_after is not None:
             data["fingerprints"] = {
                 "before": self.fingerprints_before,

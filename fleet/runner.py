@@ -210,6 +210,7 @@ async def _run_device(
                         (lambda: fetch_peer_certificate(device)) if device.host else None
                     ),
                 )
+                await ctx.learn_firmware()  # once per device per run; plans build on it
                 state = await plan.read(ctx)
                 changes = plan.diff(ctx, state)
                 result.changes = changes

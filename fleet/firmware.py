@@ -72,18 +72,10 @@ def _dig(data: Any, *keys: str) -> str:
     return str(data).strip() if isinstance(data, (str, int)) else ""
 
 
-def _limits(spec: ParamSpec) -> str:
-    if spec.kind == "Literal" and spec.values is not None:
-        return "one of " + ", ".join(spec.values)
-    if spec.kind == "Integer":
-        return f"an integer from {spec.minimum} to {spec.maximum}"
-    low = spec.min_length or 0
-    return (f"{low} to {spec.max_length} characters" if spec.max_length is not None
-            else "a string")
-
-
 def _value_problem(name: str, spec: ParamSpec, value: ParamValue) -> str | None:
     values = [value] if isinstance(value, (str, int)) else list(value)
+    if len(values) > max(spec.multiple, 1):
+        return f"{name} takes at most {spec.multiple} value(s), not {len(values)}"
     for item in values:
         text = str(item)
         if spec.accepts(text):
@@ -92,7 +84,7 @@ def _value_problem(name: str, spec: ParamSpec, value: ParamValue) -> str | None:
         shown = f"{len(text)} characters" if name in SECRET_PARAMS else repr(text)
         if spec.kind == "String" and spec.max_length is not None and len(text) > spec.max_length:
             shown = f"{len(text)} characters"
-        return f"{name} {shown} is not accepted (it takes {_limits(spec)})"
+        return f"{name} {shown} is not accepted (it takes {spec.describe()})"
     return None
 
 

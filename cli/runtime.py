@@ -25,7 +25,7 @@ from fleet.durations import parse_duration
 from fleet.errors import InputError
 from fleet.hooks import Hooks, parse_hook
 from fleet.inventory import Device, Inventory, load_inventory
-from fleet.journal import Journal
+from fleet.journal import Journal, KnownFirmware, default_journal_path
 from fleet.plans.base import Plan
 from fleet.results import EXIT_INPUT, EXIT_INTERRUPTED, RunResult, run_document
 from fleet.runner import Budget, RunOptions, StopSignal, plan_waves, resolve_secrets, run_plan
@@ -89,13 +89,31 @@ def open_journal(common: Common) -> Journal:
     return Journal.open(common.journal)
 
 
+def recorded_firmware(common: Common) -> dict[str, KnownFirmware]:
+    """What the journal last recorded of each device's release and product; nothing (and no
+    journal file made) when there is no journal yet."""
+    path = common.journal or default_journal_path()
+    if not Path(path).exists():
+        return {}
+    with open_journal(common) as journal:
+        return journal.known_firmware()
+
+
+def uses_recorded(limit: Sequence[str] | None) -> bool:
+    """Whether ``--limit`` has a term matched against what the journal recorded of devices."""
+    return any(word in term for term in limit or () for word in ("firmware:", "product:"))
+
+
 def select(common: Common) -> tuple[Inventory, list[Device]]:
     inventory = load_inventory(inventory_path(common.inventory))
     named: dict[str, set[str]] = {}
-    if any("@" in term for term in common.limit or ()):
+    known: dict[str, KnownFirmware] = {}
+    if any("@" in term for term in common.limit or ()) or uses_recorded(common.limit):
         with open_journal(common) as journal:
-            named["failed"] = journal.failed_in_last_run()
-    devices = inventory.select(common.limit, named_sets=named)
+            if any("@" in term for term in common.limit or ()):
+                named["failed"] = journal.failed_in_last_run()
+            known = journal.known_firmware()
+    devices = inventory.select(common.limit, named_sets=named, known=known)
     if REPORTING.shard:
         devices = shard_devices(devices, REPORTING.shard)
         if not devices:

@@ -111,6 +111,9 @@ class DeviceResult:
     error: ErrorInfo | None = None
     message: str = ""  # a short line for people, e.g. why it was skipped
     duration_ms: float = 0.0
+    #: the device's release and product as this run read them (``Firmware.to_dict``):
+    #: version, reported, product, platform, product_code, release_model
+    firmware: dict[str, Any] | None = None
 
     @property
     def failed(self) -> bool:
@@ -142,6 +145,8 @@ class DeviceResult:
                 "before": self.fingerprints_before,
                 "after": self.fingerprints_after,
             }
+        if self.firmware is not None:
+            data["firmware"] = self.firmware
         if self.facts:
             data["facts"] = self.facts
         return data

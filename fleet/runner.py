@@ -397,6 +397,8 @@ async def run_plan(
             results[index] = result
             if journal is not None:
                 journal.record_device(run.run_id, result)
+                if result.firmware:  # for --limit firmware:/product: later
+                    journal.record_firmware(run.run_id, result.device, result.firmware)
             done += 1
             failed += result.outcome is Outcome.FAILED
             unreachable += result.outcome is Outcome.UNREACHABLE

@@ -53,13 +53,13 @@ class DeviceContext:
 
     async def learn_firmware(self) -> Firmware:
         """Read ``Status SystemUnit`` (the one read of it in the run), keep the release and
-        product in the facts, and check every later command against that release."""
+        product in the result, and check every later command against that release."""
         unit = await self.xapi.system_unit()
         firmware = firmware_of(unit.raw)
         self.unit = unit
         self.firmware = firmware
         self.xapi.firmware = firmware
-        self.fact("firmware", firmware.to_dict())
+        self.result.firmware = firmware.to_dict()
         return firmware
 
     def require(self, what: str, path: Sequence[str],

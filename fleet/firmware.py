@@ -193,6 +193,9 @@ class Firmware:
             return False
         return value is None or node.value is None or node.value.accepts(value)
 
+    def has_status(self, path: Sequence[PathPart]) -> bool:
+        return self.model.status(config_name(path), self.code) is not None
+
     def require(self, what: str, device: str, path: Sequence[str],
                 params: Mapping[str, ParamValue] | None = None) -> None:
         """Skip the device (not a failure) when its release cannot ``xCommand path params``;

@@ -75,11 +75,16 @@ def _guard(ctx: DeviceContext, state: NetworkState, *, need_ca: bool, force: boo
             "the network (push-ca the RADIUS CA first, or --force)", device=ctx.device.name)
 
 
+def _has_dot1x_status(ctx: DeviceContext) -> bool:
+    """9.15 and 10.19 have no ``Status Network IEEE8021X``: 802.1X cannot be seen coming up."""
+    return ctx.firmware is None or ctx.firmware.has_status((*_DOT1X, "Status"))
+
+
 async def _read(ctx: DeviceContext) -> NetworkState:
     services = await ctx.xapi.services_show()
     cas = await ctx.xapi.ca_show()
     config = await ctx.xapi.read_tree(("Configuration", *_DOT1X))
-    status = await ctx.xapi.read_tree(("Status", *_DOT1X))
+    status = (await ctx.xapi.read_tree(("Status", *_DOT1X))) if _has_dot1x_status(ctx) else {}
     return NetworkState(services=services, cas=cas, config=_flatten(config or {}),
                         status=status if isinstance(status, dict) else {})
 
@@ -137,6 +142,12 @@ class Dot1x:
                 ctx.step("configured", f"IEEE8021X {key} = {value}")
             for change in changes:
                 change.applied = True
+            if not _has_dot1x_status(ctx):
+                assert ctx.firmware is not None
+                ctx.result.message = (
+                    f"802.1X set, not verified: RoomOS {ctx.firmware.label} has no Status "
+                    "Network IEEE8021X to show it coming up; check the switch port")
+                return
             status = await self._settle(ctx)
             ctx.fact("ieee8021x", status)
             if status.get("status") not in ("Connected", "Associating"):

@@ -47,10 +47,11 @@ from aiohttp import hdrs, web
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
-from roomsim import cloud_api
+from roomsim import cloud_api, jsonrpc
 from roomsim.certs import cert_pem, issue_server_cert, key_pem
 from roomsim.cloud_api import CloudError, JsonObject
 from roomsim.commands import CommandContext, CommandRegistry, execute
+from roomsim.configuration import SCHEMA, accepts
 from roomsim.device import LOOPBACK, SimDevice
 from roomsim.server import DeviceServer
 from roomsim.state import PRIVATE, StateDir, write_atomic
@@ -421,10 +422,8 @@ class CloudServer:
             raise CloudError(400, "The request body must be a JSON object")
         device_id = payload.get("deviceId")
         name = self._device_name(device_id)
+        device = self.devices[name]
         command = match["command"]
-        spec = cloud_api.find_command(self.registry, command)
-        if spec is None or cloud_api.is_disallowed(spec, self.disallowed):
-            raise CloudError(400, f"[Command '{command}' not supported]")
         arguments = payload.get("arguments")
         if arguments is None:
             arguments = {}
@@ -435,12 +434,21 @@ class CloudServer:
             body = json.dumps(body)
         elif body is not None and not isinstance(body, str):
             raise CloudError(400, "body must be a string or a JSON object")
+        known = cloud_api.find_command(self.registry, command)
+        if known is not None and cloud_api.is_disallowed(known, self.disallowed):
+            raise CloudError(400, f"[Command '{command}' not supported]")
+        spec = self.registry.for_device(known.path, device) if known is not None else None
+        if spec is None:  # unknown, or the device's release or product lacks it
+            given, _ = jsonrpc.logged_params(arguments)
+            path = known.path if known is not None else tuple(command.split("."))
+            device.requests.command("cloud", path, given, body is not None)
+            raise CloudError(400, f"[Command '{command}' not supported]")
         document = cloud_api.command_document(spec, arguments, body)
         self._require_connected(name)
         device = self.devices[name]
         if device.faults.latency > 0:
             await asyncio.sleep(device.faults.latency)
-        context = CommandContext(device)
+        context = CommandContext(device, via="cloud")
         reply = await execute(self.registry, context, document)
         result = reply[0] if len(reply) else ET.Element("Result", status="Error")
         if result.get("status") != "OK":
@@ -484,7 +492,8 @@ class CloudServer:
             device = self.devices[self._device_name(device_id)]
             if both or commands is not None:
                 entry["commands"] = cloud_api.command_schemas(
-                    self.registry, commands, self.disallowed
+                    self.registry, commands, self.disallowed,
+                    lambda path, device=device: self.registry.for_device(path, device),
                 )
             if both or statuses is not None:
                 entry["status"] = cloud_api.status_schemas(device.getxml("Status"), statuses)
@@ -497,7 +506,8 @@ class CloudServer:
         device_id = _single(query, "deviceId")
         name = self._device_name(device_id)
         keys = query.get("key")
-        items = cloud_api.config_items(self._config_view(name), keys)
+        items = cloud_api.config_items(
+            self._config_view(name), keys, self.devices[name].configuration_node)
         return web.json_response({"deviceId": device_id, "items": items})
 
     async def _patch_config(self, request: web.Request, _: Mapping[str, str]) -> web.Response:
@@ -508,12 +518,20 @@ class CloudServer:
             raise CloudError(415, "Content-Type must be application/json-patch+json")
         changes = cloud_api.parse_patch(await _json_body(request))
         device = self.devices[name]
+        for key, value in changes.items():
+            shown = SCHEMA[key].default if value is None else value
+            device.requests.configuration("cloud", key, shown)
+            label = cloud_api.config_key(SCHEMA[key])
+            if device.configuration_node(key) is None:  # the release or product lacks it
+                raise CloudError(400, f"unknown configuration key {label!r}")
+            if accepts(key, shown, device.configuration_node) is None:
+                raise CloudError(400, f"invalid value {shown!r} for {label}")
         if self.connection_status(name) == "connected":
             if cloud_api.apply_changes(device.config, changes):
                 device.save()
         else:
             self._pending.setdefault(name, {}).update(changes)
-        items = cloud_api.config_items(self._config_view(name), None)
+        items = cloud_api.config_items(self._config_view(name), None, device.configuration_node)
         return web.json_response({"deviceId": device_id, "items": items})
 
 

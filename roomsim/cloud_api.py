@@ -15,12 +15,12 @@ import fnmatch
 import re
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from roomsim.commands import CommandRegistry, CommandSpec, Param
-from roomsim.configuration import SCHEMA, ConfigLeaf
+from roomsim.configuration import SCHEMA, ConfigLeaf, NodeFor
 
 JsonObject = dict[str, Any]
 # A node path: (name, item number or None) per level, e.g. (("Network", 1), ("IEEE8021X", None)).
@@ -274,14 +274,19 @@ def _param_schema(param: Param) -> JsonObject:
 
 
 def command_schemas(
-    registry: CommandRegistry, patterns: Sequence[str] | None, disallowed: Iterable[str]
+    registry: CommandRegistry, patterns: Sequence[str] | None, disallowed: Iterable[str],
+    narrow: Callable[[tuple[str, ...]], CommandSpec | None] | None = None,
 ) -> JsonObject:
     """`commands` of a `/v1/xapi/schema` entry (§1.4): every command the cloud allows
-    that a pattern names (None: every one)."""
+    that a pattern names (None: every one); `narrow` gives the command as the device's
+    release has it (None: the device lacks it)."""
     parsed = None if patterns is None else _parse_all(patterns)
     blocked = list(disallowed)
     out: JsonObject = {}
-    for path, spec in sorted(registry.commands.items()):
+    for path, known in sorted(registry.commands.items()):
+        spec = narrow(path) if narrow is not None else known
+        if spec is None:
+            continue
         node_path: NodePath = tuple((part, None) for part in path)
         if parsed is not None and not any(expression_matches(s, node_path) for s in parsed):
             continue
@@ -365,11 +370,16 @@ def config_item(leaf: ConfigLeaf, value: str) -> JsonObject:
     }
 
 
-def config_items(config: Mapping[str, str], keys: Sequence[str] | None) -> JsonObject:
-    """`items` for the configuration `config`, limited to what `keys` name (None: all)."""
+def config_items(
+    config: Mapping[str, str], keys: Sequence[str] | None, node_for: NodeFor | None = None
+) -> JsonObject:
+    """`items` for the configuration `config`, limited to what `keys` name (None: all)
+    and, with `node_for`, to what the device's release and product have."""
     parsed = None if keys is None else _parse_all(keys)
     items: JsonObject = {}
     for leaf in SCHEMA.values():
+        if node_for is not None and node_for(leaf.key) is None:
+            continue
         if parsed is not None and not any(
             expression_matches(steps, _config_path(leaf)) for steps in parsed
         ):

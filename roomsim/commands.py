@@ -16,11 +16,14 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from fleet.xapi.releases import CommandSpec as ReleaseCommand
+from fleet.xapi.releases import ParamSpec
 from roomsim.errors import DeviceError
 from roomsim.xml_wire import NO_ACTION, action_error
 
 if TYPE_CHECKING:
     from roomsim.device import SimDevice
+    from roomsim.firmware import Firmware
 
 
 class CommandFailed(DeviceError):
@@ -41,9 +44,15 @@ class Param:
     literals: tuple[str, ...] | None = None
     max_len: int = 255
     max_items: int = 1
+    release: ParamSpec | None = None  # the device release's value space, when narrowed
 
     def check(self, value: str) -> str:
         """The canonical value (Literals match case-insensitively: tolerant choice)."""
+        if self.release is not None and self.release.kind != "Literal":
+            if self.release.canonical(value) is None:
+                raise ParameterError(
+                    f"Parameter {self.name}: {value!r} is not {self.release.describe()}")
+            return value
         if self.literals is not None:
             found = next((v for v in self.literals if v.lower() == value.strip().lower()), None)
             if found is None:
@@ -74,10 +83,12 @@ class Args:
 @dataclass
 class CommandContext:
     """What a handler may touch. `boot_action` asks the server to reboot ("Restart") or
-    power off ("Shutdown") the device once the reply has been sent."""
+    power off ("Shutdown") the device once the reply has been sent. `via` names the API
+    (for the device's request log)."""
 
     device: SimDevice
     boot_action: str | None = None
+    via: str = "putxml"
 
 
 HandlerResult = Iterable[ET.Element] | None
@@ -94,6 +105,24 @@ class CommandSpec:
     @property
     def result_tag(self) -> str:
         return "".join(self.path[-2:]) + "Result"
+
+    def narrowed(self, release: ReleaseCommand) -> CommandSpec:
+        """This command as a release has it: the release's parameters and value spaces
+        (roomsim's defaults kept for the parameters the release has)."""
+        ours = {p.name: p for p in self.params}
+        params = []
+        for name, spec in release.params.items():
+            mine = ours.get(name)
+            params.append(Param(
+                name,
+                required=spec.required,
+                default=mine.default if mine is not None else None,
+                literals=spec.values if spec.kind == "Literal" else None,
+                max_len=spec.max_length if spec.max_length is not None else 1 << 20,
+                max_items=spec.multiple,
+                release=spec,
+            ))
+        return CommandSpec(self.path, self.handler, tuple(params), release.multiline)
 
     def parse_args(self, element: ET.Element) -> Args:
         """The Args of a putxml command element: one child per value, `item="n"` ordering
@@ -154,6 +183,20 @@ def _item_number(item: str | None, position: int) -> int:
 @dataclass
 class CommandRegistry:
     commands: dict[tuple[str, ...], CommandSpec] = field(default_factory=dict)
+    _narrowed: dict[tuple[tuple[str, ...], Firmware], CommandSpec | None] = field(
+        default_factory=dict, repr=False)
+
+    def for_device(self, path: tuple[str, ...], device: SimDevice) -> CommandSpec | None:
+        """The command as `device` has it (its release and product), None when it lacks it
+        (or roomsim does not implement it)."""
+        spec = self.commands.get(path)
+        if spec is None:
+            return None
+        key = (path, device.firmware)
+        if key not in self._narrowed:
+            release = device.model.command(" ".join(path), device.product_code)
+            self._narrowed[key] = None if release is None else spec.narrowed(release)
+        return self._narrowed[key]
 
     def register(
         self, path: str, *params: Param, multiline: bool = False
@@ -196,13 +239,20 @@ class _Found:
     marked: bool  # carried command="True"
 
 
-def _find_commands(registry: CommandRegistry, root: ET.Element) -> list[_Found]:
+def _find_commands(
+    registry: CommandRegistry, root: ET.Element, device: SimDevice | None = None
+) -> list[_Found]:
+    """The command elements of a document: where a command roomsim knows, an element
+    marked command="True", or a leaf is. With `device`, a command its release or product
+    lacks is found with spec None (the device does not have it)."""
     found: list[_Found] = []
 
     def visit(element: ET.Element, path: tuple[str, ...]) -> None:
         spec = registry.get(path)
         marked = element.get("command", "").strip().lower() == "true"
         if spec is not None or marked or len(element) == 0:
+            if spec is not None and device is not None:
+                spec = registry.for_device(path, device)
             found.append(_Found(path, element, spec, marked))
             return
         for child in element:
@@ -213,10 +263,29 @@ def _find_commands(registry: CommandRegistry, root: ET.Element) -> list[_Found]:
     return found
 
 
-def _plan(registry: CommandRegistry, root: ET.Element) -> list[_Found] | None:
-    """The commands of a document; None when it holds no action (ActionError)."""
-    found = _find_commands(registry, root)
-    if not found or all(f.spec is None and not f.marked for f in found):
+def log_commands(context: CommandContext, found: Sequence[_Found]) -> None:
+    """Record every command element of a document, with its parameters as sent."""
+    for item in found:
+        params: dict[str, list[str]] = {}
+        body = False
+        for child in item.element:
+            if child.tag == "body":
+                body = True
+            else:
+                params.setdefault(child.tag, []).append(child.text or "")
+        context.device.requests.command(context.via, item.path, params, body)
+
+
+def _plan(
+    registry: CommandRegistry, root: ET.Element, context: CommandContext | None = None
+) -> list[_Found] | None:
+    """The commands of a document; None when it holds none the device has (a device
+    answers that with the root ActionError "No action detected in document")."""
+    device = context.device if context is not None else None
+    found = _find_commands(registry, root, device)
+    if context is not None and device is not None:
+        log_commands(context, found)
+    if not found or all(f.spec is None for f in found):
         return None
     return found
 
@@ -234,10 +303,11 @@ def run_commands(
     """Execute a `<Command>` document whose handlers are all synchronous; returns the
     reply root (`execute` also runs coroutine handlers).
 
-    An unknown path marked `command="True"` (or mixed with real commands) answers
-    `Unknown command`; a document with only unmarked unknown paths answers ActionError,
-    as a device does for `<Command><NonExistent><Fake><Path/>...`."""
-    found = _plan(registry, root)
+    A document with no command the device has (unknown paths, marked command="True" or
+    not, or commands its release or product lacks) answers the root ActionError "No
+    action detected in document", as a device does for `<Command><NonExistent><Fake>
+    <Path/>...`; an unknown path next to real commands answers `Unknown command`."""
+    found = _plan(registry, root, context)
     if found is None:
         return action_error(NO_ACTION)
     reply = ET.Element("Command")
@@ -259,7 +329,7 @@ async def execute(
 ) -> ET.Element:
     """`run_commands` for any handler: the commands of one document run in order, each
     coroutine handler awaited before the next command starts."""
-    found = _plan(registry, root)
+    found = _plan(registry, root, context)
     if found is None:
         return action_error(NO_ACTION)
     reply = ET.Element("Command")

@@ -4,8 +4,10 @@ and `<Configuration>` documents sent to putxml."""
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from fleet.xapi.releases import NodeSpec
 from roomsim.xml_wire import NO_ACTION, Segment, action_error, ensure_path, leaf, sort_tree
 
 
@@ -78,9 +80,19 @@ def defaults() -> dict[str, str]:
     return {key: leaf_.default for key, leaf_ in SCHEMA.items()}
 
 
-def config_tree(config: dict[str, str], root: ET.Element) -> ET.Element:
-    """Fill `root` (a `<Configuration product=...>` element) with every leaf."""
+# A device's view of its release: the release's node for a configuration key, or None when
+# its release or product lacks it.
+NodeFor = Callable[[str], NodeSpec | None]
+
+
+def config_tree(
+    config: dict[str, str], root: ET.Element, node_for: NodeFor | None = None
+) -> ET.Element:
+    """Fill `root` (a `<Configuration product=...>` element) with every leaf (that the
+    device's release and product have, with `node_for`)."""
     for key, spec in SCHEMA.items():
+        if node_for is not None and node_for(key) is None:
+            continue
         node = ensure_path(root, spec.segments, max_occurrence="1")
         node.set("valueSpaceRef", spec.value_space_ref)
         node.text = "" if spec.hidden else config.get(key, spec.default)
@@ -94,8 +106,31 @@ class _Setting:
     value: str
 
 
-def apply_document(config: dict[str, str], document: ET.Element) -> tuple[ET.Element, bool]:
-    """Apply a `<Configuration>` putxml document to `config`.
+def settings_of(document: ET.Element) -> list[tuple[str, str]]:
+    """(key, value) of every setting in a `<Configuration>` document, as sent."""
+    settings: list[_Setting] = []
+    for child in document:
+        _collect(child, [child], settings)
+    return [(s.key, s.value) for s in settings]
+
+
+def accepts(key: str, value: str, node_for: NodeFor | None) -> str | None:
+    """The stored form of `value` for `key`, None when roomsim's or the release's value
+    space refuses it."""
+    canonical = SCHEMA[key].canonical(value)
+    if canonical is None or node_for is None:
+        return canonical
+    node = node_for(key)
+    if node is not None and node.value is not None and not node.value.accepts(canonical):
+        return None
+    return canonical
+
+
+def apply_document(
+    config: dict[str, str], document: ET.Element, node_for: NodeFor | None = None
+) -> tuple[ET.Element, bool]:
+    """Apply a `<Configuration>` putxml document to `config`; with `node_for`, paths and
+    values the device's release or product lacks are refused as a device refuses them.
 
     Returns (reply, changed). All settings are validated first; on any error nothing is
     applied and the reply names the bad path or the illegal values."""
@@ -105,7 +140,8 @@ def apply_document(config: dict[str, str], document: ET.Element) -> tuple[ET.Ele
     if not settings:
         return action_error(NO_ACTION), False
 
-    unknown = [s for s in settings if s.key not in SCHEMA]
+    unknown = [s for s in settings if s.key not in SCHEMA
+               or (node_for is not None and node_for(s.key) is None)]
     if unknown:
         reply = ET.Element("Configuration", status="Error")
         ET.SubElement(reply, "Reason").text = "No match on address expression"
@@ -113,7 +149,7 @@ def apply_document(config: dict[str, str], document: ET.Element) -> tuple[ET.Ele
         ET.SubElement(reply, "XPath").text = f"Configuration/{xpath}"
         return reply, False
 
-    values = [(s, SCHEMA[s.key].canonical(s.value)) for s in settings]
+    values = [(s, accepts(s.key, s.value, node_for)) for s in settings]
     illegal = [s for s, value in values if value is None]
     if illegal:
         reply = ET.Element("Configuration")

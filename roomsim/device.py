@@ -7,12 +7,12 @@ from __future__ import annotations
 import datetime as dt
 import time
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
+from fleet.xapi.releases import NodeSpec, ReleaseModel
 from roomsim import configuration, enrollment, status
 from roomsim.certs import (
     CertInfo,
@@ -22,29 +22,21 @@ from roomsim.certs import (
 )
 from roomsim.enrollment import EnrollmentProfile, RenewalResult, profile_from_state
 from roomsim.faults import Faults
+from roomsim.firmware import (
+    DEFAULT_RELEASE,
+    Firmware,
+    Product,
+    RequestLog,
+    firmware_for,
+    record_violations,
+)
 from roomsim.network import WifiProfile
 from roomsim.state import StateDir
 from roomsim.store import CertStore, ServiceCert
 from roomsim.tls import DeviceTLS
 from roomsim.xml_wire import parse_path, select
 
-
-@dataclass(frozen=True)
-class Product:
-    product_id: str
-    platform: str
-    tag: str
-    software_name: str
-
-
-PRODUCTS: tuple[Product, ...] = (
-    Product("Cisco Board Pro", "Board Pro", "board", "s53300"),
-    Product("Cisco Desk Pro", "Desk Pro", "desk", "s53200"),
-    Product("Cisco Room Bar", "Room Bar", "bar", "s53300"),
-    Product("Cisco Room Kit Pro", "Room Kit Pro", "roomkit", "s53200"),
-)
 GROUPS: tuple[str, ...] = ("oslo", "bergen", "trondheim")
-SOFTWARE_VERSION = "ce11.24.1.5.1234abcd"
 LOOPBACK = "127.0.0.1"
 SCEP_TIMEOUT = 30.0
 
@@ -65,13 +57,14 @@ class SimDevice:
         wifi: list[WifiProfile] | None = None,
         port: int = 0,
         scep_timeout: float = SCEP_TIMEOUT,
+        firmware: Firmware | None = None,
     ) -> None:
         self.name = name
         self.index = index
-        self.product = PRODUCTS[(index - 1) % len(PRODUCTS)]
+        self.firmware = firmware or firmware_for(DEFAULT_RELEASE, index)
         self.group = GROUPS[(index - 1) % len(GROUPS)]
         self.serial = serial_number_for(name)
-        self.software_version = SOFTWARE_VERSION
+        self.requests = RequestLog()  # every command and configuration write received
         self.host = LOOPBACK
         self.port = port
         self.password = password
@@ -86,6 +79,26 @@ class SimDevice:
         self._state = state
         self.tls = DeviceTLS(lambda: self.https_certificate().tls_bundle(), state.device_dir(name))
 
+    @property
+    def product(self) -> Product:
+        return self.firmware.product
+
+    @property
+    def software_version(self) -> str:
+        return self.firmware.software_version
+
+    @property
+    def model(self) -> ReleaseModel:
+        return self.firmware.model
+
+    @property
+    def product_code(self) -> str:
+        return self.firmware.product.code
+
+    def violations(self) -> list[str]:
+        """What this device was sent that its release and product lack (request log)."""
+        return [f"{self.name}: {v}" for v in record_violations(self.firmware, self.requests)]
+
     # ------------------------------------------------------------------ lifecycle
 
     @classmethod
@@ -99,6 +112,7 @@ class SimDevice:
         ca_cert: x509.Certificate,
         ca_key: CertificateIssuerPrivateKeyTypes,
         scep_timeout: float = SCEP_TIMEOUT,
+        firmware: Firmware | None = None,
     ) -> SimDevice:
         """Load the device from the state folder, or create it (and save it) on first start."""
         data = state.load_device(name)
@@ -116,6 +130,7 @@ class SimDevice:
                 wifi=[WifiProfile.from_state(w) for w in data.get("wifi", [])],
                 port=int(data.get("port", 0)),
                 scep_timeout=scep_timeout,
+                firmware=firmware,
             )
         server_cert, server_key = issue_server_cert(ca_cert, ca_key, name)
         https = ServiceCert(CertInfo.of(server_cert), [], server_key, ["HTTPS"])
@@ -129,6 +144,7 @@ class SimDevice:
             config=configuration.defaults(),
             profiles=[],
             scep_timeout=scep_timeout,
+            firmware=firmware,
         )
         device.add_temporary_default()
         device.save()
@@ -197,16 +213,39 @@ class SimDevice:
             tag, {"product": "Cisco Codec", "version": self.software_version, "apiVersion": "4"}
         )
 
+    def configuration_node(self, key: str) -> NodeSpec | None:
+        """The release's configuration `key` (`Network[1]/IEEE8021X/Mode`) on this product."""
+        return self.model.configuration(key, self.product_code)
+
+    def status_node(self, path: str) -> NodeSpec | None:
+        return self.model.status(path, self.product_code)
+
     def getxml(self, location: str) -> ET.Element:
-        """The getxml reply for `location`; an unknown path gives an empty document."""
+        """The getxml reply for `location`. A path that names nothing the device has (its
+        release or product lacks it, or it does not exist) gives a root `<EmptyResult/>`,
+        as RoomOS answers; an empty or malformed location an XPath parsing Fault."""
         segments = parse_path(location)
-        if not segments or segments[0].item is not None:
-            return self._root("Status")
+        if not segments:
+            return xpath_fault()
+        if segments[0].item is not None:
+            return self._root("EmptyResult")
         top = segments[0].name.lower()
         if top == "configuration":
-            tree = configuration.config_tree(self.config, self._root("Configuration"))
+            tree = configuration.config_tree(
+                self.config, self._root("Configuration"), self.configuration_node)
         elif top == "status":
             tree = status.status_tree(self, self._root("Status"))
         else:
-            return self._root("Status")
-        return select(tree, segments[1:]) if len(segments) > 1 else tree
+            return self._root("EmptyResult")
+        if len(segments) == 1:
+            return tree
+        selected = select(tree, segments[1:])
+        return selected if len(selected) else self._root("EmptyResult")
+
+
+def xpath_fault() -> ET.Element:
+    """RoomOS's answer to a getxml whose location is empty or cannot be parsed."""
+    fault = ET.Element("Fault")
+    error = ET.SubElement(fault, "XPathError", type="parsing")
+    ET.SubElement(error, "ErrorCode").text = "10"
+    return fault

@@ -29,6 +29,7 @@ from roomsim.faults import (
     parse_percent,
     pick_fraction,
 )
+from roomsim.firmware import DEFAULT_RELEASE, check_choice, firmware_for
 from roomsim.inventory import CloudInventory, write_inventory
 from roomsim.server import DeviceServer, ServerSettings
 from roomsim.state import StateDir
@@ -58,7 +59,13 @@ class SimFleet:
     Cloud: `cloud=True` also serves the Webex cloud REST API for every device on one more
     HTTPS port (`cloud_url`, bearer `cloud_token`; see `roomsim/cloud.py`), allowing
     `cloud_rate_per_minute` requests per token per minute; commands matching a
-    `cloud_disallowed_commands` pattern (`Security.Certificates.*`) are refused there."""
+    `cloud_disallowed_commands` pattern (`Security.Certificates.*`) are refused there.
+
+    Firmware: `firmware` is a modelled RoomOS release for every device (products cycle as
+    before) or "mix" (`roomsim/firmware.py` MIX); `device_firmware` overrides it per device
+    name, as `RELEASE` or `RELEASE:PRODUCT-CODE` (e.g. "11.24.1:vecchio"). Each device
+    refuses what its release and product lack; `violations()` lists what any device was
+    sent outside them."""
 
     def __init__(
         self,
@@ -78,6 +85,8 @@ class SimFleet:
         cloud: bool = False,
         cloud_rate_per_minute: int = 300,
         cloud_disallowed_commands: tuple[str, ...] = (),
+        firmware: str = DEFAULT_RELEASE,
+        device_firmware: Mapping[str, str] | None = None,
     ) -> None:
         if devices < 1:
             raise ValueError("a fleet needs at least one device")
@@ -87,6 +96,9 @@ class SimFleet:
             raise ValueError("renewal_interval must be > 0 seconds (or None: off)")
         if cloud_rate_per_minute < 1:
             raise ValueError("cloud_rate_per_minute must be at least 1")
+        self.firmware = check_choice(firmware)
+        self.device_firmware = {name: check_choice(choice)
+                                for name, choice in (device_firmware or {}).items()}
         self.state = StateDir(Path(state_dir))
         self.count = devices
         self.name_prefix = name_prefix
@@ -146,6 +158,7 @@ class SimFleet:
                 ca_cert=ca_cert,
                 ca_key=ca_key,
                 scep_timeout=self.scep_timeout,
+                firmware=firmware_for(self.device_firmware.get(name, self.firmware), index),
             )
             self.devices[name] = device
             self.servers[name] = DeviceServer(device, self.settings, registry)
@@ -168,6 +181,11 @@ class SimFleet:
             self._renewal_task = asyncio.get_running_loop().create_task(
                 self._renew_periodically(self.renewal_interval)
             )
+
+    def violations(self) -> list[str]:
+        """Every command, parameter, value or configuration write any device received that
+        its release and product lack (from the devices' request logs); [] when none."""
+        return [v for device in self.devices.values() for v in device.violations()]
 
     async def stop(self) -> None:
         """Close every listener and write every device's state."""
@@ -418,6 +436,12 @@ class SimFleetThread:
     @property
     def devices(self) -> dict[str, SimDevice]:
         return self.fleet.devices
+
+    def violations(self) -> list[str]:
+        async def collect() -> list[str]:
+            return self.fleet.violations()
+
+        return self.run(collect())
 
     @property
     def password(self) -> str:

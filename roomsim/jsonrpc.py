@@ -15,7 +15,7 @@ Choices where no device capture was found (documented, not confirmed):
   parameters (including a command's ParameterError) → -32602 with the reason; a failed
   command → code 1, `message` = Reason, `data` = {"Cause": 1, "Reason": Reason}; xSet of an
   illegal value → code 1 "Illegal value" with Cause 27 (Aldaviva/CSxAPI reads Cause 27 as
-  illegal argument); an unknown xGet/xSet path → -32602 "No match on Path"; bad JSON →
+  illegal argument); an unknown xGet/xSet path → -32602 "No match on Path argument"; bad JSON →
   -32700 "Parse error"; not an object, batch (array), no method, `jsonrpc` not "2.0" or an
   id that is not a string/number/null → -32600 "Invalid Request".
 - a list node without an index in the middle of an xGet/xSet Path means item 1 (as putxml
@@ -50,7 +50,7 @@ COMMAND_ERROR = 1
 CAUSE_FAILED = 1
 CAUSE_ILLEGAL_VALUE = 27
 
-NO_MATCH = "No match on Path"
+NO_MATCH = "No match on Path argument"
 ILLEGAL_VALUE = "Illegal value"
 COMMAND_PREFIX = "xCommand/"
 TOPS = ("Configuration", "Status")
@@ -242,6 +242,18 @@ def command_args(spec: CommandSpec, params: Mapping[str, Any]) -> Args:
         else:
             given[name] = [_argument_text(name, value)]
     return spec.make_args(given, body)
+
+
+def logged_params(params: Mapping[str, Any]) -> tuple[dict[str, list[str]], bool]:
+    """JSON params as the request log keeps them: (values per name, whether a body came)."""
+    given: dict[str, list[str]] = {}
+    for name, value in params.items():
+        if name == "body":
+            continue
+        values = value if isinstance(value, list) else [value]
+        given[name] = [json.dumps(v) if isinstance(v, bool | dict | list) or v is None
+                       else str(v) for v in values]
+    return given, "body" in params
 
 
 def _argument_text(name: str, value: Any) -> str:

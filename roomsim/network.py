@@ -30,6 +30,13 @@ DEPRECATED_WIFI_TYPES: dict[str, str] = {
     "Wpa2-eap-peap": "Enterprise-Peap",
     "Wpa2-eap-tls": "Enterprise-Tls",
     "Wpa2-eap-ttls": "Enterprise-Ttls",
+    # RoomOS 9.15 (schema 9.15.17.4); plain "Wpa-eap" is taken as PEAP (roomsim's choice)
+    "Wpa-psk": "Personal",
+    "Wpa-eap": "Enterprise-Peap",
+    "Wpa-eap-fast": "Enterprise-Fast",
+    "Wpa-eap-peap": "Enterprise-Peap",
+    "Wpa-eap-tls": "Enterprise-Tls",
+    "Wpa-eap-ttls": "Enterprise-Ttls",
 }
 ALL_WIFI_TYPES: tuple[str, ...] = (*WIFI_TYPES, *DEPRECATED_WIFI_TYPES)
 CONNECT_MODES: tuple[str, ...] = ("Auto", "Later")

@@ -54,7 +54,7 @@ def register(registry: CommandRegistry) -> None:
             password=args.get("Password"),
             anonymous_identity=args.get("AnonymousIdentity"),
             allow_missing_ca=args.get("AllowMissingCA") == "True",
-            connect=args.get("Connect"),
+            connect=args.get("Connect") or "Auto",  # before 26.1.1: no Connect, joins now
         )
         profiles.append(profile)
         ctx.device.save()

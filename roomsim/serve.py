@@ -18,7 +18,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from fleet.xapi.releases import SUPPORTED
 from roomsim.faults import FaultError, FaultPlan, load_faults_file, plan_from_specs
+from roomsim.firmware import DEFAULT_RELEASE, check_choice
 from roomsim.fleet import SimFleet
 
 CLOUD_INVENTORY = "inventory-cloud.yaml"
@@ -38,6 +40,7 @@ async def serve(
     cloud_rate_per_minute: int = 300,
     fault_specs: Sequence[str] = (),
     fault_seed: int | None = None,
+    firmware: str = DEFAULT_RELEASE,
 ) -> None:
     """Start the fleet, apply faults, write the inventory, call `ready(fleet, inventory)`,
     then serve until `stop` is set or SIGINT/SIGTERM arrives; always stops cleanly.
@@ -52,6 +55,7 @@ async def serve(
         renewal_interval=renewal_interval,
         cloud=cloud,
         cloud_rate_per_minute=cloud_rate_per_minute,
+        firmware=firmware,
     )
     if faults is not None:
         faults.resolve(fleet.names())  # unknown device names: exit 2 before anything starts
@@ -121,6 +125,7 @@ def run_serve(
     cloud_rate_per_minute: int = 300,
     fault_specs: Sequence[str] = (),
     fault_seed: int | None = None,
+    firmware: str = DEFAULT_RELEASE,
 ) -> int:
     """Blocking entry point for `python -m roomsim serve` and `certfleet sim serve`.
     Returns the exit code: 0 after a clean stop, 2 on bad input, 1 on an OS error."""
@@ -146,7 +151,8 @@ def run_serve(
 
     try:
         fault_plan(faults_file, fault_specs, fault_seed)  # bad specs: exit 2 at once
-    except FaultError as exc:
+        check_choice(firmware)
+    except (FaultError, ValueError) as exc:
         print(f"roomsim: {exc}", file=sys.stderr)
         return 2
     _raise_open_files_limit()
@@ -164,6 +170,7 @@ def run_serve(
                 cloud_rate_per_minute=cloud_rate_per_minute,
                 fault_specs=fault_specs,
                 fault_seed=fault_seed,
+                firmware=firmware,
             )
         )
     except (FaultError, ValueError, KeyError) as exc:
@@ -220,6 +227,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="PER_MINUTE",
         help="cloud API requests allowed per token per minute (300)",
     )
+    serve_cmd.add_argument(
+        "--firmware",
+        default=DEFAULT_RELEASE,
+        metavar="RELEASE|mix",
+        help=f"RoomOS release every device runs ({DEFAULT_RELEASE}; one of "
+        f"{', '.join(SUPPORTED)}), or 'mix': a fixed mix of releases and products",
+    )
     args = parser.parse_args(argv)
     return run_serve(
         args.devices,
@@ -232,4 +246,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         cloud_rate_per_minute=args.cloud_rate,
         fault_specs=args.fault,
         fault_seed=args.fault_seed,
+        firmware=args.firmware,
     )

@@ -23,7 +23,7 @@ from http import HTTPStatus
 from aiohttp import BasicAuth, hdrs, web
 
 from roomsim.commands import CommandContext, CommandRegistry, execute
-from roomsim.configuration import apply_document
+from roomsim.configuration import apply_document, settings_of
 from roomsim.device import SimDevice
 from roomsim.limits import LoginGuard, QueueFull, RateLimiter, SessionLimitError, SessionTable
 from roomsim.websocket import WS_PATH, WebSocketHub
@@ -31,6 +31,7 @@ from roomsim.xml_wire import (
     NO_ACTION,
     XML_CONTENT_TYPE,
     WireError,
+    XmlSyntaxError,
     action_error,
     parse_document,
     serialize,
@@ -410,6 +411,8 @@ class DeviceServer:
             return self._reply(action_error(NO_ACTION))
         try:
             document = parse_document(body)
+        except XmlSyntaxError as exc:
+            return _text(400, f"XML syntax error: {exc}\n")
         except WireError as exc:
             return self._reply(action_error(str(exc)))
         context = CommandContext(self.device)
@@ -417,7 +420,10 @@ class DeviceServer:
             reply = await execute(self.registry, context, document)
         elif document.tag == "Configuration":
             before = dict(self.device.config)
-            reply, changed = apply_document(self.device.config, document)
+            for key, value in settings_of(document):
+                self.device.requests.configuration("putxml", key, value)
+            reply, changed = apply_document(
+                self.device.config, document, self.device.configuration_node)
             if changed:
                 self.device.save()
                 self.websockets.configuration_changed(before)

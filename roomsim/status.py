@@ -6,7 +6,12 @@ import hashlib
 import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING
 
-from roomsim.network import active_wifi_profile, ieee8021x_status, wifi_status
+from roomsim.network import (
+    DEPRECATED_WIFI_TYPES,
+    active_wifi_profile,
+    ieee8021x_status,
+    wifi_status,
+)
 from roomsim.xml_wire import Segment, ensure_path, sort_tree
 
 if TYPE_CHECKING:
@@ -38,12 +43,13 @@ def status_tree(device: SimDevice, root: ET.Element) -> ET.Element:
     put("Wifi/Reason", wifi.reason, _NETWORK)
     put("Wifi/SSID", profile.ssid if profile else "", _NETWORK)
     put("Wifi/Status", wifi.status, _NETWORK)
-    put("Wifi/Type", profile.wifi_type if profile else "", _NETWORK)
+    put("Wifi/Type", _wifi_type(device, profile.wifi_type) if profile else "", _NETWORK)
 
     unit = "SystemUnit/"
     product = device.product
     put(unit + "BroadcastName", device.name)
-    put(unit + "Hardware/HasWifi", "True")
+    has_wifi = device.model.command("Network Wifi Configure", device.product_code) is not None
+    put(unit + "Hardware/HasWifi", str(has_wifi))
     put(unit + "Hardware/Module/CompatibilityLevel", "1")
     put(unit + "Hardware/Module/SerialNumber", device.serial)
     put(unit + "Hardware/UDI", f"{product.product_id} V01 {device.serial}")
@@ -57,8 +63,22 @@ def status_tree(device: SimDevice, root: ET.Element) -> ET.Element:
     put(unit + "Uptime", str(device.uptime))
 
     for segments, value in values:
+        if device.status_node("/".join(map(str, segments))) is None:
+            continue  # the release or product has no such status
         ensure_path(root, segments).text = value
     return sort_tree(root)
+
+
+def _wifi_type(device: SimDevice, stored: str) -> str:
+    """The Wi-Fi Type status in the release's value space (26.4.1 still reports the older
+    names there, e.g. Wpa2-eap-tls for a profile configured as Enterprise-Tls)."""
+    node = device.status_node("Network[1]/Wifi/Type")
+    if node is None or node.value is None or node.value.values is None:
+        return stored
+    if stored in node.value.values:
+        return stored
+    older = [old for old, new in DEPRECATED_WIFI_TYPES.items() if new == stored]
+    return next((name for name in older if name in node.value.values), stored)
 
 
 def _display_name(version: str) -> str:

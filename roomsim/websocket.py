@@ -32,6 +32,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ from aiohttp import BasicAuth, WSCloseCode, WSMsgType, hdrs, web
 
 from roomsim import jsonrpc
 from roomsim.commands import CommandContext, ParameterError, run_command
-from roomsim.configuration import SCHEMA
+from roomsim.configuration import SCHEMA, accepts
 from roomsim.jsonrpc import RpcError, Step
 from roomsim.limits import QueueFull, SessionLimitError
 
@@ -308,7 +309,7 @@ class Connection:
         started.set()
         # Nothing below awaits before the command has run (or, for a coroutine handler,
         # started): that is what keeps commands in arrival order.
-        context = CommandContext(self.device)
+        context = CommandContext(self.device, via="jsonrpc")
         followups: list[str] = []
         try:
             result = await self._dispatch(request, context, followups)
@@ -345,8 +346,11 @@ class Connection:
         if method == "xFeedback/Unsubscribe":
             return self._unsubscribe(params)
         path = jsonrpc.command_path(method)
-        spec = self.server.registry.get(path) if path is not None else None
-        if spec is None:
+        if path is not None:
+            given, body = jsonrpc.logged_params(params)
+            self.device.requests.command("jsonrpc", path, given, body)
+        spec = self.server.registry.for_device(path, self.device) if path is not None else None
+        if spec is None:  # unknown, or the device's release or product lacks it
             raise RpcError(jsonrpc.METHOD_NOT_FOUND, "Method not found")
         try:
             args = jsonrpc.command_args(spec, params)
@@ -373,7 +377,20 @@ class Connection:
         steps = jsonrpc.parse_steps(params.get("Path"), "Path")
         if "Value" not in params:
             raise RpcError(jsonrpc.INVALID_PARAMS, "Missing parameter: Value")
-        key, value = jsonrpc.config_setting(steps, params["Value"])
+        raw = params["Value"]
+        if steps and steps[0].name.lower() == "configuration":
+            self.device.requests.configuration(
+                "jsonrpc", "/".join(f"{s.name}[{s.index}]" if s.index is not None else s.name
+                                    for s in steps[1:]),
+                json.dumps(raw) if not isinstance(raw, str | int) or isinstance(raw, bool)
+                else str(raw))
+        key, value = jsonrpc.config_setting(steps, raw)
+        node = self.device.configuration_node(key)
+        if node is None:  # the release or product lacks it
+            raise jsonrpc.no_match()
+        if accepts(key, value, self.device.configuration_node) is None:
+            raise RpcError(jsonrpc.COMMAND_ERROR, jsonrpc.ILLEGAL_VALUE,
+                           {"Cause": jsonrpc.CAUSE_ILLEGAL_VALUE, "Reason": jsonrpc.ILLEGAL_VALUE})
         config = self.device.config
         if config.get(key) != value:
             before = dict(config)

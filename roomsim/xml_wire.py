@@ -21,10 +21,15 @@ class WireError(Exception):
     """A request document that cannot be used; the message is the ActionError Reason."""
 
 
+class XmlSyntaxError(WireError):
+    """A body that is not well-formed XML: RoomOS answers HTTP 400, text/plain,
+    "XML syntax error: " and the parser's message."""
+
+
 def parse_document(body: bytes) -> ET.Element:
     """Parse a putxml body. DTDs, entities and external references are refused."""
     if not body.strip():
-        raise WireError(NO_ACTION)
+        raise XmlSyntaxError("no element found: line 1, column 0")
     try:
         root: ET.Element = SafeET.fromstring(body, forbid_dtd=True)
     except defusedxml.DTDForbidden as exc:
@@ -34,7 +39,7 @@ def parse_document(body: bytes) -> ET.Element:
     except defusedxml.ExternalReferenceForbidden as exc:
         raise WireError("External references are not allowed") from exc
     except ET.ParseError as exc:
-        raise WireError(f"XML parse error: {exc}") from exc
+        raise XmlSyntaxError(str(exc)) from exc
     return root
 
 

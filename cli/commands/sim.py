@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from fleet.xapi.releases import SUPPORTED
+
 app = typer.Typer(help="Simulated RoomOS devices for trying certfleet out.", no_args_is_help=True)
 
 
@@ -46,6 +48,12 @@ def serve(
         300, "--cloud-rate", min=1, help="Cloud API requests allowed per token per minute "
         "(429 with Retry-After above it).",
     ),
+    firmware: str = typer.Option(
+        SUPPORTED[-1], "--firmware", metavar="RELEASE|mix",
+        help=f"RoomOS release every device runs (one of {', '.join(SUPPORTED)}), or 'mix': a "
+        "fixed mix of releases and products (see the README). Each device accepts only what "
+        "its release and product have.",
+    ),
 ) -> None:
     """Serve N simulated devices on 127.0.0.1; prints `ready` when all listen. Ctrl-C stops."""
     from roomsim.serve import run_serve
@@ -62,5 +70,6 @@ def serve(
             cloud_rate_per_minute=cloud_rate,
             fault_specs=fault,
             fault_seed=fault_seed,
+            firmware=firmware,
         )
     )

@@ -321,7 +321,7 @@ async def test_status_query(cloud):
     body = response.json()
     assert body["deviceId"] == cloud.id()
     unit = body["result"]["SystemUnit"]
-    assert unit["Software"] == {"Version": "ce11.24.1.5.1234abcd"}
+    assert unit["Software"] == {"Version": "ce26.4.1.5.1234abcd"}
     assert isinstance(unit["Uptime"], int)
 
     network = (await cloud.status("Network[1].IEEE8021X.*")).json()["result"]

@@ -21,7 +21,7 @@ async def test_getxml_systemunit(sim, xapi):
     assert root.tag == "Status"
     assert root.attrib == {
         "product": "Cisco Codec",
-        "version": "ce11.24.1.5.1234abcd",
+        "version": "ce26.4.1.5.1234abcd",
         "apiVersion": "4",
     }
     unit = root.find("SystemUnit")
@@ -29,8 +29,8 @@ async def test_getxml_systemunit(sim, xapi):
     assert unit.findtext("ProductId") == "Cisco Board Pro"
     assert unit.findtext("ProductPlatform") == "Board Pro"
     assert unit.findtext("ProductType") == "Cisco Codec"
-    assert unit.findtext("Software/Version") == "ce11.24.1.5.1234abcd"
-    assert unit.findtext("Software/DisplayName") == "RoomOS 11.24.1.5 1234abcd"
+    assert unit.findtext("Software/Version") == "ce26.4.1.5.1234abcd"
+    assert unit.findtext("Software/DisplayName") == "RoomOS 26.4.1.5 1234abcd"
     serial = unit.findtext("Hardware/Module/SerialNumber")
     assert serial == sim.devices["room-001"].serial
     assert serial.startswith("FOC") and len(serial) == 11
@@ -54,9 +54,17 @@ async def test_getxml_trims_to_path_and_wrong_path_is_empty(xapi):
     assert network.findtext("Network/IEEE8021X/Status") == "Off"
     assert (await xapi.getxml("/Status/Network")).findtext("Network/Wifi/Status") == "Disconnected"
 
-    for bad in ("/Status/NoSuchThing", "/Bogus/Path", "", "/Status/Network/7"):
-        empty = await xapi.getxml(bad)
-        assert empty.tag == "Status" and len(empty) == 0, bad
+    for absent in ("/Status/NoSuchThing", "/Bogus/Path", "/Status/Network/7",
+                   "/Configuration/Network/2"):
+        empty = await xapi.getxml(absent)  # RoomOS: a root EmptyResult, not an error
+        assert empty.tag == "EmptyResult" and len(empty) == 0, absent
+        assert empty.get("version") == "ce26.4.1.5.1234abcd" and empty.get("apiVersion") == "4"
+
+    for malformed in ("", "/", "/Status/Sys tem", "/Status/[1]"):
+        fault = await xapi.getxml(malformed)
+        assert fault.tag == "Fault", malformed
+        assert fault.find("XPathError").get("type") == "parsing"
+        assert fault.findtext("XPathError/ErrorCode") == "10"
 
 
 async def test_configuration_get_and_set(sim, xapi):
@@ -244,13 +252,20 @@ async def test_parameter_errors(xapi):
 
 
 async def test_unknown_command_and_action_errors(xapi):
-    unknown = await xapi.putxml(
+    alone = await xapi.putxml(
         '<Command><Security><Certificates><Foo command="True"/></Certificates></Security></Command>'
     )
-    result = unknown.find("Result")
-    assert unknown.tag == "Command" and result.get("status") == "Error"
+    assert alone.tag == "ActionError"  # nothing in the document is a command the device has
+    assert alone.findtext("Reason") == "No action detected in document"
+    mixed = await xapi.putxml(
+        '<Command><Security><Certificates><Foo command="True"/><CA><Show/></CA></Certificates>'
+        "</Security></Command>"
+    )
+    result = mixed.find("Result")
+    assert mixed.tag == "Command" and result.get("status") == "Error"
     assert result.findtext("Reason") == "Unknown command"
     assert result.findtext("XPath") == "/Security/Certificates/Foo"
+    assert mixed.find("CAShowResult").get("status") == "OK"
 
     billion_laughs = (
         '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
@@ -268,12 +283,19 @@ async def test_unknown_command_and_action_errors(xapi):
         "<Command/>",
         "<Status><SystemUnit/></Status>",
     ]
-    for body in [billion_laughs, external, "this is < not xml", "", *no_action]:
+    for body in [billion_laughs, external, *no_action]:
         reply = await xapi.putxml(body)
         assert reply.tag == "ActionError", body
         assert reply.findtext("Reason"), body
     for body in no_action:
         assert (await xapi.putxml(body)).findtext("Reason") == "No action detected in document"
+
+    for malformed in ("this is < not xml", "", "<Command><SystemUnit><Boot></Command>"):
+        response = await xapi.client.post(
+            "/putxml", content=malformed, headers={"Content-Type": "text/xml"})
+        assert response.status_code == 400, malformed
+        assert response.headers["content-type"].startswith("text/plain")
+        assert response.text.startswith("XML syntax error: "), response.text
 
 
 async def test_reply_is_real_shape(xapi):

@@ -168,7 +168,7 @@ async def test_basic_and_subprotocol_auth(sim):
     basic = await connect(sim)
     try:
         assert basic.ws.protocol is None
-        assert await basic.result("xGet", {"Path": VERSION}) == "ce11.24.1.5.1234abcd"
+        assert await basic.result("xGet", {"Path": VERSION}) == "ce26.4.1.5.1234abcd"
     finally:
         await basic.close()
 
@@ -176,7 +176,7 @@ async def test_basic_and_subprotocol_auth(sim):
     browser = await connect(sim, via="subprotocol")
     try:
         assert browser.ws.protocol == offered  # echoed in the handshake
-        assert await browser.result("xGet", {"Path": VERSION}) == "ce11.24.1.5.1234abcd"
+        assert await browser.result("xGet", {"Path": VERSION}) == "ce26.4.1.5.1234abcd"
     finally:
         await browser.close()
 
@@ -320,7 +320,7 @@ async def test_xget_status_and_configuration_with_indexes(sim, rpc):
     uptime = await rpc.result("xGet", {"Path": ["Status", "SystemUnit", "Uptime"]})
     assert isinstance(uptime, int) and uptime >= 0
     software = await rpc.result("xGet", {"Path": ["Status", "SystemUnit", "Software"]})
-    assert software["DisplayName"] == "RoomOS 11.24.1.5 1234abcd"
+    assert software["DisplayName"] == "RoomOS 26.4.1.5 1234abcd"
     assert software["Version"] == device.software_version  # not an integer: stays a string
 
     mode = ["Configuration", "Network", 1, "IEEE8021X", "Mode"]
@@ -339,14 +339,14 @@ async def test_xget_status_and_configuration_with_indexes(sim, rpc):
         ["Bogus"],
     ):
         error = await rpc.error("xGet", {"Path": bad})
-        assert error == {"code": -32602, "message": "No match on Path"}, bad
+        assert error == {"code": -32602, "message": "No match on Path argument"}, bad
     for bad_path in ([], "Status/SystemUnit", ["Status", True], None):
         assert (await rpc.error("xGet", {"Path": bad_path}))["code"] == -32602
 
 
 async def test_xquery_wildcard(rpc):
     names = await rpc.result("xQuery", {"Query": ["Status", "**", "DisplayName"]})
-    software = {"DisplayName": "RoomOS 11.24.1.5 1234abcd"}
+    software = {"DisplayName": "RoomOS 26.4.1.5 1234abcd"}
     assert names == {"Status": {"SystemUnit": {"Software": software}}}
     tls = await rpc.result("xQuery", {"Query": ["**", "Tls"]})
     assert tls == {"Configuration": {"Network": [{"id": 1, "IEEE8021X": {"Eap": {"Tls": "On"}}}]}}
@@ -430,7 +430,7 @@ async def test_error_codes(rpc):
     assert (await rpc.receive())["error"]["code"] == -32602
     # A notification (no id) runs but is never answered; the next request still is.
     await rpc.send({"jsonrpc": "2.0", "method": "xGet", "params": {"Path": VERSION}})
-    assert await rpc.result("xGet", {"Path": VERSION}) == "ce11.24.1.5.1234abcd"
+    assert await rpc.result("xGet", {"Path": VERSION}) == "ce26.4.1.5.1234abcd"
 
 
 async def test_pipelined_requests_answered_by_id_in_order(sim, rpc):
@@ -454,7 +454,7 @@ async def test_pipelined_requests_answered_by_id_in_order(sim, rpc):
     assert elapsed < 1.0  # five requests with 0.3 s latency each ran side by side
     assert replies["add"]["result"] == {}
     assert [d["Fingerprint"] for d in replies[2]["result"]["Details"]] == [sha1(pem)]
-    assert replies[3]["result"] == "ce11.24.1.5.1234abcd"
+    assert replies[3]["result"] == "ce26.4.1.5.1234abcd"
     assert replies[4.5]["error"]["code"] == -32601
     assert "Details" in replies["s"]["result"]
 
@@ -625,7 +625,7 @@ async def test_interop_with_cisco_xows(sim):
     )
     pem = trustme.CA(organization_name="Interop CA").cert_pem.bytes().decode()
     async with xows.XoWSClient(url_for(sim), username="admin", password=sim.password) as client:
-        assert await client.xGet(VERSION) == "ce11.24.1.5.1234abcd"
+        assert await client.xGet(VERSION) == "ce26.4.1.5.1234abcd"
         services = await client.xCommand(["Security", "Certificates", "Services", "Show"])
         assert services["Format"] == "Text" and services["Details"][0]["Fingerprint"]
         added = await client.xCommand(["Security", "Certificates", "CA", "Add"], body=pem)

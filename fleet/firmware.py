@@ -110,18 +110,21 @@ def problem(
     return None
 
 
-def _release_order() -> list[str]:
+def _release_order(product: str | None = None) -> list[str]:
+    """The modelled releases, oldest first; with ``product``, only those that run on it (a
+    model asked about a product it does not know answers for any product)."""
     def key(release: str) -> tuple[int, ...]:
         parsed = Version.parse(release)
         return parsed.parts if parsed else ()
 
-    return sorted(SUPPORTED, key=key)
+    return sorted((r for r in SUPPORTED if product is None or product in model_for(r).products),
+                  key=key)
 
 
 def first_release(product: str | None, path: Sequence[str],
                   params: Mapping[str, ParamValue] | None = None) -> str | None:
     """The oldest modelled release in which this product has ``xCommand path params``."""
-    for release in _release_order():
+    for release in _release_order(product):
         if problem(model_for(release), product, path, params) is None:
             return release
     return None
@@ -129,7 +132,7 @@ def first_release(product: str | None, path: Sequence[str],
 
 def first_release_configured(product: str | None, path: Sequence[PathPart]) -> str | None:
     """The oldest modelled release in which this product has the configuration ``path``."""
-    for release in _release_order():
+    for release in _release_order(product):
         if model_for(release).configuration(config_name(path), product) is not None:
             return release
     return None
@@ -215,7 +218,9 @@ class Firmware:
     def _needs(self, what: str, device: str, first: str | None, why: str) -> str:
         runs = f"{device} runs {self.label}" + (f" on a {self.product}" if self.product else "")
         if first is None:
-            return f"{what} is not available on this product in any RoomOS release; {runs}"
+            known = _release_order(self.code) or _release_order()
+            span = f"RoomOS {known[0]} to {known[-1]}"
+            return f"{what} is not available on this product in any release ({span}); {runs}"
         first_version = Version.parse(first)
         if self.version is None or first_version is None or self.version < first_version:
             return f"{what} needs RoomOS {first} or later; {runs}"

@@ -124,7 +124,8 @@ def test_every_verb_fits_every_release(mix: Any, lab: Path, scep_server: Any, co
                      "--passphrase", "env:CERTFLEET_CA_PASSPHRASE",
                      "--out", str(out / f"{name}.pem"))
         assert signed.exit_code == 0, signed.output
-    cert = cli("push-cert", "-i", inv, "--purpose", "802.1X", "--dir", str(out), "-o", "json")
+    cert = cli("push-cert", "-i", inv, "--purpose", "802.1X", "--dir", str(out), "--ca-file",
+               str(lab / "ca.pem"), "-o", "json")
     check_run(sim, cert, "push-cert", skipped=set())
 
     rotated = cli("rotate", "-i", inv, "--purpose", "HTTPS", "--signer", "local-ca",

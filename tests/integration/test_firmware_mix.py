@@ -183,3 +183,43 @@ def test_every_verb_fits_every_release(mix: Any, lab: Path, scep_server: Any, co
         assert ("Connect Auto" in step) is (release >= (26, 1)), (name, step)
     for name in navigators:
         assert "Wi-Fi EAP-TLS is not available on this product" in by_name[name]["reason"]
+
+
+@pytest.mark.parametrize("transport", ["websocket", "cloud"])
+def test_other_transports_fit_every_release(tmp_path: Path, cli: Any, corp_ca: Any,
+                                            transport: str) -> None:
+    """The same reading and choices over JSON-RPC and the Webex cloud: status reports each
+    release, push-ca syncs where the product can, renewal list and wifi skip what a release
+    lacks — and nothing outside a device's release reaches it."""
+    from roomsim import SimFleetThread
+
+    with SimFleetThread(tmp_path / "mix", devices=8, firmware="mix",
+                        cloud=transport == "cloud") as sim:
+        if transport == "cloud":
+            inv_path = tmp_path / "webex.yaml"
+            imported = cli("inventory", "import-webex", "--api-url", sim.cloud_url,
+                           "--token", f"file:{sim.state_dir}/cloud-token",
+                           "--api-verify", f"ca:{sim.ca_pem_path}", "--out", str(inv_path))
+            assert imported.exit_code == 0, imported.output
+        else:
+            inv_data = yaml.safe_load(sim.inventory_path.read_text())
+            inv_data["defaults"]["transport"] = "websocket"
+            inv_path = tmp_path / "ws.yaml"
+            inv_path.write_text(yaml.safe_dump(inv_data))
+        inv = str(inv_path)
+        names = list(sim.devices)
+        no_scep = {n for n in names if release_of(sim, n) < (11,)}
+        navigators = {n for n in names if sim.devices[n].firmware.product.code == "vecchio"}
+
+        status = cli("status", "-i", inv, "-o", "json")
+        by_name = check_run(sim, status, f"{transport} status", skipped=set())
+        for name, entry in by_name.items():
+            assert entry["firmware"]["version"].startswith(sim.devices[name].firmware.release)
+        _, corp_pem = corp_ca
+        pushed = cli("push-ca", "-i", inv, str(corp_pem), "--sync-to-peripherals", "on",
+                     "-o", "json")
+        check_run(sim, pushed, f"{transport} push-ca", skipped=set())
+        listed = cli("renewal", "list", "-i", inv, "-o", "json")
+        check_run(sim, listed, f"{transport} renewal list", skipped=no_scep)
+        wifi = cli("wifi", "-i", inv, "--ssid", "corp-wifi", "--force", "-o", "json")
+        check_run(sim, wifi, f"{transport} wifi", skipped=navigators)

@@ -258,9 +258,10 @@ def status_table(run: RunResult, expiring: Sequence[Expiring] | None = None) -> 
                 used = ", ".join(cert.get("purposes", [])) or default
                 if cert.get("renewal_profile"):
                     used += " (device renews)" if cert.get("device_renews") else " (profile)"
-                table.add_row(
-                    result.device, _release(result), _product(result), kind, used,
-                    cert["subject"], cert["issuer"], not_after, _days(cert.get("days_left")),
+                table.add_row(  # device text as Text: never read as markup
+                    result.device, _release(result), _product(result), kind, Text(used),
+                    Text(cert["subject"]), Text(cert["issuer"]), not_after,
+                    _days(cert.get("days_left")),
                 )
     stdout().print(table)
     failed = [r for r in run.devices if r.error]

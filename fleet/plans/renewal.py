@@ -72,7 +72,7 @@ class RenewalList:
     read_only: bool = True
 
     async def read(self, ctx: DeviceContext) -> list[EnrollmentProfile]:
-        ctx.require("SCEP renewal profiles", PROFILES_LIST)
+        ctx.require("a SCEP renewal profile", PROFILES_LIST)
         profiles = await ctx.xapi.profiles_list()
         ctx.fact("profiles", [p.to_dict() for p in profiles])
         return profiles
@@ -93,7 +93,7 @@ class RenewalSet:
     name: str = "renewal set"
 
     async def read(self, ctx: DeviceContext) -> list[EnrollmentProfile]:
-        ctx.require("SCEP renewal profiles", PROFILES_SET,
+        ctx.require("a SCEP renewal profile", PROFILES_SET,
                     {"Fingerprint": self.ca_fingerprint, "URL": self.url})
         profiles = await ctx.xapi.profiles_list()
         ctx.fact("profiles", [p.to_dict() for p in profiles])
@@ -123,7 +123,7 @@ class RenewalDelete:
     name: str = "renewal delete"
 
     async def read(self, ctx: DeviceContext) -> list[EnrollmentProfile]:
-        ctx.require("SCEP renewal profiles", PROFILES_DELETE,
+        ctx.require("a SCEP renewal profile", PROFILES_DELETE,
                     {"Fingerprint": self.ca_fingerprint})
         return await ctx.xapi.profiles_list()
 

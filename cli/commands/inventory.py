@@ -7,7 +7,7 @@ import typer
 from cli import render
 from cli.commands.import_webex import import_webex
 from cli.options import Common, InventoryOpt, LimitOpt, OutputFormat, OutputOpt
-from cli.runtime import guarded, inventory_path, recorded_firmware, select
+from cli.runtime import guarded, inventory_path, recorded_firmware, select, uses_recorded
 from fleet.errors import InventoryError, SecretError
 from fleet.inventory import load_inventory
 from fleet.runner import resolve_secrets
@@ -51,7 +51,8 @@ def check(
         for problem in exc.problems:
             render.stderr().print(f"  {problem}", highlight=False, markup=False)
         raise typer.Exit(2) from None
-    devices = inv.select(limit)
+    devices = inv.select(limit, known=recorded_firmware(Common(inventory=inventory, limit=limit))
+                         if uses_recorded(limit) else None)
     for line in inv.warnings:
         render.warning(line)
     if secrets:

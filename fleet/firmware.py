@@ -19,7 +19,8 @@ NEWEST modelled release: every format RoomOS has used parses, so what does not i
 newer release; the client-side checks still apply, and a device that lacks something refuses it
 whole (nothing is half-applied). The oldest model would be worse: its values (9.15's
 ``Wpa-eap-tls``) are refused by every later release, and it has no SCEP at all. The device's
-result says that its release was not known.
+result says that its release was not known: ``firmware.version`` is null, ``reported`` holds
+what the device said and ``release_model`` the model it was checked against.
 """
 
 from __future__ import annotations

@@ -50,8 +50,9 @@ class Param:
         """The canonical value (Literals match case-insensitively: tolerant choice)."""
         if self.release is not None and self.release.kind != "Literal":
             if self.release.canonical(value) is None:
-                raise ParameterError(
-                    f"Parameter {self.name}: {value!r} is not {self.release.describe()}")
+                # never the value itself: a password or challenge may be too long, too
+                raise ParameterError(f"Parameter {self.name}: a value of length {len(value)} "
+                                     f"is not {self.release.describe()}")
             return value
         if self.literals is not None:
             found = next((v for v in self.literals if v.lower() == value.strip().lower()), None)

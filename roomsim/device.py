@@ -5,6 +5,7 @@ Wi-Fi profiles, faults, and the TLS identity its HTTPS server presents. Persiste
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import time
 import xml.etree.ElementTree as ET
 from typing import Any
@@ -215,10 +216,10 @@ class SimDevice:
 
     def configuration_node(self, key: str) -> NodeSpec | None:
         """The release's configuration `key` (`Network[1]/IEEE8021X/Mode`) on this product."""
-        return self.model.configuration(key, self.product_code)
+        return _node(self.firmware, "Configuration", key)
 
     def status_node(self, path: str) -> NodeSpec | None:
-        return self.model.status(path, self.product_code)
+        return _node(self.firmware, "Status", path)
 
     def getxml(self, location: str) -> ET.Element:
         """The getxml reply for `location`. A path that names nothing the device has (its
@@ -241,6 +242,12 @@ class SimDevice:
             return tree
         selected = select(tree, segments[1:])
         return selected if len(selected) else self._root("EmptyResult")
+
+
+@functools.lru_cache(maxsize=4096)  # every getxml asks for every leaf of the tree
+def _node(firmware: Firmware, kind: str, path: str) -> NodeSpec | None:
+    model, code = firmware.model, firmware.product.code
+    return model.configuration(path, code) if kind == "Configuration" else model.status(path, code)
 
 
 def xpath_fault() -> ET.Element:

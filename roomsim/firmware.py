@@ -18,6 +18,7 @@ every configuration write each device received, over every API, refused or not;
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -84,8 +85,17 @@ class Firmware:
         numbers = self.release if self.release.count(".") >= 3 else f"{self.release}.5"
         return f"ce{numbers}.{BUILD_ID}"
 
+    @property
+    def has_wifi(self) -> bool:
+        return _has_wifi(self)
+
     def describe(self) -> str:
         return f"RoomOS {self.release} on {self.product.platform}"
+
+
+@functools.cache
+def _has_wifi(firmware: Firmware) -> bool:
+    return firmware.model.command("Network Wifi Configure", firmware.product.code) is not None
 
 
 def check_choice(text: str) -> str:
@@ -139,17 +149,24 @@ class RequestRecord:
     body: bool = False
 
 
+def _kept(name: str, value: str) -> str:
+    """Secrets (passwords, challenges) are kept as stars of their length: enough to check
+    them against a value space, nothing to leak."""
+    return "*" * len(value) if "password" in name.lower() else value
+
+
 class RequestLog:
     def __init__(self, limit: int = LOG_LIMIT) -> None:
         self.records: deque[RequestRecord] = deque(maxlen=limit)
 
     def command(self, via: str, path: Sequence[str], params: Mapping[str, Iterable[str]],
                 body: bool = False) -> None:
-        pairs = tuple((name, str(v)) for name, values in params.items() for v in values)
+        pairs = tuple((name, _kept(name, str(v))) for name, values in params.items()
+                      for v in values)
         self.records.append(RequestRecord(via, "command", "/".join(path), pairs, body))
 
     def configuration(self, via: str, key: str, value: str) -> None:
-        self.records.append(RequestRecord(via, "configuration", key, (("", value),)))
+        self.records.append(RequestRecord(via, "configuration", key, (("", _kept(key, value)),)))
 
     def __iter__(self) -> Iterator[RequestRecord]:
         return iter(list(self.records))
@@ -170,8 +187,10 @@ def record_violations(firmware: Firmware, records: Iterable[RequestRecord]) -> l
             if node is None:
                 found.append(f"{record.via}: configuration {record.path}: not in {where}")
             elif node.value is not None and not node.value.accepts(record.params[0][1]):
-                found.append(f"{record.via}: configuration {record.path} = "
-                             f"{record.params[0][1]!r}: not {node.value.describe()} ({where})")
+                value = record.params[0][1]
+                shown = f"{value!r}" if node.value.kind != "String" else f"length {len(value)}"
+                found.append(f"{record.via}: configuration {record.path} = {shown}: not "
+                             f"{node.value.describe()} ({where})")
             continue
         spec = model.command(record.path.replace("/", " "), code)
         if spec is None:
@@ -184,6 +203,7 @@ def record_violations(firmware: Firmware, records: Iterable[RequestRecord]) -> l
             if param is None:
                 found.append(f"{record.via}: {record.path}: no parameter {name} in {where}")
             elif not param.accepts(value):
-                found.append(f"{record.via}: {record.path} {name}: {value!r} is not "
+                shown = f"{value!r}" if param.kind != "String" else f"length {len(value)}"
+                found.append(f"{record.via}: {record.path} {name}: {shown} is not "
                              f"{param.describe()} ({where})")
     return found

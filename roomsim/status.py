@@ -48,8 +48,7 @@ def status_tree(device: SimDevice, root: ET.Element) -> ET.Element:
     unit = "SystemUnit/"
     product = device.product
     put(unit + "BroadcastName", device.name)
-    has_wifi = device.model.command("Network Wifi Configure", device.product_code) is not None
-    put(unit + "Hardware/HasWifi", str(has_wifi))
+    put(unit + "Hardware/HasWifi", str(device.firmware.has_wifi))
     put(unit + "Hardware/Module/CompatibilityLevel", "1")
     put(unit + "Hardware/Module/SerialNumber", device.serial)
     put(unit + "Hardware/UDI", f"{product.product_id} V01 {device.serial}")

@@ -368,9 +368,10 @@ def _load() -> dict[str, ReleaseModel]:
     return models
 
 
-def _ordered() -> list[tuple[Version, ReleaseModel]]:
+@functools.cache
+def _ordered() -> tuple[tuple[Version, ReleaseModel], ...]:
     pairs = [(Version.parse(r), m) for r, m in _load().items()]
-    return sorted((v, m) for v, m in pairs if v is not None)
+    return tuple(sorted(((v, m) for v, m in pairs if v is not None), key=lambda p: p[0]))
 
 
 SUPPORTED: tuple[str, ...] = tuple(m.release for _, m in _ordered())
@@ -382,8 +383,13 @@ def model_for(version: Version | str) -> ReleaseModel:
     parsed = version if isinstance(version, Version) else Version.parse(version)
     if parsed is None:
         raise ValueError(f"not a RoomOS version: {version!r}")
+    return _floor(parsed)
+
+
+@functools.lru_cache(maxsize=256)
+def _floor(version: Version) -> ReleaseModel:
     ordered = _ordered()
-    position = bisect.bisect_right([v for v, _ in ordered], parsed)
+    position = bisect.bisect_right([v for v, _ in ordered], version)
     return ordered[max(position - 1, 0)][1]
 
 

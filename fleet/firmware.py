@@ -204,10 +204,18 @@ class Firmware:
                 params: Mapping[str, ParamValue] | None = None) -> None:
         """Skip the device (not a failure) when its release cannot ``xCommand path params``;
         the reason names the release it needs."""
+        reason = self.lacks(what, device, path, params)
+        if reason is not None:
+            raise DeviceSkipped(reason, device=device)
+
+    def lacks(self, what: str, device: str, path: Sequence[str],
+              params: Mapping[str, ParamValue] | None = None) -> str | None:
+        """None when this release can ``xCommand path params``; else why not, naming the
+        release that can ("SCEP enrollment needs RoomOS 11.23.1 or later; room-7 runs ...")."""
         why = self.problem(path, params)
-        if why is not None:
-            first = first_release(self.code, path, params)
-            raise DeviceSkipped(self._needs(what, device, first, why), device=device)
+        if why is None:
+            return None
+        return self._needs(what, device, first_release(self.code, path, params), why)
 
     def require_configuration(self, what: str, device: str, path: Sequence[PathPart]) -> None:
         """As :meth:`require`, for a configuration the verb cannot do without."""

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleet.errors import CertificateCheckError, VerifyError
+from fleet.errors import CertificateCheckError, DeviceSkipped, VerifyError
 from fleet.inventory import Device
 from fleet.plans.base import DeviceContext
 from fleet.plans.install import active_leaves
@@ -62,10 +62,22 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, str]:
     return out
 
 
+_SCEP_REQUEST = ("Security", "Certificates", "Services", "Enrollment", "SCEP", "Request")
+
+
 def _guard(ctx: DeviceContext, state: NetworkState, *, need_ca: bool, force: bool) -> None:
     if force:
         return
     if "802.1X" not in active_leaves(state.services, ("802.1X",)):
+        cannot_enroll = ctx.firmware.lacks(
+            "SCEP enrollment", ctx.device.name, _SCEP_REQUEST,
+            {"URL": "u", "Fingerprint": "0" * 40, "CommonName": "cn"}) if ctx.firmware else None
+        if cannot_enroll:
+            # its release is why it has none: left alone (not failed), saying what to do
+            raise DeviceSkipped(
+                f"no certificate is active for 802.1X, and the device cannot enroll one: "
+                f"{cannot_enroll} (push-cert --purpose 802.1X first, or --force)",
+                device=ctx.device.name)
         raise CertificateCheckError(
             "no certificate is active for 802.1X on the device: it would lose the network "
             "(enroll or push-cert --purpose 802.1X first, or --force)", device=ctx.device.name)

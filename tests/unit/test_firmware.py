@@ -282,3 +282,24 @@ def test_skipped_is_not_failed() -> None:
 
 def test_firmware_is_a_value() -> None:
     assert isinstance(firmware_of(unit("ce11.24.1.5.x")), Firmware)
+
+
+@pytest.mark.parametrize(("version", "skipped"), [("ce9.15.17.4.x", True),
+                                                  ("ce10.19.4.2.x", True),
+                                                  ("ce11.24.1.5.x", False)])
+async def test_dot1x_without_a_certificate(devices: dict[str, Device], version: str,
+                                           skipped: bool) -> None:
+    # no 802.1X certificate: a release that could enroll one fails the guard as before; one
+    # that cannot is left alone, saying which release could
+    from fleet.errors import CertificateCheckError
+
+    ctx, wire = context(devices["room-007"], version, product="Cisco Room Kit",
+                        platform="Room Kit")
+    plan = Dot1x(identity=lambda d: d.name)
+    state = await plan.read(ctx)
+    with pytest.raises(DeviceSkipped if skipped else CertificateCheckError) as info:
+        plan.diff(ctx, state)
+    if skipped:
+        assert "SCEP enrollment needs RoomOS 11.23.1 or later" in info.value.message
+        assert "push-cert --purpose 802.1X" in info.value.message
+    assert all(path.endswith("Show") for path, _ in wire.sent)

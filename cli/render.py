@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TextIO
 
@@ -23,6 +23,7 @@ from rich.text import Text
 
 from cli.safe_text import scrub, scrub_data, visible
 from fleet.inventory import Device, Inventory
+from fleet.journal import KnownFirmware
 from fleet.plans.status import Expiring
 from fleet.results import DeviceResult, Outcome, RunResult, run_document
 from fleet.runner import DeviceFinished, Event
@@ -210,11 +211,23 @@ def _changes(result: DeviceResult, dry_run: bool) -> Text | str:
     return text("\n".join(lines))
 
 
+def _release(result: DeviceResult) -> Text:
+    """The device's RoomOS version as this run read it (device text: never markup)."""
+    fw = result.firmware or {}
+    return line(fw.get("version") or fw.get("reported") or "")
+
+
+def _product(result: DeviceResult) -> Text:
+    fw = result.firmware or {}
+    return line(fw.get("product") or "")
+
+
 def run_table(run: RunResult, *, title: str | None = None) -> None:
     table = Table(title=title, title_justify="left", show_lines=False)
     table.add_column("device", no_wrap=True)
     table.add_column("via")
     table.add_column("outcome")
+    table.add_column("RoomOS", no_wrap=True)
     table.add_column("changes" if not run.dry_run else "plan (dry run)")
     table.add_column("error / reason", overflow="fold")
     for result in run.devices:
@@ -223,12 +236,17 @@ def run_table(run: RunResult, *, title: str | None = None) -> None:
             err = result.error.message
             if result.error.xpath and result.error.xpath not in err:
                 err += f" [{result.error.xpath}]"
+        reason: Text | str = text(err, style="red") if err else ""
+        if not err and result.message:  # why it was skipped, or a warning
+            reason = text(result.message,
+                          style="yellow" if result.outcome is Outcome.SKIPPED else "")
         table.add_row(
             line(result.device),
             result.transport,
             _outcome(result.outcome),
+            _release(result),
             _changes(result, run.dry_run),
-            text(err, style="red") if err else "",
+            reason,
         )
     stdout().print(table)
     summary(run)
@@ -270,11 +288,15 @@ def _days(days: float | None) -> Text:
 
 def status_table(run: RunResult, expiring: Sequence[Expiring] | None = None) -> None:
     table = Table(title="certificates per device", title_justify="left")
-    for name in ("device", "kind", "used for", "subject", "issuer", "not after", "days left"):
+    for name in ("device", "RoomOS", "product", "kind", "used for", "subject", "issuer",
+                 "not after", "days left"):
         table.add_column(name, overflow="fold", no_wrap=name in ("device", "days left"))
     for result in run.devices:
         if result.error:
             continue
+        if not result.facts.get("certificates") and not result.facts.get("cas"):
+            table.add_row(result.device, _release(result), _product(result), "-", "", "", "",
+                          "", "")
         for kind, key in (("service", "certificates"), ("ca", "cas")):
             for cert in result.facts.get(key, []):
                 not_after = (cert.get("not_after") or "?")[:10]
@@ -282,8 +304,9 @@ def status_table(run: RunResult, expiring: Sequence[Expiring] | None = None) -> 
                 used = ", ".join(cert.get("purposes", [])) or default
                 if cert.get("renewal_profile"):
                     used += " (device renews)" if cert.get("device_renews") else " (profile)"
-                table.add_row(
-                    line(result.device), kind, used, cert["subject"], cert["issuer"], not_after,
+                table.add_row(  # device text: never read as markup
+                    line(result.device), _release(result), _product(result), kind, text(used),
+                    text(cert["subject"]), text(cert["issuer"]), not_after,
                     _days(cert.get("days_left")),
                 )
     stdout().print(table)
@@ -319,13 +342,18 @@ def run_table_failures(failed: Sequence[DeviceResult]) -> None:
 # ------------------------------------------------------------------------ inventory
 
 
-def device_table(devices: Sequence[Device]) -> None:
+def device_table(devices: Sequence[Device],
+                 known: Mapping[str, KnownFirmware] | None = None) -> None:
+    """The devices, with the RoomOS release and product last read from each (``known``)."""
+    known = known or {}
     table = Table(title=f"{len(devices)} device(s)", title_justify="left")
-    for name in ("device", "address", "transport", "groups", "tags", "verify"):
+    for name in ("device", "address", "transport", "groups", "tags", "verify", "RoomOS",
+                 "product"):
         table.add_column(name, overflow="fold")
     for d in devices:
         address = f"{d.host}:{d.port}" if d.host else (d.device_id or "")
         verify = str(d.verify)
+        record = known.get(d.name)
         table.add_row(
             line(d.name),
             address,
@@ -333,11 +361,23 @@ def device_table(devices: Sequence[Device]) -> None:
             ", ".join(d.groups),
             ", ".join(d.tags),
             Text(verify, style="bold red") if verify == "insecure" else verify,
+            line(record.version or "?") if record else Text("?", style="dim"),
+            line(record.product or "?") if record else Text("?", style="dim"),
         )
     stdout().print(table)
+    if devices and not any(d.name in known for d in devices):
+        note("RoomOS release and product: not read yet; `certfleet status` records them")
 
 
-def device_documents(inventory: Inventory, devices: Sequence[Device]) -> dict[str, Any]:
+def _known_document(record: KnownFirmware | None) -> dict[str, Any] | None:
+    if record is None:
+        return None
+    return {"version": record.version, "product": record.product, "platform": record.platform,
+            "run_id": record.run_id, "read": record.updated}
+
+
+def device_documents(inventory: Inventory, devices: Sequence[Device],
+                     known: Mapping[str, KnownFirmware] | None = None) -> dict[str, Any]:
     return {
         "schema": "certfleet/inventory/v1",
         "inventory": str(inventory.path),
@@ -354,6 +394,8 @@ def device_documents(inventory: Inventory, devices: Sequence[Device]) -> dict[st
                 "username": d.username,
                 "password": str(d.password) if d.password else None,  # the reference, not a secret
                 "source": d.source,
+                # the release and product last read from the device (None: never read)
+                "firmware": _known_document((known or {}).get(d.name)),
             }
             for d in devices
         ],

@@ -1,7 +1,8 @@
 """cli.render_prometheus — ``status -o prometheus``: node_exporter textfile-collector format.
 
 One gauge sample per device x certificate x purpose (CAs with ``purpose="trust"``), plus
-whether each device could be read. Write it to a file atomically for the collector::
+whether each device could be read and its RoomOS release and product
+(``certfleet_device_info``). Write it to a file atomically for the collector::
 
     certfleet status -o prometheus > DIR/certfleet.prom.$$ && mv DIR/certfleet.prom.$$ \
         DIR/certfleet.prom
@@ -56,12 +57,22 @@ def prometheus_text(run: RunResult) -> str:
     for result in run.devices:
         up.append(f"certfleet_device_up{_labels(device=result.device)} "
                   f"{0 if result.failed else 1}")
+    info = [
+        "# HELP certfleet_device_info The RoomOS release and product certfleet read (always 1).",
+        "# TYPE certfleet_device_info gauge",
+    ]
+    for result in run.devices:
+        if result.firmware:
+            fw = result.firmware
+            info.append("certfleet_device_info" + _labels(
+                device=result.device, roomos=str(fw.get("version") or fw.get("reported") or ""),
+                product=str(fw.get("product") or "")) + " 1")
     stamp = [
         "# HELP certfleet_status_timestamp_seconds When this status was read (Unix time).",
         "# TYPE certfleet_status_timestamp_seconds gauge",
         f"certfleet_status_timestamp_seconds {run.started.timestamp():.0f}",
     ]
-    return "\n".join(lines + days + up + stamp) + "\n"
+    return "\n".join(lines + days + up + info + stamp) + "\n"
 
 
 def emit_prometheus(run: RunResult) -> None:

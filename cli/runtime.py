@@ -27,7 +27,7 @@ from fleet.durations import parse_duration
 from fleet.errors import InputError
 from fleet.hooks import Hooks, parse_hook
 from fleet.inventory import Device, Inventory, load_inventory
-from fleet.journal import Journal
+from fleet.journal import Journal, KnownFirmware, default_journal_path
 from fleet.plans.base import Plan
 from fleet.results import EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED, RunResult, run_document
 from fleet.runner import Budget, RunOptions, StopSignal, plan_waves, resolve_secrets, run_plan
@@ -126,10 +126,26 @@ def open_journal_at(path: Path | None) -> Journal:
     return journal
 
 
+def recorded_firmware(common: Common) -> dict[str, KnownFirmware]:
+    """What the journal last recorded of each device's release and product; nothing (and no
+    journal file made) when there is no journal yet."""
+    path = common.journal or default_journal_path()
+    if not Path(path).exists():
+        return {}
+    with open_journal(common) as journal:
+        return journal.known_firmware()
+
+
+def uses_recorded(limit: Sequence[str] | None) -> bool:
+    """Whether ``--limit`` has a term matched against what the journal recorded of devices."""
+    return any(word in term for term in limit or () for word in ("firmware:", "product:"))
+
+
 def select(common: Common) -> tuple[Inventory, list[Device]]:
     check_outputs()
     inventory = load_inventory(inventory_path(common.inventory))
-    devices = inventory.select(common.limit, named_sets=_named_sets(common))
+    known = recorded_firmware(common) if uses_recorded(common.limit) else {}
+    devices = inventory.select(common.limit, named_sets=_named_sets(common), known=known)
     if REPORTING.shard:
         devices = shard_devices(devices, REPORTING.shard)
         if not devices:

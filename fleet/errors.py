@@ -16,6 +16,7 @@
         ├── BadReplyError           the device answered something that is not a valid reply
         ├── XapiError               the device answered, and said no
         │   ├── CommandError        status="Error" / ActionError, with reason and xPath
+        │   │   └── NotSupportedError  the device (release/product) has no such command
         │   └── ParameterError      status="ParameterError" / error="True"
         ├── DeviceSkipped           not an error: the plan leaves this device alone (why)
         ├── CertificateCheckError   a certificate/key failed a check before it was pushed
@@ -40,6 +41,7 @@ __all__ = [
     "DeviceSkipped",
     "InputError",
     "InventoryError",
+    "NotSupportedError",
     "ParameterError",
     "PemError",
     "RateLimitedError",
@@ -216,6 +218,13 @@ class XapiError(DeviceError):
 
 class CommandError(XapiError):
     kind = "command"
+
+
+class NotSupportedError(CommandError):
+    """The device has no such command (its release or product lacks it), in whichever form the
+    wire says so: ActionError "No action detected in document", "Unknown command", JSON-RPC
+    -32601, the cloud's 400 "... not supported". Tolerant reads take it as "absent"; its JSON
+    ``kind`` stays ``command``."""
 
 
 class ParameterError(XapiError):

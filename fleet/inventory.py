@@ -43,6 +43,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from fleet.errors import InputError, InventoryError, SecretError, SelectionError
 from fleet.files import read_file
 from fleet.secrets import SecretRef, parse_secret_ref
+from fleet.selectors import Recorded, firmware_test, no_record_hint, product_test
 
 try:
     from yaml import CSafeLoader as _YamlLoader
@@ -410,12 +411,15 @@ class Inventory:
         limits: Sequence[str] | None = None,
         *,
         named_sets: Mapping[str, Collection[str]] | None = None,
+        known: Mapping[str, Recorded] | None = None,
     ) -> list[Device]:
         """The devices ``--limit`` terms select, in inventory order.
 
         Each item of ``limits`` may hold several comma-separated terms: a device name, a glob
-        (``room-0*``, case-sensitive), ``tag:x``, ``group:y`` or ``@set`` (looked up in
-        ``named_sets``, e.g. ``@failed``), any of them prefixed with ``!`` to exclude. The result
+        (``room-0*``, case-sensitive), ``tag:x``, ``group:y``, ``@set`` (looked up in
+        ``named_sets``, e.g. ``@failed``), ``firmware:<11.27`` or ``product:NAME`` (matched
+        against ``known``, the release and product last read from each device, see
+        :mod:`fleet.selectors`), any of them prefixed with ``!`` to exclude. The result
         is the union of the positive terms (all devices when there are none) minus the union of
         the excluded ones. A malformed term, a term that matches no device, and an empty result
         are :class:`SelectionError`.
@@ -443,7 +447,7 @@ class Inventory:
                     f"--limit term {term!r} is malformed: write !NAME, !GLOB, !tag:X, !group:Y "
                     "or !@SET to exclude devices"
                 )
-            matched = self._match(body, term, named_sets)
+            matched = self._match(body, term, named_sets, known)
             if negate:
                 exclude |= matched
             else:
@@ -458,22 +462,26 @@ class Inventory:
         return result
 
     def _match(
-        self, body: str, term: str, named_sets: Mapping[str, Collection[str]] | None
+        self, body: str, term: str, named_sets: Mapping[str, Collection[str]] | None,
+        known: Mapping[str, Recorded] | None = None,
     ) -> set[str]:
         if body.startswith("@"):
             return self._match_set(body[1:], term, named_sets)
         prefix, colon, value = body.partition(":")
         if colon:
-            if prefix not in ("tag", "group"):
+            if prefix not in ("tag", "group", "firmware", "product"):
                 raise SelectionError(
                     f"--limit term {term!r}: unknown prefix '{prefix}:'; use a device name or "
-                    "glob, tag:X, group:Y or @SET, each optionally prefixed with !"
+                    "glob, tag:X, group:Y, firmware:VERSION, product:NAME or @SET, each "
+                    "optionally prefixed with !"
                 )
             value = value.strip()
             if not value:
                 raise SelectionError(f"--limit term {term!r} needs a value after '{prefix}:'")
             if prefix == "tag":
                 return self._match_tag(value, term)
+            if prefix in ("firmware", "product"):
+                return self._match_recorded(prefix, value, term, known or {})
             return self._match_group(value, term)
         if _GLOB_CHARS.intersection(body):
             found = {name for name in self.devices if fnmatch.fnmatchcase(name, body)}
@@ -521,6 +529,20 @@ class Inventory:
             raise SelectionError(
                 f"--limit term {term!r} matches no device; known tags: {_listing(self.known_tags)}"
             )
+        return found
+
+    def _match_recorded(self, prefix: str, value: str, term: str,
+                        known: Mapping[str, Recorded]) -> set[str]:
+        test = (firmware_test if prefix == "firmware" else product_test)(value, term)
+        found = {name for name in self.devices if test(known.get(name))}
+        field = "version" if prefix == "firmware" else "product"
+        unrecorded = [n for n in self.devices if not getattr(known.get(n), field, None)]
+        hint = no_record_hint(len(unrecorded), prefix) if unrecorded else ""
+        if hint and hint not in self.warnings:
+            self.warnings.append(hint)
+        if not found:
+            raise SelectionError(f"--limit term {term!r} matches no device"
+                                 + (f"; {hint}" if hint else ""))
         return found
 
     def _match_group(self, value: str, term: str) -> set[str]:

@@ -22,7 +22,7 @@ import datetime as dt
 import json
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +39,7 @@ __all__ = [
     "KEY_ABANDONED_STEP",
     "Journal",
     "KeyRecord",
+    "KnownFirmware",
     "RunRecord",
     "default_journal_path",
 ]
@@ -90,6 +91,14 @@ CREATE TABLE IF NOT EXISTS keys (
     state       TEXT NOT NULL,
     updated     TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS firmware (
+    device     TEXT PRIMARY KEY,
+    version    TEXT,
+    product    TEXT,
+    platform   TEXT,
+    run_id     TEXT NOT NULL,
+    updated    TEXT NOT NULL
+);
 CREATE INDEX IF NOT EXISTS keys_device ON keys(device, state);
 CREATE INDEX IF NOT EXISTS steps_run ON steps(run_id, device);
 """
@@ -124,6 +133,17 @@ class RunRecord:
     exit_code: int | None
     resumed_from: str | None
     counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class KnownFirmware:
+    """A device's release and product as the last run that read them recorded them."""
+
+    version: str | None  # "11.24.1.5"
+    product: str | None  # "Cisco Room Bar"
+    platform: str | None  # "Room Bar"
+    run_id: str
+    updated: str
 
 
 @dataclass(frozen=True)
@@ -388,6 +408,28 @@ class Journal:
                 "SELECT device FROM devices WHERE run_id = ? AND outcome IN (?, ?)",
                 (row[0], Outcome.FAILED.value, Outcome.UNREACHABLE.value),
             )
+        }
+
+    # -- what each device last said about its release --------------------------------
+
+    def record_firmware(self, run_id: str, device: str, firmware: Mapping[str, Any]) -> None:
+        """Keep the release and product a run read from a device (the newest read wins):
+        ``--limit firmware:`` / ``product:`` select by it before any device is contacted."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO firmware (device, version, product, platform, run_id,"
+                " updated) VALUES (?,?,?,?,?,?)",
+                (device, firmware.get("version") or firmware.get("reported") or None,
+                 firmware.get("product") or None, firmware.get("platform") or None, run_id,
+                 _now()),
+            )
+
+    def known_firmware(self) -> dict[str, KnownFirmware]:
+        """Device name → the release and product last read from it."""
+        return {
+            device: KnownFirmware(version, product, platform, run_id, updated)
+            for device, version, product, platform, run_id, updated in self._db.execute(
+                "SELECT device, version, product, platform, run_id, updated FROM firmware")
         }
 
     def unfinished_devices(self, run_id: str, selected: Sequence[str]) -> list[str]:

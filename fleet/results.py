@@ -124,6 +124,9 @@ class DeviceResult:
     error: ErrorInfo | None = None
     message: str = ""  # a short line for people, e.g. why it was skipped
     duration_ms: float = 0.0
+    #: the device's release and product as this run read them (``Firmware.to_dict``):
+    #: version, reported, product, platform, product_code, release_model
+    firmware: dict[str, Any] | None = None
 
     @property
     def failed(self) -> bool:
@@ -148,11 +151,15 @@ class DeviceResult:
         }
         if self.message:
             data["message"] = _clean(self.message)
+            if self.outcome is Outcome.SKIPPED:
+                data["reason"] = data["message"]  # why it was left alone, e.g. its release
         if self.fingerprints_before is not None or self.fingerprints_after is not None:
             data["fingerprints"] = {
                 "before": self.fingerprints_before,
                 "after": self.fingerprints_after,
             }
+        if self.firmware is not None:
+            data["firmware"] = self.firmware
         if self.facts:
             data["facts"] = self.facts
         return data

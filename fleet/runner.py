@@ -221,6 +221,7 @@ async def _run_device(
                         (lambda: fetch_peer_certificate(device)) if device.host else None
                     ),
                 )
+                await ctx.learn_firmware()  # once per device per run; plans build on it
                 state = await plan.read(ctx)
                 changes = plan.diff(ctx, state)
                 result.changes = changes
@@ -454,6 +455,8 @@ async def run_plan(
             in_flight.discard(index)
             if journal is not None:
                 journal.record_device(run.run_id, result)
+                if result.firmware:  # for --limit firmware:/product: later
+                    journal.record_firmware(run.run_id, result.device, result.firmware)
             done += 1
             failed += result.outcome is Outcome.FAILED
             unreachable += result.outcome is Outcome.UNREACHABLE

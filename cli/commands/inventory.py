@@ -7,7 +7,7 @@ import typer
 from cli import render
 from cli.commands.import_webex import import_webex
 from cli.options import Common, InventoryOpt, LimitOpt, OutputFormat, OutputOpt
-from cli.runtime import guarded, inventory_path, select
+from cli.runtime import guarded, inventory_path, recorded_firmware, select, uses_recorded
 from fleet.errors import InventoryError, SecretError
 from fleet.inventory import load_inventory
 from fleet.runner import resolve_secrets
@@ -22,12 +22,15 @@ def list_devices(
     limit: LimitOpt = None,
     output: OutputOpt = OutputFormat.table,
 ) -> None:
-    """Show the devices a command with the same --limit would act on."""
-    inv, devices = select(Common(inventory=inventory, limit=limit))
+    """Show the devices a command with the same --limit would act on, with the RoomOS release
+    and product certfleet last read from each (run `certfleet status` to refresh them)."""
+    common = Common(inventory=inventory, limit=limit)
+    inv, devices = select(common)
+    known = recorded_firmware(common)
     if output is OutputFormat.json:
-        render.emit_json(render.device_documents(inv, devices))
+        render.emit_json(render.device_documents(inv, devices, known))
     else:
-        render.device_table(devices)
+        render.device_table(devices, known)
 
 
 @app.command("check")
@@ -48,7 +51,8 @@ def check(
         for problem in exc.problems:
             render.problem(str(problem))
         raise typer.Exit(2) from None
-    devices = inv.select(limit)
+    devices = inv.select(limit, known=recorded_firmware(Common(inventory=inventory, limit=limit))
+                         if uses_recorded(limit) else None)
     for line in inv.warnings:
         render.warning(line)
     if secrets:

@@ -27,7 +27,8 @@ def resume_run(run_id: str, journal_path: Path | None, output: OutputFormat) -> 
         from fleet.inventory import load_inventory
 
         inventory = load_inventory(record.inventory)
-        selected = [d.name for d in inventory.select(record.args.get("limit"))]
+        selected = [d.name for d in inventory.select(record.args.get("limit"),
+                                                      known=journal.known_firmware())]
         todo = journal.unfinished_devices(record.run_id, selected)
     if not todo:
         render.stdout().print(f"run {record.run_id}: every device finished; nothing to resume")

@@ -14,13 +14,15 @@ the desired state has no changes and reports ``ok``.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
+from fleet.firmware import Firmware, firmware_of
 from fleet.inventory import Device
 from fleet.results import Change, DeviceResult
-from fleet.xapi.commands import Xapi
+from fleet.xapi.commands import SystemUnit, Xapi
+from fleet.xapi.transport import ParamValue
 
 if TYPE_CHECKING:
     from fleet.journal import Journal
@@ -44,6 +46,28 @@ class DeviceContext:
     #: a fresh TLS handshake with the device, verified as the inventory says; returns the
     #: DER of the certificate it presents (to prove a new HTTPS certificate is served)
     peer_certificate: Callable[[], Awaitable[bytes]] | None = None
+    #: the device's release and product, read once per run before the plan starts
+    #: (:meth:`learn_firmware`); None when a plan is driven without it (unit tests)
+    firmware: Firmware | None = None
+    unit: SystemUnit | None = None
+
+    async def learn_firmware(self) -> Firmware:
+        """Read ``Status SystemUnit`` (the one read of it in the run), keep the release and
+        product in the result, and check every later command against that release."""
+        unit = await self.xapi.system_unit()
+        firmware = firmware_of(unit.raw)
+        self.unit = unit
+        self.firmware = firmware
+        self.xapi.firmware = firmware
+        self.result.firmware = firmware.to_dict()
+        return firmware
+
+    def require(self, what: str, path: Sequence[str],
+                params: Mapping[str, ParamValue] | None = None) -> None:
+        """Skip this device (``skipped``, not failed) when its release cannot do ``xCommand
+        path params``; the reason names the release it needs."""
+        if self.firmware is not None:
+            self.firmware.require(what, self.device.name, path, params)
 
     def step(self, step: str, detail: str = "") -> None:
         """Journal a step of a change as it happens (no-op without a journal)."""

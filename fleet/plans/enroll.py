@@ -23,16 +23,19 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from fleet.errors import DeviceError, ScepError, VerifyError
+from fleet.errors import DeviceError, ParameterError, ScepError, VerifyError
 from fleet.inventory import Device
 from fleet.pki.certs import CaCertificate
 from fleet.plans.base import DeviceContext
-from fleet.plans.install import activate_verified, active_leaves
+from fleet.plans.install import activate_verified, active_leaves, require_purposes
+from fleet.plans.renewal import PROFILES_SET, renewal_challenge
 from fleet.results import Change
 from fleet.secrets import Secret
 from fleet.xapi.commands import CertificateInfo, EnrollmentProfile, ScepRequest
 
-__all__ = ["Enroll", "EnrollState", "ScepTarget", "scep_target"]
+__all__ = ["SCEP_REQUEST", "Enroll", "EnrollState", "ScepTarget", "scep_target"]
+
+SCEP_REQUEST = ("Security", "Certificates", "Services", "Enrollment", "SCEP", "Request")
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,13 @@ class Enroll:
         return self.target.ca is not None and cert.issuer == self.target.ca.subject
 
     async def read(self, ctx: DeviceContext) -> EnrollState:
+        # 9.15 and 10.19 have no SCEP at all: left alone, with the release it needs
+        ctx.require("SCEP enrollment", SCEP_REQUEST,
+                    {"URL": self.target.url, "Fingerprint": "0" * 40, "CommonName": "cn"})
+        if self.renewal_profile:
+            ctx.require("a SCEP renewal profile", PROFILES_SET,
+                        {"URL": self.target.url, "Fingerprint": "0" * 40})
+        require_purposes(ctx, self.purposes)
         services = await ctx.xapi.services_show()
         cas = await ctx.xapi.ca_show()
         profiles = await ctx.xapi.profiles_list()
@@ -111,6 +121,9 @@ class Enroll:
         reason = self._enroll_reason(ctx, state)
         if reason:
             rendered = ctx.device.certificate.render(ctx.device)
+            # before anything is sent: lengths differ by release (the challenge is not asked
+            # for yet: a one-time one is spent by its first use)
+            self._check_request(ctx, self._request(ctx.device, None))
             changes.append(Change("scep.enroll", self.target.url,
                                   f"{reason} → enroll CN={rendered.common_name}"))
         if not any(ca.matches(c.fingerprint) for c in state.cas):
@@ -120,6 +133,20 @@ class Enroll:
         if self.reboot and any(c.action == "scep.enroll" for c in changes):
             changes.append(Change("reboot", ctx.device.name, "restart and wait until back"))
         return changes
+
+    def _check_request(self, ctx: DeviceContext, request: ScepRequest) -> None:
+        """The SCEP Request's fields against this release's limits (11.24: 128 characters for
+        every field; 26.x: CommonName 64, CountryName 2, URL 256): a clear failure naming
+        field, limit and release, before the device is asked for anything."""
+        fw = ctx.firmware
+        if fw is None:
+            return
+        why = fw.problem(SCEP_REQUEST, request.params())
+        if why is not None:
+            raise ParameterError(
+                f"the SCEP request does not fit RoomOS {fw.label} (release model "
+                f"{fw.model.release}): {why}; nothing was sent",
+                device=ctx.device.name, xpath="/".join(SCEP_REQUEST), reason=why)
 
     def _request(self, device: Device, challenge: Secret | None) -> ScepRequest:
         rendered = device.certificate.render(device)
@@ -172,9 +199,13 @@ class Enroll:
         if "profile.set" in by_action:
             if not challenge:
                 challenge.append(self.challenge(ctx.device))
-            await xapi.profiles_set(ca.sha1, self.target.url, challenge[0])
-            ctx.step("renewal profile set", ca.sha1)
+            sent, note = renewal_challenge(ctx, challenge[0])
+            await xapi.profiles_set(ca.sha1, self.target.url, sent)
+            ctx.step("renewal profile set", ca.sha1 + (f"; {note}" if note else ""))
             by_action["profile.set"].applied = True
+            if note:
+                by_action["profile.set"].detail += " (without challenge)"
+                ctx.result.message = "; ".join(m for m in (ctx.result.message, note) if m)
         if "reboot" in by_action and new_fp is not None:
             await self._reboot_and_wait(ctx, new_fp)
             by_action["reboot"].applied = True

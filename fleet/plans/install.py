@@ -49,6 +49,7 @@ __all__ = [
     "certfleet_trust",
     "check_certfleet_keeps_trust",
     "install_certificate",
+    "require_purposes",
 ]
 
 
@@ -66,6 +67,17 @@ class NewCertificate:
     @property
     def fingerprint(self) -> str:
         return fingerprint(self.leaf)
+
+
+_ACTIVATE = ("Security", "Certificates", "Services", "Activate")
+
+
+def require_purposes(ctx: DeviceContext, purposes: Sequence[str]) -> None:
+    """Skip the device when its release cannot activate a certificate for one of the purposes
+    (``HttpProxy`` is not a Purpose before 11.x, for example)."""
+    for purpose in purposes:
+        ctx.require(f"a certificate for {purpose}", _ACTIVATE,
+                    {"Fingerprint": "0" * 40, "Purpose": purpose})
 
 
 def active_leaves(certs: Sequence[CertificateInfo], purposes: Sequence[str]) -> dict[str, str]:

@@ -36,10 +36,22 @@ class PushCa:
     async def read(self, ctx: DeviceContext) -> list[CertificateInfo]:
         current = await ctx.xapi.ca_show()
         ctx.result.fingerprints_before = [c.fingerprint for c in current]
-        if self.sync_to_peripherals is not None:
+        if self._sync(ctx):
             value = await ctx.xapi.read_tree(("Configuration", *_SYNC))
             ctx.fact("sync_to_peripherals", value if isinstance(value, str) else None)
+        elif self.sync_to_peripherals is not None:
+            fw = ctx.firmware
+            assert fw is not None
+            ctx.result.message = (
+                f"--sync-to-peripherals left alone: a {fw.product or 'device'} on RoomOS "
+                f"{fw.label} has no Peripherals Security Certificates SyncToPeripherals")
         return current
+
+    def _sync(self, ctx: DeviceContext) -> bool:
+        """Whether to read and set SyncToPeripherals: asked for, and the product has it."""
+        if self.sync_to_peripherals is None:
+            return False
+        return ctx.firmware is None or ctx.firmware.has_configuration(_SYNC)
 
     def diff(self, ctx: DeviceContext, state: list[CertificateInfo]) -> list[Change]:
         present = {c.fingerprint for c in state}
@@ -48,7 +60,7 @@ class PushCa:
             for ca in self.cas
             if not any(ca.matches(fp) for fp in present)
         ]
-        if self.sync_to_peripherals is not None:
+        if self.sync_to_peripherals is not None and self._sync(ctx):
             wanted = "True" if self.sync_to_peripherals else "False"
             if ctx.result.facts.get("sync_to_peripherals") != wanted:
                 changes.append(Change("config.set", "Peripherals Security Certificates "
@@ -75,7 +87,8 @@ class PushCa:
                 await ctx.xapi.ca_delete(change.target)
             change.applied = True
         if any(c.action == "config.set" for c in changes) or (
-            self.sync_to_peripherals and any(c.action == "ca.add" for c in changes)
+            self.sync_to_peripherals and self._sync(ctx)
+            and any(c.action == "ca.add" for c in changes)
         ):
             ctx.result.message = ("Room Navigators use synced CAs only after the device "
                                   "reboots (SyncToPeripherals)")

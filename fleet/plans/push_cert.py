@@ -23,6 +23,7 @@ from fleet.plans.install import (
     certfleet_trust,
     check_certfleet_keeps_trust,
     install_certificate,
+    require_purposes,
 )
 from fleet.results import Change
 from fleet.xapi.commands import CertificateInfo
@@ -41,6 +42,7 @@ class PushCert:
     name: str = "push-cert"
 
     async def read(self, ctx: DeviceContext) -> tuple[list[CertificateInfo], NewCertificate]:
+        require_purposes(ctx, self.purposes)
         new = self.source(ctx.device.name)
         https = "HTTPS" in self.purposes
         anchors = [*self.anchors, *(c for c in new.chain if c.issuer == c.subject),

@@ -10,16 +10,39 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from fleet.firmware import first_release
 from fleet.plans.base import DeviceContext
 from fleet.results import Change
 from fleet.secrets import Secret
 from fleet.xapi.commands import CertificateInfo, EnrollmentProfile
 
-__all__ = ["DEVICE_RENEWAL_WINDOW", "RenewalDelete", "RenewalList", "RenewalSet",
-           "self_renewing"]
+__all__ = ["DEVICE_RENEWAL_WINDOW", "PROFILES_DELETE", "PROFILES_LIST", "PROFILES_SET",
+           "RenewalDelete", "RenewalList", "RenewalSet", "renewal_challenge", "self_renewing"]
 
 #: RoomOS renews certificates that expire within this, once a day
 DEVICE_RENEWAL_WINDOW = dt.timedelta(days=45)
+
+_ENROLL = ("Security", "Certificates", "Services", "Enrollment")
+PROFILES_LIST = (*_ENROLL, "Profiles", "List")
+PROFILES_SET = (*_ENROLL, "SCEP", "Profiles", "Set")
+PROFILES_DELETE = (*_ENROLL, "Profiles", "Delete")
+_A_FINGERPRINT = "0" * 40
+
+
+def renewal_challenge(ctx: DeviceContext, challenge: Secret | None) -> tuple[Secret | None,
+                                                                             str | None]:
+    """The challenge to send with ``SCEP Profiles Set`` on this device, and a note when it
+    cannot be: ``ChallengePassword`` exists there only from 26.1.1 (11.23-11.27 take ``URL``
+    and ``Fingerprint`` only), so an older device gets the profile without it."""
+    fw = ctx.firmware
+    if challenge is None or fw is None or fw.has_param(PROFILES_SET, "ChallengePassword"):
+        return challenge, None
+    first = first_release(fw.code, PROFILES_SET, {"Fingerprint": _A_FINGERPRINT, "URL": "u",
+                                                  "ChallengePassword": "c"})
+    since = f" (it does from {first})" if first else ""
+    return None, (f"renewal profile set without its challenge: RoomOS {fw.label} takes no "
+                  f"ChallengePassword on SCEP Profiles Set{since}; the SCEP server must let "
+                  "renewals in without it")
 
 
 def self_renewing(
@@ -49,6 +72,7 @@ class RenewalList:
     read_only: bool = True
 
     async def read(self, ctx: DeviceContext) -> list[EnrollmentProfile]:
+        ctx.require("a SCEP renewal profile", PROFILES_LIST)
         profiles = await ctx.xapi.profiles_list()
         ctx.fact("profiles", [p.to_dict() for p in profiles])
         return profiles
@@ -69,19 +93,27 @@ class RenewalSet:
     name: str = "renewal set"
 
     async def read(self, ctx: DeviceContext) -> list[EnrollmentProfile]:
+        ctx.require("a SCEP renewal profile", PROFILES_SET,
+                    {"Fingerprint": self.ca_fingerprint, "URL": self.url})
         profiles = await ctx.xapi.profiles_list()
         ctx.fact("profiles", [p.to_dict() for p in profiles])
         return profiles
 
     def diff(self, ctx: DeviceContext, state: list[EnrollmentProfile]) -> list[Change]:
+        challenge, note = renewal_challenge(ctx, self.challenge)
+        if note:
+            ctx.result.message = note
         same = [p for p in state if p.fingerprint == self.ca_fingerprint and p.url == self.url]
-        if same and self.challenge is None:
+        if same and challenge is None:
             return []
-        return [Change("profile.set", self.ca_fingerprint, self.url)]
+        return [Change("profile.set", self.ca_fingerprint,
+                       self.url + (" (without challenge)" if note else ""))]
 
     async def apply(self, ctx: DeviceContext, state: list[EnrollmentProfile],
                     changes: list[Change]) -> None:
-        await ctx.xapi.profiles_set(self.ca_fingerprint, self.url, self.challenge)
+        challenge, note = renewal_challenge(ctx, self.challenge)
+        await ctx.xapi.profiles_set(self.ca_fingerprint, self.url, challenge)
+        ctx.step("renewal profile set", self.ca_fingerprint + (f"; {note}" if note else ""))
         changes[0].applied = True
 
 
@@ -91,6 +123,8 @@ class RenewalDelete:
     name: str = "renewal delete"
 
     async def read(self, ctx: DeviceContext) -> list[EnrollmentProfile]:
+        ctx.require("a SCEP renewal profile", PROFILES_DELETE,
+                    {"Fingerprint": self.ca_fingerprint})
         return await ctx.xapi.profiles_list()
 
     def diff(self, ctx: DeviceContext, state: list[EnrollmentProfile]) -> list[Change]:

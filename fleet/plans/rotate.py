@@ -32,6 +32,7 @@ from fleet.plans.install import (
     certfleet_trust,
     check_certfleet_keeps_trust,
     install_certificate,
+    require_purposes,
 )
 from fleet.plans.renewal import self_renewing
 from fleet.results import Change
@@ -90,6 +91,7 @@ class Rotate:
     name: str = "rotate"
 
     async def read(self, ctx: DeviceContext) -> RotateState:
+        require_purposes(ctx, self.purposes)
         current = await ctx.xapi.services_show()
         active = active_leaves(current, self.purposes)
         by_fp = {c.fingerprint: c for c in current}

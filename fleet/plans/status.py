@@ -30,7 +30,8 @@ class Status:
     read_only: bool = True
 
     async def read(self, ctx: DeviceContext) -> DeviceStatus:
-        unit = await ctx.xapi.system_unit()
+        # the run has read it already (once per device per run: learn_firmware)
+        unit = ctx.unit if ctx.unit is not None else await ctx.xapi.system_unit()
         services = await ctx.xapi.services_show()
         cas = await ctx.xapi.ca_show()
         profiles = await ctx.xapi.profiles_list(tolerant=True)

@@ -5,11 +5,15 @@ or certificate field can never change the structure of what is sent (ElementTree
 Parsing: replies are parsed with defusedxml (no DTDs, no entities, no external references), then
 checked for every error form RoomOS uses (reference: roomos-local-xapi.md §2.5):
 
-* root ``ActionError`` with ``Reason``;
+* an ``ActionError`` with ``Reason``, as the root or anywhere below it (§7);
 * an element with ``status="Error"`` (``Reason`` / ``XPath`` children) or
   ``status="ParameterError"``;
 * a leaf with ``error="True"`` (illegal configuration value);
 * a ``Configuration`` reply without ``<Success/>``.
+
+What a device answers for a command it does not have (ActionError "No action detected in
+document", ``Unknown command``) is :class:`~fleet.errors.NotSupportedError`; a getxml of a path
+it does not have is a root ``<EmptyResult .../>``, read as absent (§7).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
-from fleet.errors import BadReplyError, CommandError, ParameterError
+from fleet.errors import BadReplyError, CommandError, NotSupportedError, ParameterError
 from fleet.xapi.transport import ParamValue
 
 __all__ = [
@@ -193,16 +197,26 @@ def _text(element: ET.Element | None) -> str | None:
     return "".join(element.itertext()).strip() or None
 
 
+#: the reasons a device gives for a command it does not have (reference §2.5, §7)
+_ABSENT_REASONS = frozenset({"no action detected in document", "unknown command"})
+
+
+def _refusal(reason: str) -> type[CommandError]:
+    return NotSupportedError if reason.lower() in _ABSENT_REASONS else CommandError
+
+
 def _raise_for_errors(root: ET.Element, where: str) -> None:
-    if root.tag == "ActionError":
-        reason = _text(root.find("Reason")) or "ActionError without a reason"
-        raise CommandError(f"device refused the document: {reason}", xpath=where, reason=reason)
+    action = root if root.tag == "ActionError" else root.find(".//ActionError")
+    if action is not None:  # anywhere: a root one and one nested in <Command> both occur
+        reason = _text(action.find("Reason")) or "ActionError without a reason"
+        raise _refusal(reason)(f"device refused the document: {reason}", xpath=where,
+                               reason=reason)
     for element in root.iter():
         status = element.get("status")
         if status == "Error":
             reason = _text(element.find("Reason")) or _text(element.find("Error")) or "error"
             xp = _text(element.find("XPath"))
-            raise CommandError(reason, xpath=xp or where, reason=reason)
+            raise _refusal(reason)(reason, xpath=xp or where, reason=reason)
         if status == "ParameterError":
             reason = _text(element.find("Reason")) or "invalid or missing parameter"
             raise ParameterError(f"parameter error: {reason}", xpath=where, reason=reason)
@@ -233,6 +247,8 @@ def parse_get_reply(content: bytes, path: Sequence[PathPart]) -> Any:
     where = "/".join(str(p) for p in path)
     root = _parse(content, where)
     _raise_for_errors(root, where)
+    if root.tag == "EmptyResult":  # the device has no such node (ce11.20.1.7 lab capture)
+        return None
     top = str(path[0]) if path else root.tag
     if root.tag != top:
         raise BadReplyError(f"reply to getxml {where} has root <{root.tag}>, expected <{top}>")

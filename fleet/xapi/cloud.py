@@ -49,6 +49,7 @@ from fleet.errors import (
     CommandError,
     DeviceError,
     InputError,
+    NotSupportedError,
     ParameterError,
     RateLimitedError,
     TimeoutError_,
@@ -917,7 +918,7 @@ class CloudTransport:
         if _NOT_AVAILABLE.search(problem.message):
             reason = (f"unknown command, or not available through the Webex cloud xAPI: "
                       f"{problem.message}")
-            return CommandError(
+            return NotSupportedError(
                 f"{name} is not available through the Webex cloud xAPI (the device does not "
                 f"have it, or the cloud does not allow it): {text}",
                 reason=reason,

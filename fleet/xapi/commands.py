@@ -13,12 +13,15 @@ import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fleet.errors import BadReplyError, CommandError
+from fleet.errors import BadReplyError, NotSupportedError, ParameterError
 from fleet.pki.certs import normalize_fingerprint
 from fleet.secrets import Secret
-from fleet.xapi.transport import ParamValue, XapiTransport
+from fleet.xapi.transport import ParamValue, XapiTransport, xpath
+
+if TYPE_CHECKING:
+    from fleet.firmware import Firmware
 
 __all__ = [
     "PURPOSES",
@@ -202,11 +205,38 @@ class Xapi:
 
     ``read_only`` refuses every operation that changes the device: plans run with it during
     ``--dry-run``, so a dry run cannot write even if a plan has a bug.
+
+    ``firmware`` (set once the run has read the device's release): every command and
+    configuration is checked against that release's model before it is sent; what the release
+    lacks is never sent — a missing command is :class:`NotSupportedError` (which tolerant reads
+    take as absent), a parameter or value it does not take is :class:`ParameterError`.
     """
 
-    def __init__(self, transport: XapiTransport, *, read_only: bool = False) -> None:
+    def __init__(self, transport: XapiTransport, *, read_only: bool = False,
+                 firmware: Firmware | None = None) -> None:
         self.transport = transport
         self.read_only = read_only
+        self.firmware = firmware
+
+    def _check(self, path: Sequence[str], params: dict[str, ParamValue] | None) -> None:
+        fw = self.firmware
+        if fw is None:
+            return
+        why = fw.problem(path, params)
+        if why is None:
+            return
+        where = f"RoomOS {fw.label}" + (f" on a {fw.product}" if fw.product else "")
+        missing = fw.model.command(" ".join(path), fw.code) is None
+        error = NotSupportedError if missing else ParameterError
+        raise error(f"not sent: {why} in {where} (release model {fw.model.release})",
+                    xpath=xpath(path), reason=why)
+
+    async def _send(
+        self, path: Sequence[str], params: dict[str, ParamValue] | None = None,
+        body: str | None = None, *, idempotent: bool = False,
+    ) -> dict[str, Any]:
+        self._check(path, params)
+        return await self.transport.command(path, params, body, idempotent=idempotent)
 
     async def _write(
         self, path: Sequence[str], params: dict[str, ParamValue] | None = None,
@@ -214,7 +244,7 @@ class Xapi:
     ) -> dict[str, Any]:
         if self.read_only:
             raise RuntimeError(f"dry run: refused to send {' '.join(path)}")
-        return await self.transport.command(path, params, body, idempotent=idempotent)
+        return await self._send(path, params, body, idempotent=idempotent)
 
     # -- status ----------------------------------------------------------------------
 
@@ -233,7 +263,7 @@ class Xapi:
 
     async def ca_show(self) -> list[CertificateInfo]:
         path = (*_CERTS, "CA", "Show")
-        result = await self.transport.command(path, idempotent=True)
+        result = await self._send(path, idempotent=True)
         return _details(result, "/".join(path))
 
     async def ca_add(self, pem: str) -> None:
@@ -254,7 +284,7 @@ class Xapi:
             params["Filter"] = purpose
         if algorithm != "SHA-1":
             params["FingerprintAlgorithm"] = algorithm
-        result = await self.transport.command(path, params or None, idempotent=True)
+        result = await self._send(path, params or None, idempotent=True)
         return _details(result, "/".join(path))
 
     async def services_add(self, bundle_pem: str, key_password: Secret | None = None) -> None:
@@ -294,13 +324,14 @@ class Xapi:
         return normalize_fingerprint(fp)
 
     async def profiles_list(self, *, tolerant: bool = False) -> list[EnrollmentProfile]:
-        """The renewal profiles. ``tolerant``: firmware without the command (before 11.24)
-        has none — an "Unknown command" error then means an empty list."""
+        """The renewal profiles. ``tolerant``: firmware without the command (9.15, 10.19) has
+        none — the device saying it has no such command, in any wire's words
+        (:class:`NotSupportedError`), then means an empty list."""
         path = (*_ENROLL, "Profiles", "List")
         try:
-            result = await self.transport.command(path, idempotent=True)
-        except CommandError as exc:
-            if tolerant and "unknown command" in (exc.reason or "").lower():
+            result = await self._send(path, idempotent=True)
+        except NotSupportedError:
+            if tolerant:
                 return []
             raise
         profiles = []
@@ -343,13 +374,26 @@ class Xapi:
     async def set_configuration(self, path: Sequence[str | int], value: str) -> None:
         if self.read_only:
             raise RuntimeError(f"dry run: refused to configure {'/'.join(map(str, path))}")
+        fw = self.firmware
+        if fw is not None and not fw.has_configuration(path, value):
+            name = " ".join(map(str, path))
+            where = f"RoomOS {fw.label}" + (f" on a {fw.product}" if fw.product else "")
+            if fw.has_configuration(path):
+                raise ParameterError(f"not sent: {name} does not take {value!r} in {where}",
+                                     xpath="/".join(map(str, path)), reason="illegal value")
+            raise NotSupportedError(f"not sent: there is no configuration {name} in {where}",
+                                    xpath="/".join(map(str, path)), reason="no such node")
         await self.transport.configure(path, value)
 
     async def read_tree(self, path: Sequence[str | int]) -> Any:
         return await self.transport.get(path)
 
     async def reboot(self) -> None:
-        await self._write(("SystemUnit", "Boot"), {"Action": "Restart", "Force": "True"})
+        path = ("SystemUnit", "Boot")
+        params: dict[str, ParamValue] = {"Action": "Restart"}
+        if self.firmware is None or self.firmware.accepts(path, "Force", "True"):
+            params["Force"] = "True"  # one 9.15 product has no Force
+        await self._write(path, params)
 
 
 # ---------------------------------------------------------------------- enrollment etc.

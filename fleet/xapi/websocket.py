@@ -44,6 +44,7 @@ from fleet.errors import (
     BadReplyError,
     CommandError,
     DeviceError,
+    NotSupportedError,
     ParameterError,
     RateLimitedError,
     TimeoutError_,
@@ -68,6 +69,7 @@ from fleet.xapi.transport import (
 __all__ = [
     "CLOSE_TIMEOUT",
     "JsonRpcCommandError",
+    "JsonRpcNotSupportedError",
     "SslContexts",
     "WebSocketTransport",
     "auth_subprotocol",
@@ -135,6 +137,10 @@ class JsonRpcCommandError(CommandError):
         super().__init__(message, xpath=xpath, reason=reason)
         self.code = code
         self.data = data
+
+
+class JsonRpcNotSupportedError(JsonRpcCommandError, NotSupportedError):
+    """JSON-RPC -32601: the device has no such command (method not found)."""
 
 
 #: what a read of a node the device does not have gives (``get`` returns None for it)
@@ -774,9 +780,9 @@ class WebSocketTransport:
                                   xpath=where, reason=message)
         if err.code == _METHOD_NOT_FOUND:
             if command:
-                return JsonRpcCommandError(f"Unknown command ({message or 'method not found'})",
-                                           code=err.code, data=err.data, xpath=where,
-                                           reason="Unknown command")
+                return JsonRpcNotSupportedError(
+                    f"Unknown command ({message or 'method not found'})", code=err.code,
+                    data=err.data, xpath=where, reason="Unknown command")
             return JsonRpcCommandError(f"method {method} not found: {message}", code=err.code,
                                        data=err.data, xpath=where, reason=message)
         if err.code == _PERMISSION_DENIED:

@@ -112,6 +112,9 @@ def test_status_as_prometheus_textfile(sim: Any, cli: Any) -> None:
     assert len(https) == len(names) - 1
     assert f'certfleet_device_up{{device="{names[0]}"}} 0' in text
     assert f'certfleet_device_up{{device="{names[1]}"}} 1' in text
+    info = [line for line in text.splitlines() if line.startswith("certfleet_device_info{")]
+    assert len(info) == len(names) - 1
+    assert all('roomos="26.4.1.5"' in line and 'product="Cisco ' in line for line in info)
     for line in text.splitlines():
         if line and not line.startswith("#"):
             float(line.rsplit(" ", 1)[1])  # every sample has a number

@@ -100,7 +100,8 @@ def test_hostile_xml_is_refused_not_expanded(sim: Any, lab: Path, tmp_path: Path
     assert entry["error"]["kind"] == "bad-reply"
     message = entry["error"]["message"]
     assert "refused a hostile XML reply" in message and "nothing was expanded" in message
-    assert entry["error"]["xpath"] == "Security/Certificates/Services/Show"
+    # the first read of the run (the device's release) gets the hostile reply
+    assert entry["error"]["xpath"] == "Status/SystemUnit"
     assert "lol" not in result.output and "root:" not in result.output
     assert https_fingerprint(sim, name) == before
 
@@ -111,11 +112,11 @@ def test_device_going_offline_mid_run_is_unreachable_then_finished(
     inv = trusting_inventory(sim, lab, tmp_path)
     early, after_add, after_activate = list(sim.devices)[:3]
     old = {n: https_fingerprint(sim, n) for n in sim.devices}
-    # requests: 1 session begin, 2 Services Show, 3 Profiles List, 4 Services Add,
-    # 5 Services Activate, ...
-    sim.set_fault(early, offline_after=2)
-    sim.set_fault(after_add, offline_after=4)
-    sim.set_fault(after_activate, offline_after=5)
+    # requests: 1 session begin, 2 Status SystemUnit (the release), 3 Services Show,
+    # 4 Profiles List, 5 Services Add, 6 Services Activate, ...
+    sim.set_fault(early, offline_after=3)
+    sim.set_fault(after_add, offline_after=5)
+    sim.set_fault(after_activate, offline_after=6)
     result = rotate(cli, inv, lab)
     assert result.exit_code == 1
     done = entries(result)

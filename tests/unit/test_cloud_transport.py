@@ -933,6 +933,11 @@ async def test_a_run_over_local_and_cloud_devices(tmp_path: Path, webex_env: Non
         lookup("DEV-1")
         lookup("DEV-2", status="disconnected")
         command_route("Security.Certificates.CA.Show").mock(return_value=ca_show_reply())
+        # the run's one read of the device's release and product
+        respx.get(f"{API}/v1/xapi/status").mock(return_value=httpx.Response(200, json={
+            "deviceId": "DEV-1", "result": {"SystemUnit": {
+                "ProductId": "Cisco Room Bar", "ProductPlatform": "Room Bar",
+                "Software": {"Version": "ce11.24.1.5.1234abcd"}}}}))
 
         class _Ca:
             sha1 = FP1
@@ -952,6 +957,8 @@ async def test_a_run_over_local_and_cloud_devices(tmp_path: Path, webex_env: Non
     assert by_name["room-1"].outcome.value == "changed", by_name["room-1"].error
     assert by_name["board-1"].transport == "cloud"
     assert by_name["board-1"].outcome.value == "ok", by_name["board-1"].error
+    assert by_name["board-1"].firmware is not None
+    assert by_name["board-1"].firmware["version"] == "11.24.1.5"
     assert by_name["board-2"].outcome.value == "unreachable"
     assert "offline in Webex" in (by_name["board-2"].error.message if by_name["board-2"].error
                                   else "")

@@ -199,9 +199,8 @@ def _outcome(outcome: Outcome) -> Text:
 
 def _changes(result: DeviceResult, dry_run: bool) -> Text | str:
     if not result.changes:
-        if result.outcome is not Outcome.OK:
-            return ""
-        return text(result.message) if result.message else "nothing to do"
+        # why (e.g. "not due: ...") is in the reason column
+        return "nothing to do" if result.outcome is Outcome.OK else ""
     verb = "would " if dry_run else ""
     lines = []
     for change in result.changes:

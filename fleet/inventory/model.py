@@ -4,13 +4,13 @@ checked (:class:`Verify`), and the settings' vocabulary."""
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
 
 from fleet.errors import InputError
+from fleet.fingerprints import normalize_fingerprint
 from fleet.inventory.checks import _ca_file_problem
 from fleet.inventory.select import Recorded, select_devices
 from fleet.inventory.template import CertificateTemplate
@@ -27,7 +27,6 @@ DEFAULT_API_URL: Final = "https://webexapis.com"
 DEFAULT_API_RATE_PER_MINUTE: Final = 280.0
 #: a sanity bound for api_rate_per_minute (Webex documents ~300; a typo should not unleash)
 MAX_API_RATE_PER_MINUTE: Final = 100_000
-_HEX64_RE: Final = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class Verify:
 
     mode: VerifyMode
     ca_path: Path | None = None  # absolute; relative paths resolve against the inventory folder
-    pin_sha256: str | None = None  # 64 lowercase hex characters, colons removed
+    pin_sha256: str | None = None  # 64 lowercase hex characters, separators removed
 
     def __post_init__(self) -> None:
         if self.mode not in _VERIFY_MODES:
@@ -49,14 +48,10 @@ class Verify:
         elif self.ca_path is not None:
             raise InputError(f"verify {self.mode} takes no CA path")
         if self.mode == "pin":
-            pin = (self.pin_sha256 or "").replace(":", "").strip().lower()
-            if not _HEX64_RE.fullmatch(pin):
-                raise InputError(
-                    "verify pin:sha256: needs the 64 hex digits of a SHA-256 fingerprint "
-                    f"(colons allowed), not {len(pin)} characters"
-                    if pin and all(c in "0123456789abcdef" for c in pin)
-                    else "verify pin:sha256: needs 64 hex digits (0-9, a-f; colons allowed)"
-                )
+            try:
+                pin = normalize_fingerprint(self.pin_sha256 or "", lengths=(64,))
+            except ValueError as exc:
+                raise InputError(f"verify pin:sha256: {exc}") from None
             object.__setattr__(self, "pin_sha256", pin)
         elif self.pin_sha256 is not None:
             raise InputError(f"verify {self.mode} takes no pin")

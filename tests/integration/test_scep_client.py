@@ -30,6 +30,7 @@ from cryptography.x509.oid import AttributeOID, NameOID
 from scep_fixture import ScepServer
 
 from fleet.errors import ScepError, SignerError
+from fleet.fingerprints import CA_DIGEST_LENGTHS, normalize_fingerprint
 from fleet.inventory import Device, RenderedCertificate
 from fleet.pki import scep
 from fleet.pki.csr import build_csr
@@ -40,7 +41,6 @@ from fleet.pki.scep import (
     csr_with_challenge,
     decrypt_content,
     decrypt_enveloped,
-    normalise_fingerprint,
     octet_string_value,
     read_tlv,
     split_enveloped_data,
@@ -179,7 +179,7 @@ def test_malformed_fingerprints_are_refused(pin: str) -> None:
     with pytest.raises(ScepError, match=r"SHA-256 .64 hex digits"):
         ScepClient("http://127.0.0.1:9/scep", ca_fingerprint=pin)
     with pytest.raises(ValueError):
-        normalise_fingerprint(pin)
+        normalize_fingerprint(pin, lengths=CA_DIGEST_LENGTHS)
 
 
 # ------------------------------------------------------------------------------ enroll

@@ -59,7 +59,7 @@ from fleet.pki.scep.ber import (
     split_enveloped_data,
     tlv_children,
 )
-from fleet.pki.scep.ca import CaInfo, normalise_fingerprint
+from fleet.pki.scep.ca import CaInfo
 from fleet.pki.scep.client import EnrollResult, ScepClient
 from fleet.pki.scep.csr import build_scep_csr, csr_with_challenge
 from fleet.pki.scep.envelope import decrypt_content, decrypt_enveloped
@@ -90,7 +90,6 @@ __all__ = [
     "csr_with_challenge",
     "decrypt_content",
     "decrypt_enveloped",
-    "normalise_fingerprint",
     "octet_string_value",
     "read_tlv",
     "split_enveloped_data",

@@ -4,7 +4,6 @@ encrypted to, and the check of the pinned fingerprint."""
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
@@ -42,21 +41,6 @@ class CaInfo:
         """Whether GetCACaps listed ``keyword`` (case-insensitive, as RFC 8894 asks)."""
         wanted = keyword.casefold()
         return any(cap.casefold() == wanted for cap in self.caps)
-
-
-def normalise_fingerprint(text: str) -> str:
-    """A SHA-256 (64 hex digits) or SHA-1 (40) fingerprint, lowercase, without colons/spaces.
-
-    ``AB:CD:...`` (``openssl x509 -fingerprint``) and ``ab cd ...`` are accepted. ValueError for
-    anything else (MD5 included).
-    """
-    digits = re.sub(r"[\s:]", "", text).lower()
-    if len(digits) not in (40, 64) or re.fullmatch(r"[0-9a-f]*", digits) is None:
-        raise ValueError(
-            "a CA fingerprint is the SHA-256 (64 hex digits) or SHA-1 (40 hex digits) of the CA "
-            "certificate's DER, e.g. from `openssl x509 -in ca.pem -noout -fingerprint -sha256`"
-        )
-    return digits
 
 
 def _sha256_hex(cert: x509.Certificate) -> str:

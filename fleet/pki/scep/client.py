@@ -18,12 +18,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from fleet.errors import ScepError
+from fleet.fingerprints import CA_DIGEST_LENGTHS, normalize_fingerprint
 from fleet.pki.scep.ca import (
     CaInfo,
     _check_pin,
     _load_ca_certs,
     _pick_ca_and_recipient,
-    normalise_fingerprint,
 )
 from fleet.pki.scep.csr import _check_key_matches, _csr_challenge
 from fleet.pki.scep.lock import _origin, _serialised
@@ -71,7 +71,7 @@ class ScepClient:
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise ScepError(f"SCEP URL {url!r} must be http:// or https:// with a host")
         try:
-            self._fingerprint = (normalise_fingerprint(ca_fingerprint)
+            self._fingerprint = (normalize_fingerprint(ca_fingerprint, lengths=CA_DIGEST_LENGTHS)
                                  if ca_fingerprint is not None else None)
         except ValueError as exc:
             raise ScepError(f"SCEP CA fingerprint for {url}: {exc}") from None

@@ -112,11 +112,9 @@ def _verify_signature(cert: x509.Certificate, signature: bytes, data: bytes,
                         "(altered on the way, or not from this CA)") from None
 
 
-def _read_cert_rep(
-    data: bytes, request: _Request, ca: CaInfo, key: rsa.RSAPrivateKey
-) -> tuple[x509.Certificate, tuple[x509.Certificate, ...]]:
-    """Check a CertRep (signature, digest, type, transaction, nonce) and take its certificate:
-    the one for ``key`` from the *decrypted* content, never the outer clear-text copies."""
+def _signed_content(data: bytes, ca: CaInfo) -> tuple[str, dict[str, object], bytes]:
+    """(digest algorithm, signed attributes, content) of a CertRep whose signature verifies
+    with the CA or an RA the CA issued."""
     try:
         info = cms.ContentInfo.load(data)
         if info["content_type"].native != "signed_data":
@@ -143,8 +141,15 @@ def _read_cert_rep(
         raise ScepError(f"the PKIOperation answer is not a valid pkiMessage ({exc})") from None
     if content is not None and not isinstance(content, bytes):
         raise ScepError("the CertRep's content is not an OCTET STRING")
-    content_bytes = content or b""
+    return digest, values, content or b""
 
+
+def _read_cert_rep(
+    data: bytes, request: _Request, ca: CaInfo, key: rsa.RSAPrivateKey
+) -> tuple[x509.Certificate, tuple[x509.Certificate, ...]]:
+    """Check a CertRep (signature, digest, type, transaction, nonce) and take its certificate:
+    the one for ``key`` from the *decrypted* content, never the outer clear-text copies."""
+    digest, values, content_bytes = _signed_content(data, ca)
     hasher = hashes.Hash(_HASHES[digest]())
     hasher.update(content_bytes)
     message_digest = _octets(values, _OID_MESSAGE_DIGEST, "messageDigest")

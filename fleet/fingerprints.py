@@ -6,7 +6,8 @@ hex digits in any case, with colons or white space anywhere between them (``AB:C
 ``openssl x509 -fingerprint`` prints it, ``abcd ef01 …`` as some consoles group it). Read here,
 each becomes lowercase hex without separators: the form RoomOS prints and certfleet compares.
 
-Kept free of heavy imports: the inventory loader uses it and must stay quick to import.
+It imports nothing but ``re``: the inventory reads its pins with it without loading
+``cryptography``.
 """
 
 from __future__ import annotations

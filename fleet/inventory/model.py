@@ -143,9 +143,6 @@ class Inventory:
         return select_devices(self, limits, named_sets=named_sets, known=known)
 
 
-# ------------------------------------------------------------------------ validation helpers
-
-
 def parse_verify(
     text: str, *, base_dir: str | Path | None = None, check_file: bool = True
 ) -> Verify:

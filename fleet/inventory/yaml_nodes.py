@@ -72,9 +72,7 @@ def _is_null(node: Node) -> bool:
     return isinstance(node, ScalarNode) and node.tag == _T_NULL
 
 
-# ------------------------------------------------------------------------------- loading
-
-
+#: a mapping's entries by key: (key node, value node)
 _Entries = dict[str, tuple[Node, Node]]
 
 

@@ -31,7 +31,7 @@ from fleet.pki.scep.message import _build_pki_message
 from fleet.pki.scep.reply import _read_cert_rep
 from fleet.secrets import Secret, redact, register_secret
 
-_log = logging.getLogger("fleet.pki.scep")
+_log = logging.getLogger("fleet.pki.scep")  # the name it had as one module
 
 
 @dataclass(frozen=True)

@@ -247,13 +247,19 @@ class Sim:
         self.proc: subprocess.Popen[str] | None = None
         self.start_s: float | None = None
 
+    #: what the child reads: nothing, or commands (a pipe; see bench/cloud_sim.py)
+    stdin: int = subprocess.DEVNULL
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "roomsim", "serve", "--devices", str(self.devices),
+                "--state", str(self.state), "--inventory-out", str(self.inventory),
+                "--request-delay", repr(self.delay_s)]
+
     def start(self) -> Sim:
         started = time.perf_counter()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "roomsim", "serve", "--devices", str(self.devices),
-             "--state", str(self.state), "--inventory-out", str(self.inventory),
-             "--request-delay", repr(self.delay_s)],
-            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            self.command(),
+            cwd=ROOT, stdin=self.stdin, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
             preexec_fn=_linux_parent_death_signal(),  # before any thread of ours starts
         )

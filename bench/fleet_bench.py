@@ -28,7 +28,13 @@ ansible     bench/baselines/push_ca.yml (ansible-core ``uri``, forks 50, TLS ver
 rotate      ``certfleet rotate --purpose HTTPS --signer local-ca --force`` with RSA-2048 keys
             (a lab CA from ``certfleet ca init``); every device must be ``changed``.
 memory      roomsim again with --memory-devices (10,000) and ``certfleet status`` on all of them:
-            the client's peak RSS.
+            the client's peak RSS (taken from the growth row of that size when both run).
+growth      ``certfleet status`` on --growth sizes (1,000, 5,000, 10,000), a roomsim each: wall,
+            CPU and peak RSS per device, largest against smallest (bench/growth_rows.py).
+cloud       roomsim's simulated Webex cloud (--cloud-devices, --cloud-rate requests a minute per
+            token): push-ca and status against the rate bound with the 429s certfleet caused,
+            --cloud-shards shards with a token each, and a token shared with another process
+            (bench/cloud_rows.py).
 
 The ideal bound of a row is what the device delays and limits alone impose at the row's
 parallelism P: a device answers each of its k sequential requests after the delay d and after
@@ -42,7 +48,8 @@ CPU time, a network with zero latency, and devices that finish exactly on time.
 
 Baselines run on fewer devices; they are compared with certfleet per device (wall time / N).
 Targets (issue 8) are printed beside the figures with pass/miss. ``--quick`` is a reduced run
-(N=100, baselines 50, memory 1000, 16 keys, ansible only if already installed) in under a minute.
+(N=100, baselines 50, memory 1000, 16 keys, growth 100/300/1000, 40 cloud devices, ansible only
+if already installed) in a few minutes.
 
 Loopback only: roomsim listens on 127.0.0.1 and every inventory host is checked to be a
 loopback address. State lives in a temporary folder; roomsim is stopped on exit, on Ctrl-C and
@@ -87,11 +94,14 @@ from benchlib import (
     openssl_versions,
     run_measured,
 )
+from cloud_rows import CloudRows, cloud_lines, cloud_targets, rate_of
+from growth_rows import growth_figures, growth_row
 
 ANSIBLE_VENV = BENCH / ".venv-ansible"
 ANSIBLE_REQUIREMENT = "ansible-core>=2.16,<2.20"
 SCHEMA = "certfleet/bench/v1"
-ROWS = ("keygen", "push-ca", "status", "floor", "script", "ansible", "rotate", "memory")
+ROWS = ("keygen", "push-ca", "status", "floor", "script", "ansible", "rotate", "memory",
+        "growth", "cloud")
 SCRIPT_WORKERS = 20
 ANSIBLE_FORKS = 50
 
@@ -512,6 +522,15 @@ class Bench:
 
     def memory(self, row: Row) -> None:
         m, p = self.args.memory_devices, self.args.parallel
+        same = self.rows.get(f"growth-{m}")
+        if same is not None and same.ok:  # the same measurement: not run twice
+            for key in ("devices", "succeeded", "parallel", "wall_s", "cpu_s", "tree_cpu_s",
+                        "peak_rss_mb", "sim_cpu_s", "requests_per_device", "ideal_s",
+                        "ideal_formula", "exit_code", "command"):
+                setattr(row, key, getattr(same, key))
+            row.extra.update(same.extra, same_run_as=same.name)
+            row.status = "ok"
+            return
         self.log(f"starting roomsim with {m} devices for the memory run ...")
         with Sim(m, self.work / "sim-memory", self.delay) as sim:
             row.extra["sim_start_s"] = round(sim.start_s or 0, 2)
@@ -605,9 +624,14 @@ class Bench:
             finally:
                 sim.stop()
                 self.sim = None
+        if self.wanted("growth"):
+            for size in a.growth:
+                growth_row(self, size)
         if self.wanted("memory"):
             self.record(Row("memory", f"certfleet status, {a.memory_devices} devices (memory)"),
                         self.memory)
+        if self.wanted("cloud"):
+            CloudRows(self).run()
 
     # ------------------------------------------------------------------ results
 
@@ -692,6 +716,8 @@ class Bench:
         else:
             target("status peak client RSS < 250 MB on 10,000 devices", "< 250 MB", None, None,
                    "not run")
+        growth_figures(rows, self.args.growth, target, ratios)
+        cloud_targets(rows, target, ratios)
         return ratios, targets
 
     def document(self) -> dict[str, Any]:
@@ -705,7 +731,10 @@ class Bench:
             "params": {"devices": a.devices, "baseline_devices": a.baseline_devices,
                        "memory_devices": a.memory_devices, "delay_ms": a.delay_ms,
                        "parallel": a.parallel, "keys": a.keys, "quick": a.quick,
-                       "rounds": a.rounds,
+                       "rounds": a.rounds, "growth": a.growth,
+                       "cloud_devices": a.cloud_devices, "cloud_rate": a.cloud_rate,
+                       "cloud_client_rate": a.cloud_client_rate,
+                       "cloud_shards": a.cloud_shards, "cloud_hammer_rate": a.cloud_hammer_rate,
                        "only": sorted(a.only), "script_workers": SCRIPT_WORKERS,
                        "ansible_forks": ANSIBLE_FORKS},
             "ideal_model": (
@@ -752,6 +781,7 @@ def render(doc: dict[str, Any]) -> str:
     if rotate and rotate.get("tree_cpu_ms_per_device") is not None:
         out.append(f"  rotate: cpu of the whole client tree incl. key workers (sampled) "
                    f"{rotate['tree_cpu_ms_per_device']:.2f} ms/device")
+    out += cloud_lines(doc["rows"])
     out += ["  cpu ms/dev: the client's user+system CPU (os.wait4) per device; sim ms/dev: "
             "roomsim's CPU per device over the same span (both share this machine's cores)"]
     keyrows = [(n, r) for n, r in doc["rows"].items() if n.startswith("keygen")]
@@ -771,7 +801,7 @@ def render(doc: dict[str, Any]) -> str:
     if doc["ratios"]:
         out += ["", "ratios"]
         out += [f"  {name:<44} {value}" for name, value in doc["ratios"].items()]
-    out += ["", "targets (issue 8)"]
+    out += ["", "targets (issues 8 and 18)"]
     for t in doc["targets"]:
         verdict = {True: "PASS", False: "MISS", None: "n/a "}[t["pass"]]
         note = f"  ({t['note']})" if t["note"] else ""
@@ -830,6 +860,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="keys per key generation measurement (= --devices; --quick 16)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="run push-ca and status this many times, keep the fastest (1)")
+    parser.add_argument("--growth", help="comma list of fleet sizes for the growth row "
+                        "(1000,5000,10000; --quick 100,300,1000)")
+    parser.add_argument("--cloud-devices", type=int,
+                        help="devices behind the simulated cloud (900; --quick 40)")
+    parser.add_argument("--cloud-rate", type=int, default=3000,
+                        help="the simulated cloud's requests a minute per token (3000)")
+    parser.add_argument("--cloud-client-rate", type=float,
+                        help="certfleet's api_rate_per_minute (default: 93%% of --cloud-rate, "
+                             "as roomsim's cloud inventory has it)")
+    parser.add_argument("--cloud-shards", type=int, default=2,
+                        help="shards, each with its own token, for the cloud-shard row (2)")
+    parser.add_argument("--cloud-hammer-rate", type=float,
+                        help="requests a minute of the other process on the shared token "
+                             "(default: half of --cloud-rate)")
     parser.add_argument("--only", help="comma list of rows to run: " + ",".join(ROWS))
     parser.add_argument("--skip-ansible", action="store_true", help="leave out the ansible row")
     parser.add_argument("--quick", action="store_true", help="a reduced run, under a minute")
@@ -846,13 +890,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.baseline_devices = min(args.baseline_devices, args.devices)
     args.memory_devices = args.memory_devices or (1000 if quick else 10000)
     args.keys = args.keys or (16 if quick else args.devices)
+    args.cloud_devices = args.cloud_devices or (40 if quick else 900)
+    args.cloud_client_rate = rate_of(args.cloud_client_rate, args.cloud_rate)
+    args.cloud_hammer_rate = args.cloud_hammer_rate or args.cloud_rate / 2
+    try:
+        args.growth = sorted({int(part) for part in (
+            args.growth or ("100,300,1000" if quick else "1000,5000,10000")).split(",")
+            if part.strip()})
+    except ValueError:
+        parser.error(f"--growth takes sizes like 1000,5000,10000, not {args.growth!r}")
+    if any(size < 1 for size in args.growth):
+        parser.error("--growth sizes must be at least 1")
     only = set(ROWS) if args.only is None else {
         part.strip() for part in args.only.split(",") if part.strip()}
     unknown = only - set(ROWS)
     if unknown:
         parser.error(f"--only: unknown rows {sorted(unknown)}; known: {', '.join(ROWS)}")
     args.only = only
-    for name in ("devices", "baseline_devices", "memory_devices", "keys", "parallel", "rounds"):
+    for name in ("devices", "baseline_devices", "memory_devices", "keys", "parallel", "rounds",
+                 "cloud_devices", "cloud_rate", "cloud_shards"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.delay_ms < 0:

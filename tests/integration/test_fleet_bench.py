@@ -83,5 +83,5 @@ def test_quick_bench_runs_every_row_with_every_device_succeeding(tmp_path: Path)
         assert set(t) == {"target", "wanted", "measured", "pass", "note"}
         assert t["pass"] in (True, False, None)
     # the printed table carries the same rows, and says baselines are compared per device
-    assert "certfleet push-ca" in done.stdout and "targets (issue 8)" in done.stdout
+    assert "certfleet push-ca" in done.stdout and "targets (issues 8 and 18)" in done.stdout
     assert "compared per device" in done.stdout

@@ -233,7 +233,7 @@ class CloudRows:
         wall = time.perf_counter() - started
         after = sim.traffic()
         sim_after = _proc_cpu(sim.pid)
-        per_shard = []
+        per_shard: list[dict[str, Any]] = []
         changed = 0
         bound = 0.0
         for k in range(1, s + 1):

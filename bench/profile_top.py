@@ -1,0 +1,115 @@
+"""Read a py-spy ``--format raw`` profile (collapsed stacks) and print where the CPU went:
+the top functions by own and by inclusive time, and every sample put in one cost centre
+(TLS, event loop, HTTP client, XML, journal, JSON output, ...) by its innermost frame that
+belongs to one. Used for the analysis in bench/results/README.md (issue 18, parts 2 and 3).
+
+    py-spy record -r 250 -f raw -o status.raw -- python -m cli.main status -i inv.yaml ...
+    python bench/profile_top.py status.raw [--devices N] [--top 25]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+#: (cost centre, patterns on "function (file:line)" frames), the first that matches wins;
+#: a sample is charged to the innermost frame that matches any centre
+CENTRES: list[tuple[str, tuple[str, ...]]] = [
+    ("imports and start-up", ("<frozen importlib", "_call_with_frames_removed",
+                              "(<frozen zipimport")),
+    ("TLS (handshakes, records)", ("(ssl.py", "(asyncio/sslproto.py")),
+    ("journal (sqlite)", ("(fleet/journal.py", "(sqlite3/")),
+    ("JSON output", ("(json/", "(cli/machine_output.py", "(cli/render.py")),
+    ("rich rendering", ("(rich/",)),
+    ("XML build and parse", ("(xml/", "(fleet/xapi/_xml.py", "pyexpat")),
+    ("dates", ("(_strptime.py", "strptime")),
+    ("x509 / keys (cryptography)", ("(cryptography/", "(fleet/pki/")),
+    ("HTTP client", ("(fleet/xapi/_http.py", "(aiohttp/", "(httpx/", "(httpcore/", "(h11/",
+                     "(multidict/", "(yarl/", "(http/")),
+    ("event loop", ("(asyncio/", "(selectors.py")),
+    ("device exchange (fleet/xapi)", ("(fleet/xapi/",)),
+    ("plans", ("(fleet/plans/",)),
+    ("runner, results, events", ("(fleet/runner.py", "(fleet/results.py", "(fleet/hooks.py")),
+    ("inventory", ("(fleet/inventory.py",)),
+    ("CLI (typer, click, cli/)", ("(typer/", "(click/", "(cli/")),
+    ("other fleet/", ("(fleet/",)),
+]
+
+#: a worker thread's innermost frame when it is blocked, not working: py-spy's idle detection
+#: misses these waits in threads (a thread pool's queue, the process pool's management thread)
+THREAD_WAITS = ("Condition.wait (", "_worker (concurrent/futures/thread.py)",
+                ".select (selectors.py)", "read_signed (", "Queue.get (", "_wait_for_tstate_lock (")
+
+_FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
+
+
+def short(frame: str) -> str:
+    """`func (path:line)` without the line number (py-spy already shortens the path)."""
+    match = _FRAME.match(frame.strip())
+    return f"{match.group('func')} ({match.group('file')})" if match else frame.strip()
+
+
+def centre_of(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for name, patterns in CENTRES:
+            if any(p in frame for p in patterns):
+                return name
+    return "other"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("raw", type=Path)
+    parser.add_argument("--devices", type=int, help="divide the CPU seconds by N devices")
+    parser.add_argument("--rate", type=float, default=250.0, help="py-spy's samples/s (250)")
+    parser.add_argument("--top", type=int, default=25)
+    args = parser.parse_args(argv)
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    centres: Counter[str] = Counter()
+    total = waits = 0
+    for line in args.raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [short(f) for f in stack.split(";") if f and not f.startswith("process ")
+                  and not f.startswith("thread ")]
+        if not frames:
+            continue
+        if not frames[0].startswith("_run_module_as_main") and any(
+                w in frames[-1] for w in THREAD_WAITS):
+            waits += count
+            continue
+        total += count
+        own[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+        centres[centre_of(frames)] += count
+    if not total:
+        print(f"{args.raw}: no samples", file=sys.stderr)
+        return 1
+    seconds = total / args.rate
+    head = f"{args.raw.name}: {total} samples at {args.rate:g}/s = {seconds:.2f} s on CPU"
+    if args.devices:
+        head += f", {seconds / args.devices * 1000:.2f} ms per device ({args.devices} devices)"
+    print(head + (f" ({waits} samples of threads blocked in a wait left out)" if waits else ""))
+    print("-- cost centres (each sample charged to its innermost frame in one)")
+    for name, count in centres.most_common():
+        per = f"  {count / args.rate / args.devices * 1000:6.3f} ms/dev" if args.devices else ""
+        print(f"  {count / total:6.1%}{per}  {name}")
+    print(f"-- top {args.top} own time")
+    for frame, count in own.most_common(args.top):
+        print(f"  {count / total:6.1%}  {frame}")
+    print(f"-- top {args.top} inclusive, certfleet code (fleet/, cli/)")
+    ours = [(f, c) for f, c in inclusive.most_common() if "(fleet/" in f or "(cli/" in f]
+    for frame, count in ours[: args.top]:
+        print(f"  {count / total:6.1%}  {frame}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

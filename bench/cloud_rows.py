@@ -314,10 +314,14 @@ class CloudRows:
             b.verify_cas(b.device_names(), fingerprint)
         attempts = sum(c.get("attempts", 1) - 1 for d in doc.get("devices", [])
                        for c in d.get("calls", []))
-        left = max(self.rate - self.hammer_rate, 1.0)
+        # what the window had left for certfleet: the server's rate less what the other
+        # process actually got through while certfleet ran
+        hammer_done_per_min = (other["requests"] - other["rate_limited"]) / (row.wall_s or 1) * 60
+        left = max(self.rate - hammer_done_per_min, 1.0)
         done = row.extra["requests_roomsim"]
         row.extra.update(
             outcomes=outcomes, exit_code=row.exit_code, hammer_rate_per_min=self.hammer_rate,
+            hammer_done_per_min=round(hammer_done_per_min, 1),
             hammer_requests=other["requests"], hammer_429=other["rate_limited"],
             hammer_waited_s=hammer_own.get("waited_s"), resent_calls_in_json=attempts,
             bound_rate_left_s=round(done / (left / 60), 3),
@@ -395,6 +399,7 @@ def cloud_lines(rows: dict[str, dict[str, Any]]) -> list[str]:
         out.append(f"  cloud-shared: other process at {x['hammer_rate_per_min']:g}/min made "
                    f"{x['hammer_requests']} requests, met {x['hammer_429']} 429s; certfleet "
                    f"exit {x['exit_code']}, outcomes {x['outcomes']}, "
-                   f"{x['resent_calls_in_json']} calls sent again; bound at the rate left "
-                   f"({x['bound_rate_left_s']:.2f} s)")
+                   f"{x['resent_calls_in_json']} calls sent again; bound at the rate the other "
+                   f"left ({x['hammer_done_per_min']:g}/min used by it): "
+                   f"{x['bound_rate_left_s']:.2f} s")
     return out

@@ -5,10 +5,11 @@ beside certfleet to see what certfleet does when it is not the token's only user
         --token-file cloud-token --api-verify sim-ca.pem --rate PER_MINUTE
 
 It sends ``GET /v1/devices?max=1`` at a steady ``--rate`` a minute (a poller, say a dashboard
-that lists devices), User-Agent ``bench-hammer/1``, and behaves as a decent client does: after
-a 429 it sends nothing for the ``Retry-After`` seconds (15 when there is none), then resumes
-its schedule from then on (no catching up). It stops at the end of stdin or on SIGTERM and
-prints one JSON line: ``{"requests": n, "rate_limited": n, "waited_s": s}``.
+that lists devices; open loop, so slow answers do not slow it), User-Agent ``bench-hammer/1``,
+and behaves as a decent client does: after a 429 it sends nothing new for the ``Retry-After``
+seconds (15 when there is none), then resumes its schedule from then on (no catching up).
+It stops at the end of stdin or on SIGTERM and prints one JSON line:
+``{"requests": n, "rate_limited": n, "waited_s": s}``.
 Loopback only: an API URL whose host is not a loopback address is refused.
 """
 
@@ -30,31 +31,49 @@ import httpx
 
 
 async def hammer(args: argparse.Namespace, stop: asyncio.Event) -> dict[str, float]:
+    """Open loop: one request every 60/rate s whatever the answers take (up to 64 in flight),
+    so a slow answer does not slow the poller; a 429 holds the schedule for its Retry-After."""
     token = args.token_file.read_text().strip()
     context = ssl.create_default_context(cafile=str(args.api_verify))
     headers = {"Authorization": f"Bearer {token}", "User-Agent": "bench-hammer/1",
                "Accept": "application/json"}
     interval = 60.0 / args.rate
     counts = {"requests": 0, "rate_limited": 0, "waited_s": 0.0}
+    state = {"next_at": time.monotonic()}
+    slots = asyncio.Semaphore(64)
+
+    async def one(client: httpx.AsyncClient) -> None:
+        try:
+            response = await client.get("/v1/devices", params={"max": 1})
+        finally:
+            slots.release()
+        counts["requests"] += 1
+        if response.status_code == 429:
+            counts["rate_limited"] += 1
+            text = response.headers.get("Retry-After", "")
+            wait = float(text) if text.isdigit() else 15.0
+            resume = time.monotonic() + wait
+            if resume > state["next_at"]:
+                counts["waited_s"] += resume - max(state["next_at"], time.monotonic())
+                state["next_at"] = resume
+
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(base_url=args.api_url, verify=context, headers=headers,
-                                 timeout=30.0) as client:
-        next_at = time.monotonic()
+                                 timeout=30.0, limits=limits) as client:
+        tasks: set[asyncio.Task[None]] = set()
         while not stop.is_set():
-            delay = next_at - time.monotonic()
+            delay = state["next_at"] - time.monotonic()
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
-                if stop.is_set():
-                    break
-            next_at += interval
-            response = await client.get("/v1/devices", params={"max": 1})
-            counts["requests"] += 1
-            if response.status_code == 429:
-                counts["rate_limited"] += 1
-                text = response.headers.get("Retry-After", "")
-                wait = float(text) if text.isdigit() else 15.0
-                counts["waited_s"] += wait
-                next_at = time.monotonic() + wait
+                continue  # the schedule may have moved meanwhile (a 429)
+            state["next_at"] += interval
+            await slots.acquire()
+            task = asyncio.get_running_loop().create_task(one(client))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        if tasks:
+            await asyncio.wait(tasks, timeout=30)
     return counts
 
 

@@ -5,6 +5,12 @@ belongs to one. Used for the analysis in bench/results/README.md (issue 18, part
 
     py-spy record -r 250 -f raw -o status.raw -- python -m cli.main status -i inv.yaml ...
     python bench/profile_top.py status.raw [--devices N] [--top 25]
+
+On a machine busy with other work py-spy's figures are wall time on a runnable thread, not CPU
+(a preempted thread is sampled where it stands). ``--cpu-profile OUT -- ARGS`` runs a command
+(``python -m ARGS...``) under cProfile timed by ``time.process_time`` — CPU only, whatever the
+load, at cProfile's overhead — and ``profile_top.py OUT.prof`` reads it the same way, each
+function's own time charged to the cost centre of its file (builtins by their names).
 """
 
 from __future__ import annotations
@@ -19,17 +25,18 @@ from pathlib import Path
 #: a sample is charged to the innermost frame that matches any centre
 CENTRES: list[tuple[str, tuple[str, ...]]] = [
     ("imports and start-up", ("<frozen importlib", "_call_with_frames_removed",
-                              "(<frozen zipimport")),
-    ("TLS (handshakes, records)", ("(ssl.py", "(asyncio/sslproto.py")),
-    ("journal (sqlite)", ("(fleet/journal.py", "(sqlite3/")),
-    ("JSON output", ("(json/", "(cli/machine_output.py", "(cli/render.py")),
+                              "(<frozen zipimport", "marshal.loads", "builtins.compile",
+                              "builtins.__build_class__", "(<frozen")),
+    ("TLS (handshakes, records)", ("(ssl.py", "(asyncio/sslproto.py", "'_ssl.")),
+    ("journal (sqlite)", ("(fleet/journal.py", "(sqlite3/", "'sqlite3.")),
+    ("JSON output", ("(json/", "(cli/machine_output.py", "(cli/render.py", "'_json.")),
     ("rich rendering", ("(rich/",)),
-    ("XML build and parse", ("(xml/", "(fleet/xapi/_xml.py", "pyexpat")),
+    ("XML build and parse", ("(xml/", "(fleet/xapi/_xml.py", "pyexpat", "ElementTree")),
     ("dates", ("(_strptime.py", "strptime")),
     ("x509 / keys (cryptography)", ("(cryptography/", "(fleet/pki/")),
     ("HTTP client", ("(fleet/xapi/_http.py", "(aiohttp/", "(httpx/", "(httpcore/", "(h11/",
                      "(multidict/", "(yarl/", "(http/")),
-    ("event loop", ("(asyncio/", "(selectors.py")),
+    ("event loop", ("(asyncio/", "(selectors.py", "'select.epoll", "'_socket.socket")),
     ("device exchange (fleet/xapi)", ("(fleet/xapi/",)),
     ("plans", ("(fleet/plans/",)),
     ("runner, results, events", ("(fleet/runner.py", "(fleet/results.py", "(fleet/hooks.py")),
@@ -60,13 +67,63 @@ def centre_of(frames: list[str]) -> str:
     return "other"
 
 
+def cpu_profile(out: Path, module_args: list[str]) -> int:
+    """Run `python -m module_args` here under cProfile timed by process_time; write `out`."""
+    import cProfile
+    import runpy
+    import time
+
+    profiler = cProfile.Profile(time.process_time)
+    sys.argv = module_args[:]
+    code = 0
+    profiler.enable()
+    try:
+        runpy.run_module(module_args[0], run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0
+    finally:
+        profiler.disable()
+        profiler.dump_stats(str(out))
+    return code
+
+
+def read_pstats(path: Path) -> tuple[Counter[str], Counter[str], int]:
+    """(own time per frame, cost centres, total) in microseconds of a cProfile file."""
+    import os
+    import pstats
+
+    stats = pstats.Stats(str(path))
+    own: Counter[str] = Counter()
+    centres: Counter[str] = Counter()
+    root = str(Path(__file__).resolve().parent.parent) + os.sep
+    for (file, _, func), (_, _, tottime, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+        where = file.removeprefix(root)
+        for anchor in ("site-packages/", "/lib/python3.11/"):
+            if anchor in where:
+                where = where.split(anchor, 1)[1]
+        frame = f"{func} ({where})"
+        micros = int(tottime * 1_000_000)
+        own[frame] += micros
+        centres[centre_of([frame])] += micros
+    return own, centres, sum(own.values())
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--cpu-profile"]:
+        if len(argv) < 4 or argv[2] != "--":
+            print("usage: profile_top.py --cpu-profile OUT.prof -- MODULE ARGS...",
+                  file=sys.stderr)
+            return 2
+        return cpu_profile(Path(argv[1]), argv[3:])
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("raw", type=Path)
     parser.add_argument("--devices", type=int, help="divide the CPU seconds by N devices")
     parser.add_argument("--rate", type=float, default=250.0, help="py-spy's samples/s (250)")
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args(argv)
+    if args.raw.suffix == ".prof":
+        return report_pstats(args)
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     centres: Counter[str] = Counter()
@@ -108,6 +165,26 @@ def main(argv: list[str] | None = None) -> int:
     ours = [(f, c) for f, c in inclusive.most_common() if "(fleet/" in f or "(cli/" in f]
     for frame, count in ours[: args.top]:
         print(f"  {count / total:6.1%}  {frame}")
+    return 0
+
+
+def report_pstats(args: argparse.Namespace) -> int:
+    own, centres, total = read_pstats(args.raw)
+    if not total:
+        print(f"{args.raw}: empty profile", file=sys.stderr)
+        return 1
+    seconds = total / 1e6
+    head = f"{args.raw.name}: cProfile, process CPU {seconds:.2f} s (cProfile overhead included)"
+    if args.devices:
+        head += f", {seconds / args.devices * 1000:.2f} ms per device ({args.devices} devices)"
+    print(head)
+    print("-- cost centres (each function's own CPU time charged to its file's centre)")
+    for name, micros in centres.most_common():
+        per = f"  {micros / 1000 / args.devices:6.3f} ms/dev" if args.devices else ""
+        print(f"  {micros / total:6.1%}{per}  {name}")
+    print(f"-- top {args.top} own CPU time")
+    for frame, micros in own.most_common(args.top):
+        print(f"  {micros / total:6.1%}  {frame}")
     return 0
 
 

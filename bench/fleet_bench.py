@@ -485,9 +485,9 @@ class Bench:
                 f"-pkeyopt rsa_keygen_bits:2048 -out /dev/null 2>/dev/null || exit 1; "
                 f"i=$((i+1)); done")
         started = time.perf_counter()
-        procs = [subprocess.Popen(["sh", "-c", loop], stdin=subprocess.DEVNULL)
-                 for _ in range(cores)]
-        codes = [p.wait() for p in procs]
+        procs = [subprocess.Popen(["sh", "-c", loop], stdin=subprocess.DEVNULL,
+                                  start_new_session=True) for _ in range(cores)]
+        codes = wait_all(procs)
         wall = time.perf_counter() - started
         if any(codes):
             raise BenchError(f"openssl genpkey loops exited {codes}")
@@ -506,9 +506,9 @@ class Bench:
         loop = ("from cryptography.hazmat.primitives.asymmetric import rsa\n"
                 f"for _ in range({per}):\n    rsa.generate_private_key(65537, 2048)\n")
         started = time.perf_counter()
-        procs = [subprocess.Popen([sys.executable, "-c", loop], stdin=subprocess.DEVNULL)
-                 for _ in range(cores)]
-        codes = [p.wait() for p in procs]
+        procs = [subprocess.Popen([sys.executable, "-c", loop], stdin=subprocess.DEVNULL,
+                                  start_new_session=True) for _ in range(cores)]
+        codes = wait_all(procs)
         wall = time.perf_counter() - started
         if any(codes):
             raise BenchError(f"generate_private_key loops exited {codes}")
@@ -767,6 +767,20 @@ class Bench:
             "targets": targets,
             "profiles": self.profiles,
         }
+
+
+def wait_all(procs: list[subprocess.Popen[bytes]]) -> list[int]:
+    """Exit codes of processes started in their own sessions; on Ctrl-C or SIGTERM their
+    whole process groups (a shell loop and the command it runs) are stopped, not left behind."""
+    try:
+        return [p.wait() for p in procs]
+    except BaseException:
+        for proc in procs:
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            proc.wait()
+        raise
 
 
 # ----------------------------------------------------------------------------- output

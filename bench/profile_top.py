@@ -121,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", type=int, help="divide the CPU seconds by N devices")
     parser.add_argument("--rate", type=float, default=250.0, help="py-spy's samples/s (250)")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--in-run", action="store_true",
+                        help="keep only samples under asyncio.run (the devices' work), leaving "
+                             "out start-up (imports, CLI parsing) and the final output")
     args = parser.parse_args(argv)
     if args.raw.suffix == ".prof":
         return report_pstats(args)
@@ -141,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
                 w in frames[-1] for w in THREAD_WAITS):
             waits += count
             continue
+        if args.in_run and not any(f.startswith("Runner.run (asyncio/runners.py") for f in frames):
+            continue
         total += count
         own[frames[-1]] += count
         for frame in set(frames):
@@ -150,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.raw}: no samples", file=sys.stderr)
         return 1
     seconds = total / args.rate
-    head = f"{args.raw.name}: {total} samples at {args.rate:g}/s = {seconds:.2f} s on CPU"
+    head = (f"{args.raw.name}: {total} samples at {args.rate:g}/s = {seconds:.2f} s on CPU"
+            + (" in asyncio.run" if args.in_run else ""))
     if args.devices:
         head += f", {seconds / args.devices * 1000:.2f} ms per device ({args.devices} devices)"
     print(head + (f" ({waits} samples of threads blocked in a wait left out)" if waits else ""))

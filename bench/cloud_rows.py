@@ -45,6 +45,8 @@ CERTFLEET_AGENT = "certfleet/"
 HAMMER_AGENT = "bench-hammer/"
 #: certfleet's pacer burst (fleet/xapi/cloud.py DEFAULT_BURST): requests that may leave at once
 PACER_BURST = 10
+#: a rate bound shorter than this is printed but not judged (start-up would dominate it)
+SHORTEST_JUDGED_S = 20.0
 
 
 class CloudSim(Sim):
@@ -341,9 +343,12 @@ def cloud_targets(rows: dict[str, Row], target: Any, ratios: dict[str, Any]) -> 
         ratio = push.wall_s / push.ideal_s
         ratios["cloud push-ca / rate bound"] = round(ratio, 3)
         ratios["cloud push-ca / server-rate bound"] = push.extra.get("vs_server_rate")
-        target(name, "<= 1.05", ratio, ratio <= 1.05,
+        judged = push.ideal_s >= SHORTEST_JUDGED_S  # else the client's start-up dominates
+        target(name, "<= 1.05", ratio, ratio <= 1.05 if judged else None,
                f"{push.extra['requests_roomsim']} requests at {push.extra['client_rate_per_min']:g}"
-               f"/min (server {push.extra['server_rate_per_min']}/min)")
+               f"/min (server {push.extra['server_rate_per_min']}/min)" + (
+                   "" if judged else f"; a bound under {SHORTEST_JUDGED_S:g} s is not judged: "
+                   "the client's start-up (about 1 s) dominates it"))
         caused = push.extra["self_caused_429"]
         # fewer requests than the window holds: no client at all could have met a 429
         meaningful = push.extra["requests_roomsim"] > push.extra["server_rate_per_min"]

@@ -1,8 +1,10 @@
 """Fleet benchmark: certfleet against what users would use instead, and against the bound the
-devices themselves impose (issue 8).
+devices (and the Webex cloud's rate limit) impose (issues 8 and 18).
 
     python bench/fleet_bench.py [--devices 1000] [--baseline-devices 200] [--delay-ms 30]
                                 [--parallel 50] [--keys N] [--memory-devices 10000]
+                                [--growth 1000,5000,10000] [--cloud-devices 900]
+                                [--cloud-rate 3000] [--cloud-shards 2] [--cloud-hammer-rate R]
                                 [--only push-ca,status,...] [--skip-ansible] [--quick]
                                 [--profile DIR] [--json FILE]
 
@@ -47,9 +49,9 @@ probe ``rotate`` makes after activating a certificate). So the bound assumes a c
 CPU time, a network with zero latency, and devices that finish exactly on time.
 
 Baselines run on fewer devices; they are compared with certfleet per device (wall time / N).
-Targets (issue 8) are printed beside the figures with pass/miss. ``--quick`` is a reduced run
-(N=100, baselines 50, memory 1000, 16 keys, growth 100/300/1000, 40 cloud devices, ansible only
-if already installed) in a few minutes.
+Targets (issues 8 and 18) are printed beside the figures with pass/miss. ``--quick`` is a
+reduced run (N=100, baselines 50, memory 1000, 16 keys, growth 100/300/1000, 40 cloud devices,
+ansible only if already installed) in a few minutes.
 
 Loopback only: roomsim listens on 127.0.0.1 and every inventory host is checked to be a
 loopback address. State lives in a temporary folder; roomsim is stopped on exit, on Ctrl-C and

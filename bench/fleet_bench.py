@@ -686,8 +686,8 @@ class Bench:
         if floor is not None and floor.cpu_s:
             floor_per = floor.cpu_s / (floor.devices or 1)
             ratios["floor client CPU ms/device"] = _round(floor_per * 1000, 3)
-        for row in (status, push):
-            name = f"{row.name if row else 'status/push-ca'} client CPU <= 1.3x the floor's"
+        for label, row in (("status", status), ("push-ca", push)):
+            name = f"{label} client CPU <= 1.3x the floor's"
             if row is None or floor_per is None or not row.cpu_s:
                 target(name, "<= 1.3", None, None, "needs the floor row and this row")
                 continue

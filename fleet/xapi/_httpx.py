@@ -28,7 +28,7 @@ from fleet.xapi._http import (
     ReplyTimedOut,
     TlsRejected,
 )
-from fleet.xapi.local import Timeouts, ssl_context_for
+from fleet.xapi._config import Timeouts, ssl_context_for
 
 __all__ = ["HttpxClient", "PinMismatch", "build_client", "failure_from_httpx", "redact_url"]
 

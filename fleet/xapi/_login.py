@@ -25,9 +25,9 @@ from __future__ import annotations
 import asyncio
 from typing import Final, Literal
 
-from fleet.errors import AuthError, TransportError
+from fleet.errors import AuthError, DeviceError, TransportError
 
-__all__ = ["NOT_RESENT", "LoginGuard", "LoginGuards"]
+__all__ = ["NOT_RESENT", "LoginGuard", "LoginGuards", "after_failure"]
 
 State = Literal["unsent", "in flight", "accepted", "refused", "unknown"]
 
@@ -109,3 +109,21 @@ class LoginGuards:
         if guard is None:
             guard = self._guards[key] = LoginGuard(label)
         return guard
+
+
+def after_failure(login: LoginGuard | None, error: DeviceError, *, sent: bool,
+                  retryable: bool) -> bool:
+    """Settle ``login`` after a request that got no answer, and say whether it may be sent
+    again: never when it carried credentials that may have reached the device and that the
+    device has not accepted yet (``error`` then says why it was not)."""
+    if login is None:
+        return retryable
+    if not sent:
+        login.no_verdict()
+        return retryable
+    login.lost()
+    if login.may_resend:
+        return retryable
+    if retryable:
+        error.message += NOT_RESENT
+    return False

@@ -61,7 +61,7 @@ from fleet.inventory import DEFAULT_API_RATE_PER_MINUTE, Device, Verify
 from fleet.secrets import Secret, redact
 from fleet.xapi._httpx import PinMismatch, build_client, redact_url
 from fleet.xapi._login import NOT_RESENT, LoginGuard, LoginGuards
-from fleet.xapi.local import RetryPolicy, Timeouts
+from fleet.xapi._config import RetryPolicy, Timeouts
 from fleet.xapi.transport import (
     MAX_JSON_DEPTH,
     SECRET_PARAMS,

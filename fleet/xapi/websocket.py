@@ -52,11 +52,11 @@ from fleet.errors import (
     TransportError,
     UnreachableError,
 )
-from fleet.inventory import Device, Verify
+from fleet.inventory import Device
 from fleet.secrets import Secret, redact, register_secret
+from fleet.xapi._config import RetryPolicy, Timeouts
 from fleet.xapi._login import NOT_RESENT, LoginGuard
 from fleet.xapi._xml import PARSE_OFF_LOOP_BYTES
-from fleet.xapi.local import RetryPolicy, Timeouts, ssl_context_for
 from fleet.xapi.transport import (
     MAX_JSON_DEPTH,
     SECRET_PARAMS,
@@ -70,7 +70,6 @@ __all__ = [
     "CLOSE_TIMEOUT",
     "JsonRpcCommandError",
     "JsonRpcNotSupportedError",
-    "SslContexts",
     "WebSocketTransport",
     "auth_subprotocol",
 ]
@@ -104,22 +103,6 @@ def auth_subprotocol(username: str, password: str) -> str:
     """``auth-<base64url(user:pass)>`` without padding: the browser-style WebSocket login."""
     raw = base64.urlsafe_b64encode(f"{username}:{password}".encode()).decode("ascii")
     return "auth-" + raw.rstrip("=")
-
-
-class SslContexts:
-    """One TLS context per ``verify:`` setting, shared by every WebSocket of a run (building a
-    context reads CA files; doing it per device would cost a fleet dearly). Pinned devices all
-    share one context: their pin is checked per connection, not by the context."""
-
-    def __init__(self) -> None:
-        self._contexts: dict[str, ssl.SSLContext] = {}
-
-    def for_verify(self, verify: Verify) -> ssl.SSLContext:
-        key = "pin" if verify.mode == "pin" else str(verify)
-        context = self._contexts.get(key)
-        if context is None:
-            context = self._contexts[key] = ssl_context_for(verify)
-        return context
 
 
 class JsonRpcCommandError(CommandError):

@@ -40,6 +40,7 @@ from fleet.inventory import Device, Verify, load_inventory
 from fleet.plans.push_ca import PushCa
 from fleet.runner import RunOptions, run_plan
 from fleet.secrets import Secret, SecretRef
+from fleet.xapi._config import RetryPolicy
 from fleet.xapi.cloud import (
     CloudClients,
     CloudTransport,
@@ -49,7 +50,6 @@ from fleet.xapi.cloud import (
     parse_retry_after,
 )
 from fleet.xapi.commands import Xapi
-from fleet.xapi.local import RetryPolicy
 from fleet.xapi.transport import Exchange
 
 API = "https://webex.test"

@@ -30,14 +30,16 @@ def dotted(path: Sequence[str | int], what: str) -> str:
     for part in path:
         if isinstance(part, int):
             if not parts or part < 1:
-                raise ValueError(f"{what}: an index must follow a name and be 1 or more: {path!r}")
+                raise ParameterError(
+                    f"{what}: an index must follow a name and be 1 or more: {path!r}",
+                    reason="invalid path")
             parts[-1] += f"[{part}]"
         elif _PART_RE.fullmatch(part):
             parts.append(part)
         else:
-            raise ValueError(f"{what}: not a valid xAPI name: {part!r}")
+            raise ParameterError(f"{what}: not a valid xAPI name: {part!r}", reason="invalid name")
     if not parts:
-        raise ValueError(f"{what}: empty path")
+        raise ParameterError(f"{what}: empty path", reason="empty path")
     return ".".join(parts)
 
 

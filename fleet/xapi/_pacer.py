@@ -10,6 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from fleet.errors import (
+    InputError,
     RateLimitedError,
 )
 from fleet.inventory import DEFAULT_API_RATE_PER_MINUTE
@@ -49,7 +50,8 @@ class RatePacer:
         max_wait: float = MAX_RETRY_AFTER,
     ) -> None:
         if rate_per_minute <= 0 or burst < 1:
-            raise ValueError("the pacer needs a positive rate and a burst of at least 1")
+            raise InputError("the Webex API pacer needs a positive rate "
+                             "(api_rate_per_minute) and a burst of at least 1")
         self.rate_per_minute = rate_per_minute
         self.burst = burst
         self._per_second = rate_per_minute / 60.0

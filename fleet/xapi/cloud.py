@@ -39,6 +39,7 @@ from fleet.errors import (
     BadReplyError,
     CommandError,
     DeviceError,
+    InputError,
     NotSupportedError,
     ParameterError,
     TransportError,
@@ -112,7 +113,7 @@ class CloudTransport:
 
     def __init__(self, device: Device, api: WebexApi, *, recorder: Recorder | None = None) -> None:
         if not device.device_id:
-            raise ValueError(f"device {device.name} has no device_id")
+            raise InputError(f"device {device.name} has no device_id (transport: cloud)")
         self.device = device
         self.device_id = device.device_id
         self._api = api
@@ -244,7 +245,8 @@ class CloudTransport:
 
     async def get(self, path: Sequence[str | int]) -> Any:
         if not path or path[0] not in ("Status", "Configuration"):
-            raise ValueError(f"get needs a Status or Configuration path, not {path!r}")
+            raise ParameterError(f"get needs a Status or Configuration path, not {path!r}",
+                                 reason="invalid path")
         if path[0] == "Configuration":
             return await self._read_configuration(path)
         expression = dotted(path[1:], "status")

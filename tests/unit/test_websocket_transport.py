@@ -657,8 +657,8 @@ async def test_notifications_are_ignored(fake: FakeDevice, device: Device) -> No
     async with make(device) as transport:
         link = transport._link
         assert link is not None
-        transport._dispatch(link, json.dumps({"jsonrpc": "2.0", "method": "xFeedback/Event",
-                                              "params": {"Id": 1, "Status": {}}}))
+        link.dispatch(json.dumps({"jsonrpc": "2.0", "method": "xFeedback/Event",
+                              "params": {"Id": 1, "Status": {}}}))
         assert len(await Xapi(transport).ca_show()) == 1
 
 

@@ -29,7 +29,6 @@ header and nowhere else — not into errors, not into the recorded exchanges.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -61,6 +60,7 @@ from fleet.xapi.transport import (
     Exchange,
     ParamValue,
     Recorder,
+    recorded,
 )
 from fleet.xapi.webex_api import (
     DEFAULT_RETRY_AFTER,
@@ -338,18 +338,7 @@ class CloudTransport:
     # -- plumbing ---------------------------------------------------------------------
 
     async def _run(self, exchange: Exchange, call: Callable[[], Awaitable[Any]]) -> Any:
-        started = time.perf_counter()
-        try:
-            result = await call()
-            exchange.ok = True
-            return result
-        except DeviceError as exc:
-            exchange.ok = False
-            exchange.error = exc.message
-            raise exc.with_context(device=self.device.name, xpath=exchange.path) from None
-        finally:
-            exchange.duration_ms = (time.perf_counter() - started) * 1000
-            if self._recorder is not None:
-                self._recorder(exchange)
+        with recorded(exchange, self._recorder, self.device.name):
+            return await call()
 
 

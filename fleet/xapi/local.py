@@ -52,11 +52,7 @@ from fleet.xapi._http import (
     open_tls,
 )
 from fleet.xapi._login import LoginGuard, after_failure
-from fleet.xapi.transport import (
-    Exchange,
-    ParamValue,
-    Recorder,
-)
+from fleet.xapi.transport import Exchange, ParamValue, Recorder, recorded
 
 __all__ = [
     "LocalClients",
@@ -184,8 +180,7 @@ class LocalTransport:
 
     async def begin_session(self) -> None:
         exchange = Exchange(kind="session", path="xmlapi/session/begin")
-        started = time.perf_counter()
-        try:
+        with recorded(exchange, self._recorder, self.device.name):
             response = await self._send(
                 "POST", "/xmlapi/session/begin", exchange, auth=True, idempotent=True,
                 content=b"",
@@ -212,13 +207,6 @@ class LocalTransport:
                 self._basic_only = True
             else:
                 raise BadReplyError(f"session begin answered HTTP {response.status}")
-            exchange.ok = True
-        except DeviceError as exc:
-            exchange.error = str(exc.message)
-            raise exc.with_context(device=self.device.name, xpath="xmlapi/session/begin") from None
-        finally:
-            exchange.duration_ms = (time.perf_counter() - started) * 1000
-            self._record(exchange)
 
     async def end_session(self) -> None:
         if self._session is None:
@@ -298,8 +286,7 @@ class LocalTransport:
         parse: Any,
         query: Mapping[str, str] | None = None,
     ) -> Any:
-        started = time.perf_counter()
-        try:
+        with recorded(exchange, self._recorder, self.device.name):
             response = await self._send(
                 method, url, exchange, content=content, idempotent=idempotent, query=query
             )
@@ -318,14 +305,7 @@ class LocalTransport:
                 result = await asyncio.to_thread(parse, response)
             else:
                 result = parse(response)
-            exchange.ok = True
             return result
-        except DeviceError as exc:
-            exchange.error = exc.message
-            raise exc.with_context(device=self.device.name, xpath=exchange.path) from None
-        finally:
-            exchange.duration_ms = (time.perf_counter() - started) * 1000
-            self._record(exchange)
 
     def _check_status(self, response: HttpReply) -> None:
         status = response.status

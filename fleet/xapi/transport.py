@@ -14,9 +14,14 @@ clear — what came back, how long it took), so results can say exactly what hap
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from fleet.errors import DeviceError
 
 __all__ = [
     "MAX_JSON_DEPTH",
@@ -27,6 +32,8 @@ __all__ = [
     "XapiTransport",
     "describe_body",
     "describe_params",
+    "interrupted_call",
+    "recorded",
     "xpath",
 ]
 
@@ -84,6 +91,8 @@ class Exchange:
     error: str | None = None
     attempts: int = 1
     duration_ms: float = 0.0
+    #: the call was in flight when the device's time ran out (or the run was stopped)
+    interrupted: bool = False
 
     @classmethod
     def command(
@@ -111,10 +120,42 @@ class Exchange:
             data["attempts"] = self.attempts
         if self.error:
             data["error"] = self.error
+        if self.interrupted:
+            data["interrupted"] = True
         return data
 
 
 Recorder = Callable[[Exchange], None]
+
+
+@contextlib.contextmanager
+def recorded(exchange: Exchange, recorder: Recorder | None, device: str) -> Iterator[Exchange]:
+    """Time one call and record it, however it ends — every transport's calls go through
+    here. A :class:`DeviceError` gets the device's name and the call's xAPI path; a call
+    cancelled in flight (the device's time budget ran out) is marked ``interrupted``, so the
+    result can say which call the device did not answer."""
+    started = time.perf_counter()
+    try:
+        yield exchange
+        exchange.ok = True
+    except DeviceError as exc:
+        exchange.ok = False
+        exchange.error = exc.message
+        raise exc.with_context(device=device, xpath=exchange.path) from None
+    except asyncio.CancelledError:
+        exchange.ok = False
+        exchange.interrupted = True
+        exchange.error = "no answer before the call was cancelled (the device's time ran out)"
+        raise
+    finally:
+        exchange.duration_ms = (time.perf_counter() - started) * 1000
+        if recorder is not None:
+            recorder(exchange)
+
+
+def interrupted_call(calls: Sequence[Exchange]) -> str | None:
+    """The xAPI path of the call that was in flight when a device's time ran out."""
+    return next((call.path for call in reversed(calls) if call.interrupted), None)
 
 
 class XapiTransport(Protocol):

@@ -41,7 +41,6 @@ import aiohttp
 from fleet.errors import (
     AuthError,
     BadReplyError,
-    DeviceError,
     InputError,
     ParameterError,
     TimeoutError_,
@@ -77,6 +76,7 @@ from fleet.xapi.transport import (
     Exchange,
     ParamValue,
     Recorder,
+    recorded,
     xpath,
 )
 
@@ -211,9 +211,8 @@ class WebSocketTransport:
         """Connect and log in, retrying what is safe to retry; record it as a session call."""
         assert self._session is not None
         exchange = Exchange(kind="session", path=path)
-        started = time.perf_counter()
         backoff = Backoff(self._retry)
-        try:
+        with recorded(exchange, self._recorder, self.device.name):
             while True:
                 exchange.attempts = backoff.attempt + 1
                 headers, protocols = self._login()
@@ -255,14 +254,7 @@ class WebSocketTransport:
                 break
             link = Link(ws)
             link.reader = asyncio.create_task(self._read(link), name=f"ws-reader {self.url}")
-            exchange.ok = True
             return link
-        except DeviceError as exc:
-            exchange.error = exc.message
-            raise exc.with_context(device=self.device.name, xpath=path) from None
-        finally:
-            exchange.duration_ms = (time.perf_counter() - started) * 1000
-            self._record(exchange)
 
     async def _reconnect(self, old: Link | None) -> Link:
         """A new connection in place of ``old``; concurrent callers share one reconnection."""
@@ -381,22 +373,15 @@ class WebSocketTransport:
         command: bool = False,
         read: bool = False,
     ) -> Any:
-        started = time.perf_counter()
-        try:
-            result = await self._rpc(exchange, method, params, idempotent, command)
-            exchange.ok = True
-            return result
-        except DeviceError as exc:
-            if read and isinstance(exc, ParameterError) and "no match" in exc.reason.lower():
+        with recorded(exchange, self._recorder, self.device.name):
+            try:
+                return await self._rpc(exchange, method, params, idempotent, command)
+            except ParameterError as exc:
+                if not (read and "no match" in exc.reason.lower()):
+                    raise
                 # "No match on Path argument": the device has no such node; the HTTP
                 # transport answers None for that too
-                exchange.ok = True
                 return MISSING
-            exchange.error = exc.message
-            raise exc.with_context(device=self.device.name, xpath=exchange.path) from None
-        finally:
-            exchange.duration_ms = (time.perf_counter() - started) * 1000
-            self._record(exchange)
 
     async def _rpc(
         self,

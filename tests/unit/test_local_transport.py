@@ -9,9 +9,11 @@ session rules exactly.)
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fake_http import FakeHttp, Handler, Sent, reply
@@ -20,6 +22,7 @@ from fleet.errors import (
     AuthError,
     BadReplyError,
     CommandError,
+    DeviceError,
     InputError,
     RateLimitedError,
     TransportError,
@@ -31,7 +34,7 @@ from fleet.xapi._config import RetryPolicy
 from fleet.xapi._http import ConnectFailed, ConnectionBroke, HttpReply
 from fleet.xapi.commands import Xapi
 from fleet.xapi.local import LocalTransport
-from fleet.xapi.transport import Exchange
+from fleet.xapi.transport import Exchange, interrupted_call
 
 OK_ADD = b'<?xml version="1.0"?><Command><CAAddResult status="OK"/></Command>'
 CA_SHOW = (
@@ -267,8 +270,10 @@ async def test_dry_run_refuses_writes(device: Device) -> None:
         raise AssertionError("nothing may be sent")
 
     xapi = Xapi(make(device, handler), read_only=True)
-    with pytest.raises(RuntimeError, match="dry run"):
+    with pytest.raises(DeviceError, match="dry run") as info:
         await xapi.ca_add("PEM")
+    assert info.value.kind == "device"  # in the error tree, not "internal"
+    assert info.value.xpath == "Security/Certificates/CA/Add"
 
 
 async def test_a_secret_in_a_wire_error_text_is_masked(device: Device) -> None:
@@ -370,3 +375,21 @@ async def test_a_device_without_a_host_is_an_input_error(tmp_path: Path) -> None
     nowhere = dataclasses.replace(device, host=None)
     with pytest.raises(InputError, match="room-1 has no host"):
         LocalTransport(nowhere, FakeHttp(lambda r: reply(200)), Secret("x"))
+
+
+async def test_the_call_in_flight_when_time_runs_out_is_named(device: Device) -> None:
+    class Hanging(FakeHttp):
+        async def request(self, method: str, url: str, **kwargs: Any) -> HttpReply:
+            if url.endswith("/putxml"):
+                await asyncio.sleep(30)
+            return await super().request(method, url, **kwargs)
+
+    calls: list[Exchange] = []
+    transport = LocalTransport(device, Hanging(lambda r: session_ok(r) or reply(200)),
+                               Secret("s3cret-pw"), recorder=calls.append)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.2), transport:
+            await Xapi(transport).ca_show()
+    assert interrupted_call(calls) == "Security/Certificates/CA/Show"
+    shown = next(c.to_dict() for c in calls if c.kind == "command")
+    assert shown["interrupted"] is True and "time ran out" in shown["error"]

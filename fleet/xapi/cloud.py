@@ -56,7 +56,6 @@ from fleet.xapi._cloud_data import (
 )
 from fleet.xapi._pacer import DEFAULT_BURST, DEFAULT_RATE_PER_MINUTE, MAX_RETRY_AFTER, RatePacer
 from fleet.xapi.transport import (
-    SECRET_PARAMS,
     Exchange,
     ParamValue,
     Recorder,
@@ -250,7 +249,7 @@ class CloudTransport:
         if path[0] == "Configuration":
             return await self._read_configuration(path)
         expression = dotted(path[1:], "status")
-        exchange = Exchange(kind="get", path="/".join(str(p) for p in path))
+        exchange = Exchange.read(path)
 
         async def call() -> Any:
             if not self._checked:
@@ -288,7 +287,7 @@ class CloudTransport:
 
     async def _read_configuration(self, path: Sequence[str | int]) -> Any:
         key = config_key(path[1:])
-        exchange = Exchange(kind="get", path="/".join(str(p) for p in path))
+        exchange = Exchange.read(path)
 
         async def call() -> Any:
             items = await self._config_items(exchange, key + ".*")
@@ -300,9 +299,7 @@ class CloudTransport:
 
     async def configure(self, path: Sequence[str | int], value: str) -> None:
         key = config_key(path)
-        secret = bool(path) and str(path[-1]) in SECRET_PARAMS
-        exchange = Exchange(kind="configure", path="/".join(str(p) for p in path),
-                            params={"value": "********" if secret else value})
+        exchange = Exchange.configure(path, value)
 
         async def call() -> None:
             info = self._config.get(key.lower())

@@ -266,9 +266,7 @@ class LocalTransport:
         )
 
     async def configure(self, path: Sequence[str | int], value: str) -> None:
-        exchange = Exchange(
-            kind="configure", path="/".join(str(p) for p in path), params={"value": value}
-        )
+        exchange = Exchange.configure(path, value)
         document = _xml.build_configuration(path, value)
 
         def parse(response: HttpReply) -> None:

@@ -103,6 +103,18 @@ class Exchange:
         return cls(kind="command", path=xpath(path), params=describe_params(params),
                    body=describe_body(body) if body is not None else None)
 
+    @classmethod
+    def configure(cls, path: Sequence[str | int], value: str) -> Exchange:
+        """The record of a configuration write: a secret leaf's value masked."""
+        secret = bool(path) and str(path[-1]) in SECRET_PARAMS
+        return cls(kind="configure", path="/".join(str(p) for p in path),
+                   params={"value": "********" if secret else value})
+
+    @classmethod
+    def read(cls, path: Sequence[str | int]) -> Exchange:
+        """The record of a status or configuration read."""
+        return cls(kind="get", path="/".join(str(p) for p in path))
+
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "kind": self.kind,

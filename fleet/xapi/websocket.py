@@ -72,7 +72,6 @@ from fleet.xapi._ws_upgrade import (
 )
 from fleet.xapi._xml import PARSE_OFF_LOOP_BYTES
 from fleet.xapi.transport import (
-    SECRET_PARAMS,
     Exchange,
     ParamValue,
     Recorder,
@@ -347,17 +346,12 @@ class WebSocketTransport:
         return command_result(result, where)
 
     async def get(self, path: Sequence[str | int]) -> Any:
-        exchange = Exchange(kind="get", path="/".join(str(p) for p in path))
+        exchange = Exchange.read(path)
         result = await self._call(exchange, "xGet", {"Path": list(path)}, True, read=True)
         return None if result is MISSING else normalise(result)
 
     async def configure(self, path: Sequence[str | int], value: str) -> None:
-        leaf = str(path[-1]) if path else ""
-        exchange = Exchange(
-            kind="configure",
-            path="/".join(str(p) for p in path),
-            params={"value": "********" if leaf in SECRET_PARAMS else value},
-        )
+        exchange = Exchange.configure(path, value)
         result = await self._call(exchange, "xSet", {"Path": list(path), "Value": value}, True)
         if result is False:
             raise BadReplyError(f"xSet {exchange.path} answered false",

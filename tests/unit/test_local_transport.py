@@ -393,3 +393,18 @@ async def test_the_call_in_flight_when_time_runs_out_is_named(device: Device) ->
     assert interrupted_call(calls) == "Security/Certificates/CA/Show"
     shown = next(c.to_dict() for c in calls if c.kind == "command")
     assert shown["interrupted"] is True and "time ran out" in shown["error"]
+
+
+async def test_a_secret_configuration_value_is_not_recorded(device: Device) -> None:
+    def handler(request: Sent) -> HttpReply:
+        return session_ok(request) or reply(
+            200, b'<Configuration><Success/></Configuration>')
+
+    calls: list[Exchange] = []
+    async with make(device, handler, calls) as transport:
+        await transport.configure(("Network", 1, "IEEE8021X", "Password"), "wifi-pass-123")
+        await transport.configure(("Network", 1, "IEEE8021X", "Mode"), "On")
+    recorded = [c.to_dict() for c in calls if c.kind == "configure"]
+    assert "wifi-pass-123" not in repr(recorded)
+    assert recorded[0]["params"] == {"value": "********"}
+    assert recorded[1]["params"] == {"value": "On"}

@@ -229,14 +229,7 @@ class StreamClient:
         host, port = parts.hostname, parts.port or 443
         if self._origin not in (None, (host, port)):
             await self.aclose()  # one client, one device: a new origin gets a new connection
-        target = parts.path or "/"
-        if query:
-            target += "?" + urlencode(query, safe="/")
-        head = [("Host", parts.netloc.rsplit("@", 1)[-1]), ("User-Agent", USER_AGENT)]
-        if body is not None or method in ("POST", "PUT", "PATCH"):
-            head.append(("Content-Length", str(len(body or b""))))
-        head += list(headers.items())
-
+        request = _request(method, parts.netloc, parts.path, headers, body, query)
         stream = self._stream
         if stream is not None and (stream[0].at_eof() or stream[1].is_closing()):
             await self.aclose()  # the device closed the idle connection
@@ -250,7 +243,7 @@ class StreamClient:
         reader, writer, connection = stream
         limit = timeout or self._read_timeout
         try:
-            message = connection.send(h11.Request(method=method, target=target, headers=head))
+            message = connection.send(request)
             if body:
                 message += connection.send(h11.Data(data=body))
             message += connection.send(h11.EndOfMessage())
@@ -286,6 +279,21 @@ class StreamClient:
         with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
             async with asyncio.timeout(1.0):
                 await writer.wait_closed()
+
+
+def _request(method: str, netloc: str, path: str, headers: Mapping[str, str],
+             body: bytes | None, query: Mapping[str, str] | None) -> h11.Request:
+    target = path or "/"
+    if query:
+        target += "?" + urlencode(query, safe="/")
+    head = [("Host", netloc.rsplit("@", 1)[-1]), ("User-Agent", USER_AGENT)]
+    if body is not None or method in ("POST", "PUT", "PATCH"):
+        head.append(("Content-Length", str(len(body or b""))))
+    head += list(headers.items())
+    try:
+        return h11.Request(method=method, target=target, headers=head)
+    except h11.LocalProtocolError as exc:  # a header value with CR/LF, say: nothing is sent
+        raise ConnectFailed(f"request refused before sending: {exc}") from None
 
 
 def _protocol_problem(exc: h11.RemoteProtocolError, *, head_done: bool) -> ConnectionBroke:

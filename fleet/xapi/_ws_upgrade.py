@@ -69,7 +69,8 @@ def handshake_error(
     exc: BaseException, exchange: Exchange, *, device: Device, where: str, read_timeout: float,
 ) -> tuple[DeviceError, bool, str | None]:
     """What a failed WebSocket upgrade means: (the error, whether another attempt is safe
-    and useful, the ``Retry-After`` the device sent with it)."""
+    and useful, the ``Retry-After`` the device sent with it). Long, but one flat table of
+    the ways an upgrade fails, each with its text: splitting it would only scatter them."""
     if isinstance(exc, aiohttp.WSServerHandshakeError):
         status = exc.status
         exchange.http_status = status

@@ -20,6 +20,7 @@ import httpx
 from fleet.errors import (
     AuthError,
     BadReplyError,
+    DeviceError,
     InputError,
     RateLimitedError,
     TlsVerifyError,
@@ -319,16 +320,7 @@ class WebexApi:
                     headers=headers,
                 )
             except httpx.HTTPError as exc:
-                failure = failure_from_httpx(exc)
-                error = failure_error(
-                    failure, where=f"the Webex API at {self.base_url}",
-                    trust=str(self._verify or "the system store"), setting="api_verify:",
-                )
-                retryable = after_failure(
-                    self._login, error, sent=failure.sent,
-                    retryable=not isinstance(error, TlsVerifyError)
-                    and (idempotent or not failure.sent),
-                )
+                error, retryable = self._failed(exc, idempotent)
                 if retryable and backoff.more:
                     await backoff.pause()
                     continue
@@ -339,12 +331,7 @@ class WebexApi:
             if exchange is not None:
                 exchange.http_status = response.status_code
             status = response.status_code
-            if status == 401:
-                self._login.refused("Webex refused the access token (HTTP 401)")
-            elif status == 429 or status >= 500:
-                self._login.no_verdict()
-            else:
-                self._login.accepted()
+            self._verdict(status)
             if status == 429:
                 limited += 1
                 wait, how = parse_retry_after(response.headers.get("Retry-After"),
@@ -362,6 +349,28 @@ class WebexApi:
                 await backoff.pause(response.headers.get("Retry-After"))
                 continue
             return response
+
+    def _failed(self, exc: httpx.HTTPError, idempotent: bool) -> tuple[DeviceError, bool]:
+        """A request that got no answer: (the error, whether it may be sent again)."""
+        failure = failure_from_httpx(exc)
+        error = failure_error(
+            failure, where=f"the Webex API at {self.base_url}",
+            trust=str(self._verify or "the system store"), setting="api_verify:",
+        )
+        retryable = after_failure(
+            self._login, error, sent=failure.sent,
+            retryable=not isinstance(error, TlsVerifyError) and (idempotent or not failure.sent),
+        )
+        return error, retryable
+
+    def _verdict(self, status: int) -> None:
+        """What an answer says about the token (see fleet.xapi._login)."""
+        if status == 401:
+            self._login.refused("Webex refused the access token (HTTP 401)")
+        elif status == 429 or status >= 500:
+            self._login.no_verdict()
+        else:
+            self._login.accepted()
 
     def raise_for_status(self, response: httpx.Response, what: str) -> None:
         """Map the answers every endpoint shares; 2xx passes."""

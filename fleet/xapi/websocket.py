@@ -385,6 +385,8 @@ class WebSocketTransport:
         idempotent: bool,
         command: bool,
     ) -> Any:
+        # One loop, kept whole: a call's life on a connection that may drop at any await
+        # (reconnect once, resend only what is idempotent, back off on "not ready").
         if self._session is None:
             raise TransportError("the transport is not open (use it with async with)")
         reconnected = False

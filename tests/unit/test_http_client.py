@@ -344,3 +344,14 @@ async def test_sni_names_a_dns_host_in_pin_mode_and_never_an_ip_literal() -> Non
     finally:
         listener.close()
     assert names == ["localhost", "localhost", None, None]
+
+
+async def test_a_header_value_with_a_line_break_is_refused_before_sending(server: Server) -> None:
+    http = client(trusting(server))
+    try:
+        with pytest.raises(ConnectFailed, match="refused before sending") as caught:
+            await http.request("GET", server.url + "/", headers={"Cookie": "a\r\nX-Evil: 1"})
+    finally:
+        await http.aclose()
+    assert caught.value.sent is False
+    assert server.seen == []

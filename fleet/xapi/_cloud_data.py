@@ -10,16 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleet.errors import (
-    BadReplyError,
     CommandError,
     ParameterError,
 )
-from fleet.xapi.transport import (
-    MAX_JSON_DEPTH,
-)
 
-__all__ = ["ConfigInfo", "config_key", "config_tree", "descend", "dotted", "normalise",
-           "raise_in_band"]
+__all__ = ["ConfigInfo", "config_key", "config_tree", "descend", "dotted", "raise_in_band"]
 
 _PART_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 
@@ -54,25 +49,6 @@ def _leaf(value: Any) -> str:
     if value is None:
         return ""
     return str(value)
-
-
-def normalise(value: Any, depth: int = 0) -> Any:
-    """Cloud JSON → the local transport's shapes: leaves ``str``, structures ``dict``, arrays
-    ``list`` (the cloud's ``id`` of array items, like putxml's ``item=``, is dropped)."""
-    if depth > MAX_JSON_DEPTH and isinstance(value, dict | list):
-        raise BadReplyError(f"refused a Webex reply nested more than {MAX_JSON_DEPTH} deep")
-    if isinstance(value, dict):
-        if value and all(isinstance(k, str) and k.isdigit() for k in value):
-            return [normalise(value[k], depth + 1) for k in sorted(value, key=int)]
-        return {str(k): normalise(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, list):
-        items: list[Any] = []
-        for item in value:
-            if isinstance(item, dict) and "id" in item:
-                item = {k: v for k, v in item.items() if k != "id"}
-            items.append(normalise(item, depth + 1))
-        return items
-    return _leaf(value)
 
 
 def _child(data: Any, name: str) -> Any:

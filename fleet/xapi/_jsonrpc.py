@@ -20,7 +20,7 @@ from fleet.errors import (
     ParameterError,
 )
 from fleet.xapi.transport import (
-    MAX_JSON_DEPTH,
+    normalise_json,
 )
 
 __all__ = [
@@ -34,7 +34,6 @@ __all__ = [
     "RpcError",
     "command_result",
     "decode",
-    "normalise",
     "rpc_error",
 ]
 
@@ -177,29 +176,6 @@ class Link:
 # ------------------------------------------------------------------------ normalising
 
 
-def normalise(value: Any, *, item: bool = False, depth: int = 0) -> Any:
-    """JSON reply data → the form every transport gives: leaves ``str``, structures ``dict``,
-    lists ``list``. The ``id`` of a list item is its index (the XML ``item=`` attribute), not
-    data, and is dropped as the XML transport drops ``item``."""
-    if depth > MAX_JSON_DEPTH and isinstance(value, dict | list):
-        raise BadReplyError(f"refused a reply nested more than {MAX_JSON_DEPTH} deep")
-    if isinstance(value, dict):
-        return {
-            str(key): normalise(child, depth=depth + 1)
-            for key, child in value.items()
-            if not (item and key == "id")
-        }
-    if isinstance(value, list):
-        return [normalise(child, item=True, depth=depth + 1) for child in value]
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "True" if value else "False"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
 def command_result(result: Any, where: str) -> dict[str, Any]:
     if result is None or result is True:
         return {}
@@ -207,7 +183,7 @@ def command_result(result: Any, where: str) -> dict[str, Any]:
         raise BadReplyError(f"result of {where} is not an object: {json.dumps(result)[:60]}")
     if isinstance(result.get("Details"), dict):
         result = {**result, "Details": [result["Details"]]}  # one item is still a list
-    data: dict[str, Any] = normalise(result)
+    data: dict[str, Any] = normalise_json(result)
     # A result may carry the XML result element's status as a field (jsxapi's rpc.ts)
     status = data.pop("status", "OK")
     if status == "Error":

@@ -51,7 +51,6 @@ from fleet.xapi._cloud_data import (
     config_tree,
     descend,
     dotted,
-    normalise,
     raise_in_band,
 )
 from fleet.xapi._pacer import DEFAULT_BURST, DEFAULT_RATE_PER_MINUTE, MAX_RETRY_AFTER, RatePacer
@@ -59,6 +58,7 @@ from fleet.xapi.transport import (
     Exchange,
     ParamValue,
     Recorder,
+    normalise_json,
     recorded,
 )
 from fleet.xapi.webex_api import (
@@ -85,7 +85,6 @@ __all__ = [
     "WebexApi",
     "api_base",
     "config_key",
-    "normalise",
     "parse_retry_after",
     "proxy_for",
     "webex_error",
@@ -217,7 +216,7 @@ class CloudTransport:
             if not isinstance(result, dict):
                 raise BadReplyError(f"the result of {name} is not a structure")
             raise_in_band(result, name)
-            normalised: dict[str, Any] = normalise(result)
+            normalised: dict[str, Any] = normalise_json(result)
             details = normalised.get("Details")
             if isinstance(details, dict):
                 normalised["Details"] = [details]
@@ -266,7 +265,7 @@ class CloudTransport:
             if isinstance(result, dict) and set(result) == {"Status"}:
                 result = result["Status"]
             found = descend(result, path[1:])
-            return None if found is None else normalise(found)
+            return None if found is None else normalise_json(found)
 
         return await self._run(exchange, call)
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from fleet.errors import DeviceError
+from fleet.errors import BadReplyError, DeviceError
 
 __all__ = [
     "MAX_JSON_DEPTH",
@@ -33,6 +33,7 @@ __all__ = [
     "describe_body",
     "describe_params",
     "interrupted_call",
+    "normalise_json",
     "recorded",
     "xpath",
 ]
@@ -50,6 +51,32 @@ SECRET_PARAMS = frozenset({"PrivateKeyPassword", "ChallengePassword", "Password"
 def xpath(path: Sequence[str]) -> str:
     """``("Security", "Certificates", "CA", "Add")`` → ``"Security/Certificates/CA/Add"``."""
     return "/".join(path)
+
+
+def normalise_json(value: Any, *, item: bool = False, depth: int = 0) -> Any:
+    """JSON reply data (the cloud's, or the WebSocket's JSON-RPC) → the shapes every transport
+    gives, the ones putxml's XML reads as: leaves ``str`` (``None`` is ``""``, booleans
+    ``"True"``/``"False"``, ``1.0`` is ``"1"``), structures ``dict``, arrays ``list``. The
+    ``id`` of an array item is its index (putxml's ``item=`` attribute), not data: dropped;
+    an object keyed ``"1"``, ``"2"``, ... is an array. Deeper than :data:`MAX_JSON_DEPTH` is
+    a bad reply, not a RecursionError."""
+    if depth > MAX_JSON_DEPTH and isinstance(value, dict | list):
+        raise BadReplyError(f"refused a reply nested more than {MAX_JSON_DEPTH} deep")
+    if isinstance(value, dict):
+        if value and all(isinstance(k, str) and k.isdigit() for k in value):
+            return [normalise_json(value[k], item=True, depth=depth + 1)
+                    for k in sorted(value, key=int)]
+        return {str(key): normalise_json(child, depth=depth + 1)
+                for key, child in value.items() if not (item and key == "id")}
+    if isinstance(value, list):
+        return [normalise_json(child, item=True, depth=depth + 1) for child in value]
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def describe_params(params: Mapping[str, ParamValue] | None) -> dict[str, Any]:

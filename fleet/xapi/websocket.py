@@ -59,7 +59,6 @@ from fleet.xapi._jsonrpc import (
     RpcError,
     command_result,
     decode,
-    normalise,
     rpc_error,
 )
 from fleet.xapi._login import LoginGuard, after_failure
@@ -75,6 +74,7 @@ from fleet.xapi.transport import (
     Exchange,
     ParamValue,
     Recorder,
+    normalise_json,
     recorded,
     xpath,
 )
@@ -348,7 +348,7 @@ class WebSocketTransport:
     async def get(self, path: Sequence[str | int]) -> Any:
         exchange = Exchange.read(path)
         result = await self._call(exchange, "xGet", {"Path": list(path)}, True, read=True)
-        return None if result is MISSING else normalise(result)
+        return None if result is MISSING else normalise_json(result)
 
     async def configure(self, path: Sequence[str | int], value: str) -> None:
         exchange = Exchange.configure(path, value)

@@ -54,9 +54,7 @@ class Connector:
         return self._secrets[ref]
 
     def _login(self, device: Device) -> LoginGuard:
-        where = f"{device.host}:{device.port}"
-        user = device.username or ""
-        return self._logins.get(where, user, label=f"{user}@{where}")
+        return self._logins.for_device(device)
 
     def transport(self, device: Device, recorder: Callable[[Exchange], None]) -> XapiTransport:
         if device.transport == "local":

@@ -51,7 +51,7 @@ from fleet.xapi._http import (
     failure_error,
     open_tls,
 )
-from fleet.xapi._login import LoginGuard, after_failure
+from fleet.xapi._login import LoginGuard, after_failure, device_label
 from fleet.xapi.transport import Exchange, ParamValue, Recorder, recorded
 
 __all__ = [
@@ -74,7 +74,7 @@ async def fetch_peer_certificate(device: Device, *, timeout: float = 10.0) -> by
     really served (a keep-alive connection would still show the old one)."""
     if not device.host:
         raise UnreachableError(f"{device.name} has no host", device=device.name)
-    where = f"{device.host}:{device.port}"
+    where = device.address
     try:
         _, writer, der = await open_tls(
             device.host, device.port, ssl_context_for(device.verify), timeout=timeout,
@@ -92,7 +92,7 @@ async def fetch_peer_certificate(device: Device, *, timeout: float = 10.0) -> by
 
 def _device_error(device: Device, exc: HttpFailure) -> DeviceError:
     """What an HTTP failure with ``device`` is, in certfleet's error tree."""
-    error = failure_error(exc, where=f"{bracket_host(device.host or '')}:{device.port}",
+    error = failure_error(exc, where=device.address or device.name,
                           trust=str(device.verify), setting="the trust setting (verify:)")
     return error.with_context(device=device.name)
 
@@ -141,7 +141,7 @@ class LocalTransport:
             raise InputError(f"device {device.name} has no host (transport: local)")
         self.device = device
         #: the run's guard for this account on this device (see fleet.xapi._login)
-        self._login = login or LoginGuard(f"{device.username}@{device.host}:{device.port}")
+        self._login = login or LoginGuard(device_label(device))
         self._client = client
         self._owns_client = owns_client
         self._password = password

@@ -61,7 +61,7 @@ from fleet.xapi._jsonrpc import (
     decode,
     rpc_error,
 )
-from fleet.xapi._login import LoginGuard, after_failure
+from fleet.xapi._login import LoginGuard, after_failure, device_label
 from fleet.xapi._ws_upgrade import (
     Redirected,
     auth_subprotocol,
@@ -114,8 +114,7 @@ class WebSocketTransport:
             raise InputError(f"device {device.name} has no host (transport: websocket)")
         self.device = device
         #: the run's guard for this account on this device (see fleet.xapi._login)
-        self._login_guard = login or LoginGuard(
-            f"{device.username}@{device.host}:{device.port}")
+        self._login_guard = login or LoginGuard(device_label(device))
         self._password = password
         self._ssl = ssl_context
         self._timeouts = timeouts or Timeouts()
@@ -123,9 +122,8 @@ class WebSocketTransport:
         self._recorder = recorder
         #: log in with the ``auth-`` subprotocol instead of the Authorization header
         self.subprotocol_auth = subprotocol_auth
-        host = bracket_host(device.host)
-        self.url = f"wss://{host}:{device.port}/ws"
-        self._where = f"{host}:{device.port}"
+        self.url = f"wss://{bracket_host(device.host)}:{device.port}/ws"
+        self._where = device.address or device.name
         self._fingerprint: aiohttp.Fingerprint | None = None
         if device.verify.mode == "pin":
             assert device.verify.pin_sha256

@@ -231,8 +231,11 @@ class StreamClient:
             await self.aclose()  # one client, one device: a new origin gets a new connection
         request = _request(method, parts.netloc, parts.path, headers, body, query)
         stream = self._stream
-        if stream is not None and (stream[0].at_eof() or stream[1].is_closing()):
-            await self.aclose()  # the device closed the idle connection
+        if stream is not None and (stream[0].at_eof() or stream[1].is_closing()
+                                   or stream[2].our_state is not h11.IDLE):
+            # the device closed the idle connection, or a request on it was cancelled
+            # half-way (its late reply must not be read as the next one's)
+            await self.aclose()
             stream = None
         if stream is None:
             reader, writer, _ = await open_tls(host, port, self._ctx, pin_sha256=self._pin,
@@ -242,14 +245,10 @@ class StreamClient:
             self._origin = (host, port)
         reader, writer, connection = stream
         limit = timeout or self._read_timeout
-        try:
-            message = connection.send(request)
-            if body:
-                message += connection.send(h11.Data(data=body))
-            message += connection.send(h11.EndOfMessage())
-        except h11.LocalProtocolError as exc:  # a header value with CR/LF, say: nothing sent
-            await self.aclose()
-            raise ConnectFailed(f"request refused before sending: {exc}") from None
+        message = connection.send(request)
+        if body:
+            message += connection.send(h11.Data(data=body))
+        message += connection.send(h11.EndOfMessage())
         try:
             async with asyncio.timeout(limit):
                 writer.write(message)

@@ -355,3 +355,18 @@ async def test_a_header_value_with_a_line_break_is_refused_before_sending(server
         await http.aclose()
     assert caught.value.sent is False
     assert server.seen == []
+
+
+async def test_a_request_cancelled_mid_reply_leaves_no_stale_connection(server: Server) -> None:
+    # The device's time ran out while a reply was awaited: the next request (a session end,
+    # say) must not read that late reply as its own, nor fail on a half-used connection.
+    http = client(trusting(server))
+    try:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await http.request("GET", server.url + "/slow", headers={})
+        reply = await http.request("POST", server.url + "/next", headers={}, body=b"<n/>")
+    finally:
+        await http.aclose()
+    assert reply.status == 200 and reply.body.endswith(b"body=<n/>")
+    assert server.connections() == 2

@@ -301,7 +301,7 @@ def _protocol_problem(exc: h11.RemoteProtocolError, *, head_done: bool) -> Conne
         return ConnectionBroke(f"the reply stopped before its end ({text})")
     if head_done:
         return ConnectionBroke(f"the reply's body is not valid HTTP/1.1 ({text})")
-    if "receive buffer too long" in text:
+    if "receive buffer too long" in text.lower():
         return MalformedReply("the reply's header is too large")
     if "illegal status line" in text:
         return MalformedReply(f"not an HTTP reply ({text})")
@@ -344,7 +344,10 @@ async def _read_reply(reader: asyncio.StreamReader, connection: h11.Connection,
         if isinstance(event, h11.Response):
             response = event
             received = b"".join(head)
-            _check_line_ends(received[:len(received) - len(connection.trailing_data[0])])
+            head_bytes = received[:len(received) - len(connection.trailing_data[0])]
+            if len(head_bytes) > MAX_HEAD_BYTES:  # h11 checks only a head still incomplete
+                raise MalformedReply("the reply's header is too large")
+            _check_line_ends(head_bytes)
             length = dict(event.headers).get(b"content-length")
             if length is not None and int(length) > MAX_REPLY_BYTES:
                 raise ConnectionBroke(f"reply of {int(length)} bytes refused")

@@ -370,3 +370,21 @@ async def test_a_request_cancelled_mid_reply_leaves_no_stale_connection(server: 
         await http.aclose()
     assert reply.status == 200 and reply.body.endswith(b"body=<n/>")
     assert server.connections() == 2
+
+
+@pytest.mark.parametrize(("answer", "problem"), [
+    (b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", "header is too large"),
+    (b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 300_000 + b"\r\n\r\n", "header is too large"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n", "bytes refused"),
+])
+async def test_replies_over_the_caps_are_refused(answer: bytes, problem: str) -> None:
+    listener, port, ca, _ = await raw_server(answer)
+    trust = ssl.create_default_context()
+    ca.configure_trust(trust)
+    http = client(trust)
+    try:
+        with pytest.raises(ConnectionBroke, match=problem):
+            await http.request("GET", f"https://127.0.0.1:{port}/", headers={})
+    finally:
+        await http.aclose()
+        listener.close()

@@ -33,16 +33,9 @@ from fleet.plans.base import DeviceContext, Plan
 from fleet.results import DeviceResult, ErrorInfo, Outcome, RunResult
 from fleet.secrets import Secret, SecretRef
 from fleet.windows import Window, next_opening, open_now
-from fleet.xapi._login import LoginGuard, LoginGuards
 from fleet.xapi.commands import Xapi
-from fleet.xapi.local import (
-    LocalClients,
-    LocalTransport,
-    RetryPolicy,
-    Timeouts,
-    fetch_peer_certificate,
-)
-from fleet.xapi.transport import Exchange, XapiTransport
+from fleet.xapi.connector import Connector, RetryPolicy, Timeouts
+from fleet.xapi.local import fetch_peer_certificate
 
 __all__ = [
     "Budget",
@@ -117,81 +110,6 @@ def resolve_secrets(devices: Sequence[Device]) -> dict[SecretRef, Secret]:
             names = ", ".join(users[:3]) + (f" and {len(users) - 3} more" if len(users) > 3 else "")
             raise SecretError(f"{exc.message} (needed by {names})") from exc
     return resolved
-
-
-class Connector:
-    """Builds the transport for each device and owns what transports share (HTTP clients)."""
-
-    def __init__(self, secrets: dict[SecretRef, Secret], options: RunOptions) -> None:
-        self._secrets = secrets
-        self._options = options
-        self._local = LocalClients(timeouts=options.timeouts)
-        self._shared: dict[str, Any] = {}  # per-transport shared state (e.g. cloud pacers)
-        # one per account and device for the whole run, whatever transport or entry reaches
-        # it: a login whose answer was lost, or that was refused, is not sent again
-        self._logins = LoginGuards()
-
-    def _secret(self, device: Device, ref: SecretRef | None, what: str) -> Secret:
-        if ref is None:
-            raise InputError(f"{device.name}: no {what} configured for transport "
-                             f"{device.transport!r}")
-        return self._secrets[ref]
-
-    def _login(self, device: Device) -> LoginGuard:
-        where = f"{device.host}:{device.port}"
-        user = device.username or ""
-        return self._logins.get(where, user, label=f"{user}@{where}")
-
-    def transport(self, device: Device, recorder: Callable[[Exchange], None]) -> XapiTransport:
-        if device.transport == "local":
-            return LocalTransport(
-                device,
-                self._local.device_client(device.verify),
-                self._secret(device, device.password, "password"),
-                retry=self._options.retry,
-                recorder=recorder,
-                owns_client=True,
-                login=self._login(device),
-            )
-        if device.transport == "websocket":
-            from fleet.xapi.websocket import SslContexts, WebSocketTransport
-
-            # one TLS context per verify setting for the whole run, as LocalClients does
-            contexts: SslContexts = self._shared.setdefault("websocket", SslContexts())
-            return WebSocketTransport(
-                device,
-                self._secret(device, device.password, "password"),
-                ssl_context=contexts.for_verify(device.verify),
-                timeouts=self._options.timeouts,
-                retry=self._options.retry,
-                recorder=recorder,
-                login=self._login(device),
-            )
-        if device.transport == "cloud":
-            # imported when a cloud device is met: a local-only run need not load httpx
-            from fleet.xapi.cloud import CloudClients, CloudTransport
-
-            token = self._secret(device, device.token, "token")
-            shared = self._shared.get("cloud")
-            if not isinstance(shared, CloudClients):
-                # one HTTP client per API trust setting, one rate pacer per token, for the run
-                shared = self._shared["cloud"] = CloudClients(
-                    max_connections=max(self._options.parallel, 10),
-                    timeouts=self._options.timeouts,
-                )
-            api = shared.api(device.api_url, device.api_verify, token, self._options.retry,
-                             rate_per_minute=device.api_rate_per_minute)
-            return CloudTransport(device, api, recorder=recorder)
-        raise InputError(
-            f"{device.name}: transport {device.transport!r} is not available in this version "
-            "of certfleet"
-        )
-
-    async def aclose(self) -> None:
-        for shared in self._shared.values():
-            closer = getattr(shared, "aclose", None)
-            if closer is not None:
-                await closer()
 
 
 async def _run_device(

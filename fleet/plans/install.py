@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import os
 import secrets as _stdlib_secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -97,8 +98,15 @@ def active_leaves(certs: Sequence[CertificateInfo], purposes: Sequence[str]) -> 
     return found
 
 
-@functools.cache
 def _ca_file(path: str) -> tuple[x509.Certificate, ...]:
+    """The CAs in ``path``, read again when the file changed (size, mtime or inode)."""
+    info = os.stat(path)
+    return _ca_file_version(path, (info.st_mtime_ns, info.st_size, info.st_ino))
+
+
+@functools.lru_cache(maxsize=64)
+def _ca_file_version(path: str, stamp: tuple[int, int, int]) -> tuple[x509.Certificate, ...]:
+    del stamp  # part of the cache key only
     return tuple(x509.load_pem_x509_certificates(Path(path).read_bytes()))
 
 

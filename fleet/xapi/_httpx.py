@@ -1,6 +1,7 @@
 """fleet.xapi._httpx — httpx clients set up the way certfleet talks to HTTPS servers, for the
-Webex cloud API, and the :class:`~fleet.xapi._http.HttpClient` interface over httpx (tests of
-the local transport drive it through ``httpx.MockTransport`` / respx).
+Webex cloud API, and what an httpx error means (:func:`failure_from_httpx`, the one place
+httpx errors are mapped: to the same :class:`~fleet.xapi._http.HttpFailure` kinds the local
+client raises).
 
 Kept apart from the device path so a run that reaches devices only locally does not import
 httpx (its import alone cost a tenth of a second of every run)."""
@@ -10,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import http.cookiejar
 import ssl
-from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,20 +19,18 @@ import httpx
 
 from fleet.errors import InputError
 from fleet.inventory import Verify
+from fleet.xapi._config import USER_AGENT, Timeouts, ssl_context_for
 from fleet.xapi._http import (
     ConnectFailed,
     ConnectionBroke,
     ConnectTimedOut,
     HttpFailure,
-    HttpReply,
     ReplyTimedOut,
     TlsRejected,
 )
-from fleet.xapi.local import Timeouts, ssl_context_for
 
-__all__ = ["HttpxClient", "PinMismatch", "build_client", "failure_from_httpx", "redact_url"]
+__all__ = ["PinMismatch", "build_client", "failure_from_httpx", "redact_url"]
 
-_USER_AGENT = "certfleet/0.1"
 _TLS_MARKERS = ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed", "Hostname mismatch")
 
 
@@ -140,7 +138,7 @@ def build_client(
         timeout=httpx.Timeout(connect=timeouts.connect, read=timeouts.read,
                               write=timeouts.write, pool=timeouts.pool),
         cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
-        headers={"User-Agent": _USER_AGENT},
+        headers={"User-Agent": USER_AGENT},
         trust_env=False,
         follow_redirects=False,
     )
@@ -153,40 +151,6 @@ def redact_url(url: str) -> str:
         return url
     host = parts.netloc.rsplit("@", 1)[1]
     return parts._replace(netloc=f"***@{host}").geturl()
-
-
-class HttpxClient:
-    """:class:`HttpClient` over an ``httpx.AsyncClient`` (for MockTransport / respx tests)."""
-
-    def __init__(self, client: httpx.AsyncClient) -> None:
-        self.client = client
-
-    async def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: Mapping[str, str],
-        body: bytes | None = None,
-        query: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-    ) -> HttpReply:
-        try:
-            response = await self.client.request(
-                method, url, content=body, headers=dict(headers), params=query,
-                timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
-            )
-        except httpx.HTTPError as exc:
-            raise failure_from_httpx(exc) from exc
-        return HttpReply(
-            status=response.status_code,
-            headers={k.lower(): v for k, v in response.headers.items()},
-            cookies=dict(response.cookies),
-            body=response.content,
-        )
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
 
 
 def failure_from_httpx(exc: httpx.HTTPError) -> HttpFailure:

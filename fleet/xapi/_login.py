@@ -23,11 +23,14 @@ guard as it was before the request: nothing counted.
 from __future__ import annotations
 
 import asyncio
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
-from fleet.errors import AuthError, TransportError
+from fleet.errors import AuthError, DeviceError, TransportError
 
-__all__ = ["NOT_RESENT", "LoginGuard", "LoginGuards"]
+__all__ = ["NOT_RESENT", "LoginGuard", "LoginGuards", "after_failure", "device_label"]
+
+if TYPE_CHECKING:
+    from fleet.inventory import Device
 
 State = Literal["unsent", "in flight", "accepted", "refused", "unknown"]
 
@@ -104,8 +107,36 @@ class LoginGuards:
     def __init__(self) -> None:
         self._guards: dict[tuple[str, ...], LoginGuard] = {}
 
+    def for_device(self, device: Device) -> LoginGuard:
+        """The guard of the device's account on the device, whatever transport reaches it."""
+        return self.get(device.address or device.name, device.username or "",
+                        label=device_label(device))
+
     def get(self, *key: str, label: str) -> LoginGuard:
         guard = self._guards.get(key)
         if guard is None:
             guard = self._guards[key] = LoginGuard(label)
         return guard
+
+
+def after_failure(login: LoginGuard | None, error: DeviceError, *, sent: bool,
+                  retryable: bool) -> bool:
+    """Settle ``login`` after a request that got no answer, and say whether it may be sent
+    again: never when it carried credentials that may have reached the device and that the
+    device has not accepted yet (``error`` then says why it was not)."""
+    if login is None:
+        return retryable
+    if not sent:
+        login.no_verdict()
+        return retryable
+    login.lost()
+    if login.may_resend:
+        return retryable
+    if retryable:
+        error.message += NOT_RESENT
+    return False
+
+
+def device_label(device: Device) -> str:
+    """``user@host:port``: the account and place a device's login guard is for."""
+    return f"{device.username or ''}@{device.address or device.name}"

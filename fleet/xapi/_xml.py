@@ -49,7 +49,7 @@ def _safe_tag(name: str) -> str:
     if not name or not (name[0].isalpha() or name[0] == "_") or not all(
         c.isalnum() or c in "_-." for c in name
     ):
-        raise ValueError(f"not a valid xAPI name: {name!r}")
+        raise ParameterError(f"not a valid xAPI name: {name!r}", reason="invalid name")
     return name
 
 
@@ -62,7 +62,7 @@ def build_command(
     lowercase ``<body>`` element (RoomOS is case-sensitive there).
     """
     if not path:
-        raise ValueError("empty xAPI command path")
+        raise ParameterError("empty xAPI command path", reason="empty path")
     root = ET.Element("Command")
     node = root
     for part in path:
@@ -94,7 +94,7 @@ def build_configuration(path: Sequence[PathPart], value: str) -> bytes:
         else:
             node = ET.SubElement(node, _safe_tag(part))
     if node is root:
-        raise ValueError("empty configuration path")
+        raise ParameterError("empty configuration path", reason="empty path")
     node.text = value
     document: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
     return document

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from fleet.errors import BadReplyError, NotSupportedError, ParameterError
+from fleet.errors import BadReplyError, DeviceError, NotSupportedError, ParameterError
 from fleet.pki.certs import normalize_fingerprint
 from fleet.secrets import Secret
 from fleet.xapi.transport import ParamValue, XapiTransport, xpath
@@ -243,7 +243,8 @@ class Xapi:
         body: str | None = None, *, idempotent: bool = False,
     ) -> dict[str, Any]:
         if self.read_only:
-            raise RuntimeError(f"dry run: refused to send {' '.join(path)}")
+            # a plan that writes during a dry run: said as this device's error, not a crash
+            raise DeviceError(f"dry run: refused to send {' '.join(path)}", xpath=xpath(path))
         return await self._send(path, params, body, idempotent=idempotent)
 
     # -- status ----------------------------------------------------------------------
@@ -373,7 +374,8 @@ class Xapi:
 
     async def set_configuration(self, path: Sequence[str | int], value: str) -> None:
         if self.read_only:
-            raise RuntimeError(f"dry run: refused to configure {'/'.join(map(str, path))}")
+            where = "/".join(map(str, path))
+            raise DeviceError(f"dry run: refused to configure {where}", xpath=where)
         fw = self.firmware
         if fw is not None and not fw.has_configuration(path, value):
             name = " ".join(map(str, path))

@@ -24,99 +24,48 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import functools
-import random
 import re
 import ssl
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from fleet.errors import (
     AuthError,
     BadReplyError,
     DeviceError,
+    InputError,
     RateLimitedError,
-    TimeoutError_,
-    TlsVerifyError,
-    TransportError,
     UnreachableError,
 )
 from fleet.inventory import Device, Verify
 from fleet.secrets import Secret, redact, register_secret
 from fleet.xapi import _xml
+from fleet.xapi._config import Backoff, RetryPolicy, Timeouts, bracket_host, ssl_context_for
 from fleet.xapi._http import (
-    ConnectTimedOut,
     HttpClient,
     HttpFailure,
     HttpReply,
-    ReplyTimedOut,
     StreamClient,
     TlsRejected,
+    failure_error,
     open_tls,
 )
-from fleet.xapi._login import NOT_RESENT, LoginGuard
-from fleet.xapi.transport import (
-    Exchange,
-    ParamValue,
-    Recorder,
-)
+from fleet.xapi._login import LoginGuard, after_failure, device_label
+from fleet.xapi.transport import Exchange, ParamValue, Recorder, recorded
 
 __all__ = [
     "LocalClients",
     "LocalTransport",
-    "RetryPolicy",
-    "Timeouts",
     "fetch_peer_certificate",
-    "ssl_context_for",
 ]
 
-_USER_AGENT = "certfleet/0.1"
 SESSION_END_TIMEOUT = 5.0
 #: a cookie value as RFC 6265 allows it (cookie-octet): no controls, space, '"', ',', ';', '\\'
 _COOKIE_VALUE = re.compile(r"[\x21\x23-\x2B\x2D-\x3A\x3C-\x5B\x5D-\x7E]{1,4096}")
 
 
-@dataclass(frozen=True)
-class Timeouts:
-    """Per-request timeouts in seconds (the per-device budget is the runner's)."""
-
-    connect: float = 10.0
-    read: float = 60.0  # RoomOS queues requests: a full queue of 30 at 1/s is 30 s
-    write: float = 10.0
-    pool: float = 60.0
-
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Backoff with full jitter: sleep uniform(0, min(cap, base * 2**attempt))."""
-
-    attempts: int = 4
-    base: float = 0.5
-    cap: float = 8.0
-
-    def delay(self, attempt: int) -> float:
-        return random.uniform(0, min(self.cap, self.base * (2**attempt)))
-
-
 # ------------------------------------------------------------------------------- TLS
-
-
-@functools.cache
-def ssl_context_for(verify: Verify) -> ssl.SSLContext:
-    """The TLS context for a device's ``verify:`` setting (pins are checked separately)."""
-    if verify.mode == "ca":
-        ctx = ssl.create_default_context(cafile=str(verify.ca_path))
-    elif verify.mode == "system":
-        ctx = ssl.create_default_context()
-    else:  # pin (checked right after the handshake, before any HTTP) or insecure (spelled out)
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    return ctx
 
 
 async def fetch_peer_certificate(device: Device, *, timeout: float = 10.0) -> bytes:
@@ -125,7 +74,7 @@ async def fetch_peer_certificate(device: Device, *, timeout: float = 10.0) -> by
     really served (a keep-alive connection would still show the old one)."""
     if not device.host:
         raise UnreachableError(f"{device.name} has no host", device=device.name)
-    where = f"{device.host}:{device.port}"
+    where = device.address
     try:
         _, writer, der = await open_tls(
             device.host, device.port, ssl_context_for(device.verify), timeout=timeout,
@@ -143,23 +92,9 @@ async def fetch_peer_certificate(device: Device, *, timeout: float = 10.0) -> by
 
 def _device_error(device: Device, exc: HttpFailure) -> DeviceError:
     """What an HTTP failure with ``device`` is, in certfleet's error tree."""
-    where = f"{device.host}:{device.port}"
-    if isinstance(exc, TlsRejected):
-        if exc.pinned:
-            return TlsVerifyError(f"TLS pin check failed for {where}: {exc.message}",
-                                  device=device.name)
-        return TlsVerifyError(
-            f"TLS certificate of {where} did not verify against {device.verify}: "
-            f"{exc.message}; fix the trust setting (verify:) rather than turning checks off",
-            device=device.name,
-        )
-    if isinstance(exc, ConnectTimedOut):
-        return UnreachableError(f"connection to {where} timed out", device=device.name)
-    if not exc.sent:
-        return UnreachableError(f"cannot connect to {where}: {exc.message}", device=device.name)
-    if isinstance(exc, ReplyTimedOut):
-        return TimeoutError_(f"{exc.message} from {where}", device=device.name)
-    return TransportError(f"connection to {where} broke: {exc.message}", device=device.name)
+    error = failure_error(exc, where=device.address or device.name,
+                          trust=str(device.verify), setting="the trust setting (verify:)")
+    return error.with_context(device=device.name)
 
 
 class LocalClients:
@@ -203,19 +138,16 @@ class LocalTransport:
         login: LoginGuard | None = None,
     ) -> None:
         if not device.host:
-            raise ValueError(f"device {device.name} has no host")
+            raise InputError(f"device {device.name} has no host (transport: local)")
         self.device = device
         #: the run's guard for this account on this device (see fleet.xapi._login)
-        self._login = login or LoginGuard(f"{device.username}@{device.host}:{device.port}")
+        self._login = login or LoginGuard(device_label(device))
         self._client = client
         self._owns_client = owns_client
         self._password = password
         self._retry = retry or RetryPolicy()
         self._recorder = recorder
-        host = device.host
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"  # IPv6 literal
-        self.base_url = f"https://{host}:{device.port}"
+        self.base_url = f"https://{bracket_host(device.host)}:{device.port}"
         self._session: str | None = None
         self._basic_only = False
         self._relogged = False
@@ -248,8 +180,7 @@ class LocalTransport:
 
     async def begin_session(self) -> None:
         exchange = Exchange(kind="session", path="xmlapi/session/begin")
-        started = time.perf_counter()
-        try:
+        with recorded(exchange, self._recorder, self.device.name):
             response = await self._send(
                 "POST", "/xmlapi/session/begin", exchange, auth=True, idempotent=True,
                 content=b"",
@@ -276,13 +207,6 @@ class LocalTransport:
                 self._basic_only = True
             else:
                 raise BadReplyError(f"session begin answered HTTP {response.status}")
-            exchange.ok = True
-        except DeviceError as exc:
-            exchange.error = str(exc.message)
-            raise exc.with_context(device=self.device.name, xpath="xmlapi/session/begin") from None
-        finally:
-            exchange.duration_ms = (time.perf_counter() - started) * 1000
-            self._record(exchange)
 
     async def end_session(self) -> None:
         if self._session is None:
@@ -342,9 +266,7 @@ class LocalTransport:
         )
 
     async def configure(self, path: Sequence[str | int], value: str) -> None:
-        exchange = Exchange(
-            kind="configure", path="/".join(str(p) for p in path), params={"value": value}
-        )
+        exchange = Exchange.configure(path, value)
         document = _xml.build_configuration(path, value)
 
         def parse(response: HttpReply) -> None:
@@ -362,8 +284,7 @@ class LocalTransport:
         parse: Any,
         query: Mapping[str, str] | None = None,
     ) -> Any:
-        started = time.perf_counter()
-        try:
+        with recorded(exchange, self._recorder, self.device.name):
             response = await self._send(
                 method, url, exchange, content=content, idempotent=idempotent, query=query
             )
@@ -382,14 +303,7 @@ class LocalTransport:
                 result = await asyncio.to_thread(parse, response)
             else:
                 result = parse(response)
-            exchange.ok = True
             return result
-        except DeviceError as exc:
-            exchange.error = exc.message
-            raise exc.with_context(device=self.device.name, xpath=exchange.path) from None
-        finally:
-            exchange.duration_ms = (time.perf_counter() - started) * 1000
-            self._record(exchange)
 
     def _check_status(self, response: HttpReply) -> None:
         status = response.status
@@ -430,9 +344,9 @@ class LocalTransport:
         # again only as fleet.xapi._login allows: never after a lost answer until the device
         # has accepted them, never after a refusal.
         login = self._login if use_basic else None
-        attempt = 0
+        backoff = Backoff(self._retry)
         while True:
-            exchange.attempts = attempt + 1
+            exchange.attempts = backoff.attempt + 1
             if login is not None:
                 await login.acquire()
             try:
@@ -442,19 +356,12 @@ class LocalTransport:
                 exchange.http_status = response.status
             except HttpFailure as exc:
                 error = _device_error(self.device, exc)
-                retryable = not isinstance(exc, TlsRejected) and (idempotent or not exc.sent)
-                if login is not None:
-                    if exc.sent:
-                        login.lost()
-                    else:
-                        login.no_verdict()
-                    if exc.sent and not login.may_resend:
-                        if retryable:
-                            error.message += NOT_RESENT
-                        retryable = False
-                if retryable and attempt + 1 < self._retry.attempts:
-                    await asyncio.sleep(self._retry.delay(attempt))
-                    attempt += 1
+                retryable = after_failure(
+                    login, error, sent=exc.sent,
+                    retryable=not isinstance(exc, TlsRejected) and (idempotent or not exc.sent),
+                )
+                if retryable and backoff.more:
+                    await backoff.pause()
                     continue
                 raise error from None
             except BaseException:
@@ -468,14 +375,9 @@ class LocalTransport:
                     login.accepted()  # 403: the account is right, its role is not
                 else:
                     login.no_verdict()
-            if response.status == 503 and attempt + 1 < self._retry.attempts:
+            if response.status == 503 and backoff.more:
                 # Queue full: the request was not processed. Honour Retry-After if given.
-                delay = self._retry.delay(attempt)
-                retry_after = response.headers.get("retry-after", "")
-                if retry_after.isdigit():
-                    delay = max(delay, min(float(retry_after), self._retry.cap * 4))
-                await asyncio.sleep(delay)
-                attempt += 1
+                await backoff.pause(response.headers.get("retry-after"))
                 continue
             return response
 

@@ -14,9 +14,14 @@ clear — what came back, how long it took), so results can say exactly what hap
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from fleet.errors import BadReplyError, DeviceError
 
 __all__ = [
     "MAX_JSON_DEPTH",
@@ -27,6 +32,9 @@ __all__ = [
     "XapiTransport",
     "describe_body",
     "describe_params",
+    "interrupted_call",
+    "normalise_json",
+    "recorded",
     "xpath",
 ]
 
@@ -43,6 +51,32 @@ SECRET_PARAMS = frozenset({"PrivateKeyPassword", "ChallengePassword", "Password"
 def xpath(path: Sequence[str]) -> str:
     """``("Security", "Certificates", "CA", "Add")`` → ``"Security/Certificates/CA/Add"``."""
     return "/".join(path)
+
+
+def normalise_json(value: Any, *, item: bool = False, depth: int = 0) -> Any:
+    """JSON reply data (the cloud's, or the WebSocket's JSON-RPC) → the shapes every transport
+    gives, the ones putxml's XML reads as: leaves ``str`` (``None`` is ``""``, booleans
+    ``"True"``/``"False"``, ``1.0`` is ``"1"``), structures ``dict``, arrays ``list``. The
+    ``id`` of an array item is its index (putxml's ``item=`` attribute), not data: dropped;
+    an object keyed ``"1"``, ``"2"``, ... is an array. Deeper than :data:`MAX_JSON_DEPTH` is
+    a bad reply, not a RecursionError."""
+    if depth > MAX_JSON_DEPTH and isinstance(value, dict | list):
+        raise BadReplyError(f"refused a reply nested more than {MAX_JSON_DEPTH} deep")
+    if isinstance(value, dict):
+        if value and all(isinstance(k, str) and k.isdigit() for k in value):
+            return [normalise_json(value[k], item=True, depth=depth + 1)
+                    for k in sorted(value, key=int)]
+        return {str(key): normalise_json(child, depth=depth + 1)
+                for key, child in value.items() if not (item and key == "id")}
+    if isinstance(value, list):
+        return [normalise_json(child, item=True, depth=depth + 1) for child in value]
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def describe_params(params: Mapping[str, ParamValue] | None) -> dict[str, Any]:
@@ -84,6 +118,8 @@ class Exchange:
     error: str | None = None
     attempts: int = 1
     duration_ms: float = 0.0
+    #: the call was in flight when the device's time ran out (or the run was stopped)
+    interrupted: bool = False
 
     @classmethod
     def command(
@@ -93,6 +129,18 @@ class Exchange:
         described, never quoted."""
         return cls(kind="command", path=xpath(path), params=describe_params(params),
                    body=describe_body(body) if body is not None else None)
+
+    @classmethod
+    def configure(cls, path: Sequence[str | int], value: str) -> Exchange:
+        """The record of a configuration write: a secret leaf's value masked."""
+        secret = bool(path) and str(path[-1]) in SECRET_PARAMS
+        return cls(kind="configure", path="/".join(str(p) for p in path),
+                   params={"value": "********" if secret else value})
+
+    @classmethod
+    def read(cls, path: Sequence[str | int]) -> Exchange:
+        """The record of a status or configuration read."""
+        return cls(kind="get", path="/".join(str(p) for p in path))
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -111,10 +159,42 @@ class Exchange:
             data["attempts"] = self.attempts
         if self.error:
             data["error"] = self.error
+        if self.interrupted:
+            data["interrupted"] = True
         return data
 
 
 Recorder = Callable[[Exchange], None]
+
+
+@contextlib.contextmanager
+def recorded(exchange: Exchange, recorder: Recorder | None, device: str) -> Iterator[Exchange]:
+    """Time one call and record it, however it ends — every transport's calls go through
+    here. A :class:`DeviceError` gets the device's name and the call's xAPI path; a call
+    cancelled in flight (the device's time budget ran out) is marked ``interrupted``, so the
+    result can say which call the device did not answer."""
+    started = time.perf_counter()
+    try:
+        yield exchange
+        exchange.ok = True
+    except DeviceError as exc:
+        exchange.ok = False
+        exchange.error = exc.message
+        raise exc.with_context(device=device, xpath=exchange.path) from None
+    except asyncio.CancelledError:
+        exchange.ok = False
+        exchange.interrupted = True
+        exchange.error = "no answer before the call was cancelled (the device's time ran out)"
+        raise
+    finally:
+        exchange.duration_ms = (time.perf_counter() - started) * 1000
+        if recorder is not None:
+            recorder(exchange)
+
+
+def interrupted_call(calls: Sequence[Exchange]) -> str | None:
+    """The xAPI path of the call that was in flight when a device's time ran out."""
+    return next((call.path for call in reversed(calls) if call.interrupted), None)
 
 
 class XapiTransport(Protocol):

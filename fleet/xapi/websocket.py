@@ -34,7 +34,6 @@ import json
 import ssl
 import time
 from collections.abc import Mapping, Sequence
-from types import SimpleNamespace
 from typing import Any, Final
 
 import aiohttp
@@ -42,27 +41,41 @@ import aiohttp
 from fleet.errors import (
     AuthError,
     BadReplyError,
-    CommandError,
-    DeviceError,
-    NotSupportedError,
+    InputError,
     ParameterError,
-    RateLimitedError,
     TimeoutError_,
-    TlsVerifyError,
     TransportError,
-    UnreachableError,
 )
-from fleet.inventory import Device, Verify
+from fleet.inventory import Device
 from fleet.secrets import Secret, redact, register_secret
-from fleet.xapi._login import NOT_RESENT, LoginGuard
+from fleet.xapi._config import USER_AGENT, Backoff, RetryPolicy, Timeouts, bracket_host
+from fleet.xapi._jsonrpc import (
+    MISSING,
+    NOT_READY,
+    ConnectionLost,
+    JsonRpcCommandError,
+    JsonRpcNotSupportedError,
+    Link,
+    RpcError,
+    command_result,
+    decode,
+    rpc_error,
+)
+from fleet.xapi._login import LoginGuard, after_failure, device_label
+from fleet.xapi._ws_upgrade import (
+    Redirected,
+    auth_subprotocol,
+    handshake_error,
+    refuse_redirect,
+    upgrade_was_answered_or_never_sent,
+)
 from fleet.xapi._xml import PARSE_OFF_LOOP_BYTES
-from fleet.xapi.local import RetryPolicy, Timeouts, ssl_context_for
 from fleet.xapi.transport import (
-    MAX_JSON_DEPTH,
-    SECRET_PARAMS,
     Exchange,
     ParamValue,
     Recorder,
+    normalise_json,
+    recorded,
     xpath,
 )
 
@@ -70,219 +83,14 @@ __all__ = [
     "CLOSE_TIMEOUT",
     "JsonRpcCommandError",
     "JsonRpcNotSupportedError",
-    "SslContexts",
     "WebSocketTransport",
     "auth_subprotocol",
 ]
 
-_USER_AGENT: Final = "certfleet/0.1"
 #: closing a connection never holds a run (or a timed-out device's clean-up) longer than this
 CLOSE_TIMEOUT: Final = 5.0
 #: the largest reply accepted (a Services Show of a device full of chains is a few hundred KiB)
 MAX_MESSAGE: Final = 16 * 1024 * 1024
-
-# JSON-RPC error codes RoomOS uses (pyxows EXCEPTION_TYPES, reference §3.3)
-_COMMAND_ERROR: Final = 1
-_PARSE_ERROR: Final = -32700
-_INVALID_REQUEST: Final = -32600
-_METHOD_NOT_FOUND: Final = -32601
-_INVALID_PARAMS: Final = -32602
-_INTERNAL_ERROR: Final = -32603
-_PERMISSION_DENIED: Final = -31999
-_SUBSCRIPTIONS_EXCEEDED: Final = -31998
-_NOT_READY: Final = -31997
-_CODE_NAMES: Final = {
-    _PARSE_ERROR: "parse error",
-    _INVALID_REQUEST: "invalid request",
-    _INTERNAL_ERROR: "internal error",
-    _SUBSCRIPTIONS_EXCEEDED: "subscription count exceeded",
-    _NOT_READY: "system not ready",
-}
-
-
-def auth_subprotocol(username: str, password: str) -> str:
-    """``auth-<base64url(user:pass)>`` without padding: the browser-style WebSocket login."""
-    raw = base64.urlsafe_b64encode(f"{username}:{password}".encode()).decode("ascii")
-    return "auth-" + raw.rstrip("=")
-
-
-class SslContexts:
-    """One TLS context per ``verify:`` setting, shared by every WebSocket of a run (building a
-    context reads CA files; doing it per device would cost a fleet dearly). Pinned devices all
-    share one context: their pin is checked per connection, not by the context."""
-
-    def __init__(self) -> None:
-        self._contexts: dict[str, ssl.SSLContext] = {}
-
-    def for_verify(self, verify: Verify) -> ssl.SSLContext:
-        key = "pin" if verify.mode == "pin" else str(verify)
-        context = self._contexts.get(key)
-        if context is None:
-            context = self._contexts[key] = ssl_context_for(verify)
-        return context
-
-
-class JsonRpcCommandError(CommandError):
-    """The device refused a call with a JSON-RPC error: its ``code`` and ``data`` as sent."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: int,
-        data: Any = None,
-        xpath: str | None = None,
-        reason: str | None = None,
-    ) -> None:
-        super().__init__(message, xpath=xpath, reason=reason)
-        self.code = code
-        self.data = data
-
-
-class JsonRpcNotSupportedError(JsonRpcCommandError, NotSupportedError):
-    """JSON-RPC -32601: the device has no such command (method not found)."""
-
-
-#: what a read of a node the device does not have gives (``get`` returns None for it)
-_MISSING: Final = object()
-
-
-class _RpcError(Exception):
-    """An ``error`` member in a reply; mapped onto fleet.errors by the call that got it."""
-
-    def __init__(self, code: int, message: str, data: Any) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.data = data
-
-
-class _ConnectionLost(Exception):
-    def __init__(self, why: str) -> None:
-        super().__init__(why)
-        self.why = why
-
-
-class _Redirected(Exception):
-    def __init__(self, status: int, location: str) -> None:
-        super().__init__(status, location)
-        self.status = status
-        self.location = location
-
-
-async def _refuse_redirect(
-    session: aiohttp.ClientSession,
-    context: SimpleNamespace,
-    params: aiohttp.TraceRequestRedirectParams,
-) -> None:
-    # Called before aiohttp follows a redirect: stop there, so the login never goes elsewhere.
-    raise _Redirected(params.response.status, params.response.headers.get("Location", ""))
-
-
-def _upgrade_was_answered_or_never_sent(exc: BaseException) -> bool:
-    """Whether a failed upgrade certainly did not count as a failed login: the device
-    answered it with a status other than a refusal, or it never left this machine (no
-    connection, TLS failed or the pin did not match before a byte of HTTP)."""
-    if isinstance(exc, aiohttp.WSServerHandshakeError):
-        return exc.status not in (401, 403, 101)
-    return isinstance(exc, (_Redirected, aiohttp.ServerFingerprintMismatch,
-                            aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
-
-
-_Decoded = tuple[Any, str | None]
-
-
-def _decode(text: str) -> _Decoded:
-    """(the JSON of a message, None) or (None, what is wrong with it)."""
-    try:
-        return json.loads(text), None
-    except RecursionError:
-        return None, f"a reply nested deeper than JSON can be read ({len(text)} characters)"
-    except ValueError:
-        return None, f"a reply that is not JSON: {text[:60]!r}"
-
-
-class _Link:
-    """One open WebSocket and the calls waiting for their reply on it."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse[bool]) -> None:
-        self.ws = ws
-        self.pending: dict[int, asyncio.Future[Any]] = {}
-        self.lost: str | None = None  # why the connection is unusable, once it is
-        self.reader: asyncio.Task[None] | None = None
-        self.send_lock = asyncio.Lock()
-
-    def fail_pending(self, error: Exception) -> None:
-        pending, self.pending = self.pending, {}
-        for future in pending.values():
-            if not future.done():
-                future.set_exception(error)
-
-
-# ------------------------------------------------------------------------ normalising
-
-
-def _normalise(value: Any, *, item: bool = False, depth: int = 0) -> Any:
-    """JSON reply data → the form every transport gives: leaves ``str``, structures ``dict``,
-    lists ``list``. The ``id`` of a list item is its index (the XML ``item=`` attribute), not
-    data, and is dropped as the XML transport drops ``item``."""
-    if depth > MAX_JSON_DEPTH and isinstance(value, dict | list):
-        raise BadReplyError(f"refused a reply nested more than {MAX_JSON_DEPTH} deep")
-    if isinstance(value, dict):
-        return {
-            str(key): _normalise(child, depth=depth + 1)
-            for key, child in value.items()
-            if not (item and key == "id")
-        }
-    if isinstance(value, list):
-        return [_normalise(child, item=True, depth=depth + 1) for child in value]
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "True" if value else "False"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def _command_result(result: Any, where: str) -> dict[str, Any]:
-    if result is None or result is True:
-        return {}
-    if not isinstance(result, dict):
-        raise BadReplyError(f"result of {where} is not an object: {json.dumps(result)[:60]}")
-    if isinstance(result.get("Details"), dict):
-        result = {**result, "Details": [result["Details"]]}  # one item is still a list
-    data: dict[str, Any] = _normalise(result)
-    # A result may carry the XML result element's status as a field (jsxapi's rpc.ts)
-    status = data.pop("status", "OK")
-    if status == "Error":
-        reason = _leaf(data.get("Reason")) or _leaf(data.get("Error")) or "error"
-        raise CommandError(reason, xpath=_leaf(data.get("XPath")) or where, reason=reason)
-    if status == "ParameterError":
-        reason = _leaf(data.get("Reason")) or "invalid or missing parameter"
-        raise ParameterError(f"parameter error: {reason}", xpath=where, reason=reason)
-    if status != "OK":
-        raise BadReplyError(f"result of {where} has status {status!r}")
-    return data
-
-
-def _leaf(value: Any) -> str | None:
-    if isinstance(value, dict):
-        value = value.get("Value")
-    return value if isinstance(value, str) and value else None
-
-
-def _describe_data(data: Any) -> str:
-    if data is None:
-        return ""
-    try:
-        text = json.dumps(data, ensure_ascii=False, sort_keys=True, default=str)
-    except (RecursionError, ValueError, TypeError):
-        return " (data too deeply nested to show)"
-    return f" ({text[:200]})"
-
-
-# -------------------------------------------------------------------------- transport
 
 
 class WebSocketTransport:
@@ -303,11 +111,10 @@ class WebSocketTransport:
         login: LoginGuard | None = None,
     ) -> None:
         if not device.host:
-            raise ValueError(f"device {device.name} has no host")
+            raise InputError(f"device {device.name} has no host (transport: websocket)")
         self.device = device
         #: the run's guard for this account on this device (see fleet.xapi._login)
-        self._login_guard = login or LoginGuard(
-            f"{device.username}@{device.host}:{device.port}")
+        self._login_guard = login or LoginGuard(device_label(device))
         self._password = password
         self._ssl = ssl_context
         self._timeouts = timeouts or Timeouts()
@@ -315,17 +122,14 @@ class WebSocketTransport:
         self._recorder = recorder
         #: log in with the ``auth-`` subprotocol instead of the Authorization header
         self.subprotocol_auth = subprotocol_auth
-        host = device.host
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"  # IPv6 literal
-        self.url = f"wss://{host}:{device.port}/ws"
-        self._where = f"{host}:{device.port}"
+        self.url = f"wss://{bracket_host(device.host)}:{device.port}/ws"
+        self._where = device.address or device.name
         self._fingerprint: aiohttp.Fingerprint | None = None
         if device.verify.mode == "pin":
             assert device.verify.pin_sha256
             self._fingerprint = aiohttp.Fingerprint(bytes.fromhex(device.verify.pin_sha256))
         self._session: aiohttp.ClientSession | None = None
-        self._link: _Link | None = None
+        self._link: Link | None = None
         self._connect_lock = asyncio.Lock()
         self._ids = itertools.count(1)
         self._closing = False
@@ -374,7 +178,7 @@ class WebSocketTransport:
             force_close=True,
         )
         redirects = aiohttp.TraceConfig()
-        redirects.on_request_redirect.append(_refuse_redirect)
+        redirects.on_request_redirect.append(refuse_redirect)
         return aiohttp.ClientSession(
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),
@@ -385,7 +189,7 @@ class WebSocketTransport:
                 sock_connect=self._timeouts.connect,
                 sock_read=self._timeouts.read,
             ),
-            headers={"User-Agent": _USER_AGENT},
+            headers={"User-Agent": USER_AGENT},
             trace_configs=[redirects],
         )
 
@@ -400,15 +204,14 @@ class WebSocketTransport:
         register_secret(token)
         return {"Authorization": f"Basic {token}"}, ()
 
-    async def _open(self, path: str) -> _Link:
+    async def _open(self, path: str) -> Link:
         """Connect and log in, retrying what is safe to retry; record it as a session call."""
         assert self._session is not None
         exchange = Exchange(kind="session", path=path)
-        started = time.perf_counter()
-        attempt = 0
-        try:
+        backoff = Backoff(self._retry)
+        with recorded(exchange, self._recorder, self.device.name):
             while True:
-                exchange.attempts = attempt + 1
+                exchange.attempts = backoff.attempt + 1
                 headers, protocols = self._login()
                 guard = self._login_guard
                 await guard.acquire()  # the upgrade carries the credentials
@@ -423,24 +226,22 @@ class WebSocketTransport:
                         compress=0,
                         max_msg_size=MAX_MESSAGE,
                     )
-                except (aiohttp.ClientError, OSError, _Redirected) as exc:
-                    error, retryable, wait = self._handshake_error(exc, exchange)
+                except (aiohttp.ClientError, OSError, Redirected) as exc:
+                    error, retryable, retry_after = handshake_error(
+                        exc, exchange, device=self.device, where=self._where,
+                        read_timeout=self._timeouts.read)
                     error.message = redact(error.message)  # aiohttp's text may quote a header
                     if isinstance(error, AuthError):
                         self._refused = error
                         guard.refused(error.message)
-                    elif _upgrade_was_answered_or_never_sent(exc):
-                        guard.no_verdict()
+                        retryable = False
                     else:
-                        guard.lost()
-                        if not guard.may_resend:
-                            if retryable:
-                                error.message += NOT_RESENT
-                            retryable = False
-                    if not retryable or attempt + 1 >= self._retry.attempts:
+                        retryable = after_failure(
+                            guard, error, retryable=retryable,
+                            sent=not upgrade_was_answered_or_never_sent(exc))
+                    if not retryable or not backoff.more:
                         raise error from exc
-                    await asyncio.sleep(max(self._retry.delay(attempt), wait))
-                    attempt += 1
+                    await backoff.pause(retry_after)
                     continue
                 except BaseException:
                     guard.lost()  # cancelled with the upgrade out: it may have counted
@@ -448,85 +249,11 @@ class WebSocketTransport:
                 guard.accepted()
                 exchange.http_status = 101
                 break
-            link = _Link(ws)
+            link = Link(ws)
             link.reader = asyncio.create_task(self._read(link), name=f"ws-reader {self.url}")
-            exchange.ok = True
             return link
-        except DeviceError as exc:
-            exchange.error = exc.message
-            raise exc.with_context(device=self.device.name, xpath=path) from None
-        finally:
-            exchange.duration_ms = (time.perf_counter() - started) * 1000
-            self._record(exchange)
 
-    def _handshake_error(
-        self, exc: BaseException, exchange: Exchange
-    ) -> tuple[DeviceError, bool, float]:
-        """(error, whether another attempt is safe and useful, minimum wait before it)."""
-        where = self._where
-        if isinstance(exc, aiohttp.WSServerHandshakeError):
-            status = exc.status
-            exchange.http_status = status
-            if status in (401, 403):
-                return AuthError(
-                    f"login as {self.device.username!r} refused (HTTP {status}): wrong "
-                    "username or password, or the account is locked after failed logins; not "
-                    "retried, to avoid locking the account"
-                ), False, 0.0
-            if status == 502:
-                return UnreachableError(
-                    f"{where} answered HTTP 502 to the WebSocket upgrade: the device is "
-                    "probably restarting"
-                ), True, 0.0
-            if status == 503:
-                retry_after = exc.headers.get("Retry-After", "") if exc.headers else ""
-                wait = min(float(retry_after), self._retry.cap * 4) if retry_after.isdigit() \
-                    else 0.0
-                return RateLimitedError(
-                    "device refused the WebSocket connection (HTTP 503, connection rate "
-                    "limit) after retries"
-                ), True, wait
-            if status == 101:
-                return BadReplyError(f"invalid WebSocket handshake from {where}: {exc.message}"
-                                     ), False, 0.0
-            return BadReplyError(
-                f"{where} answered HTTP {status} to the WebSocket upgrade: is its WebSocket "
-                "API on (NetworkServices Websocket: FollowHTTPService, HTTP Mode not Off)?"
-            ), False, 0.0
-        if isinstance(exc, _Redirected):
-            exchange.http_status = exc.status
-            return BadReplyError(
-                f"{where} redirected the WebSocket upgrade (HTTP {exc.status}) to "
-                f"{exc.location!r}; redirects are not followed"
-            ), False, 0.0
-        if isinstance(exc, aiohttp.ServerFingerprintMismatch):
-            return TlsVerifyError(
-                f"TLS pin check failed for {where}: certificate SHA-256 {exc.got.hex()} does "
-                f"not match the pinned {exc.expected.hex()}"
-            ), False, 0.0
-        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-            return TlsVerifyError(
-                f"TLS certificate of {where} did not verify against {self.device.verify}: "
-                f"{exc.certificate_error}; fix the trust setting (verify:) rather than turning "
-                "checks off"
-            ), False, 0.0
-        if isinstance(exc, aiohttp.ClientSSLError):
-            return UnreachableError(f"TLS handshake with {where} failed: {exc}"), True, 0.0
-        if isinstance(exc, aiohttp.ClientConnectorError):
-            return UnreachableError(f"cannot connect to {where}: {exc.os_error}"), True, 0.0
-        if isinstance(exc, aiohttp.ConnectionTimeoutError):
-            return UnreachableError(f"connection to {where} timed out"), True, 0.0
-        if isinstance(exc, TimeoutError):
-            return TimeoutError_(
-                f"no answer to the WebSocket upgrade from {where} within "
-                f"{self._timeouts.read:g}s"
-            ), True, 0.0
-        return TransportError(
-            f"connection to {where} broke during the WebSocket upgrade: "
-            f"{exc or type(exc).__name__}"
-        ), True, 0.0
-
-    async def _reconnect(self, old: _Link | None) -> _Link:
+    async def _reconnect(self, old: Link | None) -> Link:
         """A new connection in place of ``old``; concurrent callers share one reconnection."""
         async with self._connect_lock:
             current = self._link
@@ -542,7 +269,7 @@ class WebSocketTransport:
             self._link = await self._open("ws/reconnect")
             return self._link
 
-    async def _drop(self, link: _Link, why: str) -> bool:
+    async def _drop(self, link: Link, why: str) -> bool:
         """Close ``link`` (bounded in time); calls still waiting on it fail. True when the
         close handshake completed."""
         link.lost = link.lost or why
@@ -557,10 +284,10 @@ class WebSocketTransport:
                 link.reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await link.reader
-        link.fail_pending(_ConnectionLost(link.lost))
+        link.fail_pending(ConnectionLost(link.lost))
         return closed
 
-    async def _read(self, link: _Link) -> None:
+    async def _read(self, link: Link) -> None:
         """The one reader of a connection: hands each reply to the call with its id."""
         why = "the device closed the connection"
         try:
@@ -570,12 +297,12 @@ class WebSocketTransport:
                     text = str(message.data)
                     if len(text) > PARSE_OFF_LOOP_BYTES:
                         # a large reply takes a while to decode: the other devices' calls go on
-                        self._dispatch(link, text, await asyncio.to_thread(_decode, text))
+                        link.dispatch(text, await asyncio.to_thread(decode, text))
                     else:
-                        self._dispatch(link, text)
+                        link.dispatch(text)
                 elif message.type is aiohttp.WSMsgType.BINARY:
                     size = len(message.data) if isinstance(message.data, bytes) else 0
-                    self._garbage(link, f"a binary frame of {size} bytes")
+                    link.garbage(f"a binary frame of {size} bytes")
                 elif message.type is aiohttp.WSMsgType.ERROR:
                     why = redact(f"the connection broke: {link.ws.exception() or message.data}")
                     break
@@ -592,50 +319,7 @@ class WebSocketTransport:
             why = redact(f"the connection broke: {type(exc).__name__}: {exc}")
         finally:
             link.lost = link.lost or why
-            link.fail_pending(_ConnectionLost(link.lost))
-
-    def _dispatch(self, link: _Link, text: str, decoded: _Decoded | None = None) -> None:
-        reply, problem = decoded or _decode(text)
-        if problem is not None:
-            self._garbage(link, problem)
-            return
-        if not isinstance(reply, dict):
-            self._garbage(link, f"a reply that is not a JSON-RPC object: {text[:60]!r}")
-            return
-        raw_id = reply.get("id")
-        if raw_id is None:
-            if "method" in reply and "error" not in reply:
-                return  # a notification (xFeedback/Event): nobody here subscribes
-            error = reply.get("error")
-            if isinstance(error, dict):
-                self._garbage(link, f"error {error.get('code')!r} ({error.get('message')!r}) "
-                                    "for no request id")
-            else:
-                self._garbage(link, f"a reply without an id: {text[:60]!r}")
-            return
-        request_id = raw_id if isinstance(raw_id, int) and not isinstance(raw_id, bool) else (
-            int(raw_id) if isinstance(raw_id, str) and raw_id.isdigit() else None)
-        future = link.pending.pop(request_id, None) if request_id is not None else None
-        if future is None or future.done():
-            return  # the reply to a call that already timed out
-        if "error" in reply:
-            error = reply["error"]
-            code = error.get("code") if isinstance(error, dict) else None
-            if not isinstance(code, int) or isinstance(code, bool):
-                future.set_exception(BadReplyError(f"malformed JSON-RPC error: {text[:80]!r}"))
-                return
-            assert isinstance(error, dict)
-            future.set_exception(_RpcError(code, str(error.get("message") or ""),
-                                           error.get("data")))
-        elif "result" in reply:
-            future.set_result(reply["result"])
-        else:
-            future.set_exception(BadReplyError("a JSON-RPC reply with neither result nor error"))
-
-    def _garbage(self, link: _Link, what: str) -> None:
-        # A reply that cannot be matched to its call: every call waiting on this connection
-        # may have been the one it answered, so each of them fails rather than waiting.
-        link.fail_pending(BadReplyError(f"the device sent {what}"))
+            link.fail_pending(ConnectionLost(link.lost))
 
     # -- calls -----------------------------------------------------------------------
 
@@ -648,7 +332,7 @@ class WebSocketTransport:
         idempotent: bool = False,
     ) -> dict[str, Any]:
         if not path:
-            raise ValueError("empty xAPI command path")
+            raise ParameterError("empty xAPI command path", reason="empty path")
         where = xpath(path)
         exchange = Exchange.command(path, params, body)
         wire: dict[str, Any] = {}
@@ -657,20 +341,15 @@ class WebSocketTransport:
         if body is not None:
             wire["body"] = body
         result = await self._call(exchange, f"xCommand/{where}", wire, idempotent, command=True)
-        return _command_result(result, where)
+        return command_result(result, where)
 
     async def get(self, path: Sequence[str | int]) -> Any:
-        exchange = Exchange(kind="get", path="/".join(str(p) for p in path))
+        exchange = Exchange.read(path)
         result = await self._call(exchange, "xGet", {"Path": list(path)}, True, read=True)
-        return None if result is _MISSING else _normalise(result)
+        return None if result is MISSING else normalise_json(result)
 
     async def configure(self, path: Sequence[str | int], value: str) -> None:
-        leaf = str(path[-1]) if path else ""
-        exchange = Exchange(
-            kind="configure",
-            path="/".join(str(p) for p in path),
-            params={"value": "********" if leaf in SECRET_PARAMS else value},
-        )
+        exchange = Exchange.configure(path, value)
         result = await self._call(exchange, "xSet", {"Path": list(path), "Value": value}, True)
         if result is False:
             raise BadReplyError(f"xSet {exchange.path} answered false",
@@ -686,22 +365,15 @@ class WebSocketTransport:
         command: bool = False,
         read: bool = False,
     ) -> Any:
-        started = time.perf_counter()
-        try:
-            result = await self._rpc(exchange, method, params, idempotent, command)
-            exchange.ok = True
-            return result
-        except DeviceError as exc:
-            if read and isinstance(exc, ParameterError) and "no match" in exc.reason.lower():
+        with recorded(exchange, self._recorder, self.device.name):
+            try:
+                return await self._rpc(exchange, method, params, idempotent, command)
+            except ParameterError as exc:
+                if not (read and "no match" in exc.reason.lower()):
+                    raise
                 # "No match on Path argument": the device has no such node; the HTTP
                 # transport answers None for that too
-                exchange.ok = True
-                return _MISSING
-            exchange.error = exc.message
-            raise exc.with_context(device=self.device.name, xpath=exchange.path) from None
-        finally:
-            exchange.duration_ms = (time.perf_counter() - started) * 1000
-            self._record(exchange)
+                return MISSING
 
     async def _rpc(
         self,
@@ -711,6 +383,8 @@ class WebSocketTransport:
         idempotent: bool,
         command: bool,
     ) -> Any:
+        # One loop, kept whole: a call's life on a connection that may drop at any await
+        # (reconnect once, resend only what is idempotent, back off on "not ready").
         if self._session is None:
             raise TransportError("the transport is not open (use it with async with)")
         reconnected = False
@@ -751,7 +425,7 @@ class WebSocketTransport:
                 except TimeoutError:
                     raise TimeoutError_(
                         f"no reply to {method} within {self._timeouts.read:g}s") from None
-            except _ConnectionLost as lost:
+            except ConnectionLost as lost:
                 if not idempotent:
                     raise TransportError(
                         f"{lost.why} after {method} was sent; not repeated, since the device "
@@ -760,42 +434,16 @@ class WebSocketTransport:
                     raise TransportError(
                         f"{lost.why}; already reconnected once for this call") from None
                 continue
-            except _RpcError as err:
-                if err.code == _NOT_READY and not_ready + 1 < self._retry.attempts:
+            except RpcError as err:
+                if err.code == NOT_READY and not_ready + 1 < self._retry.attempts:
                     # not processed at all: safe to send again, after a backoff
                     await asyncio.sleep(self._retry.delay(not_ready))
                     not_ready += 1
                     continue
-                raise self._rpc_error(err, exchange.path, method, command) from None
+                raise rpc_error(err, exchange.path, method, command=command,
+                                username=self.device.username) from None
             finally:
                 link.pending.pop(request_id, None)
-
-    def _rpc_error(self, err: _RpcError, where: str, method: str, command: bool) -> DeviceError:
-        message = err.message or _CODE_NAMES.get(err.code, "no message")
-        if err.code == _COMMAND_ERROR:
-            return JsonRpcCommandError(message + _describe_data(err.data), code=err.code,
-                                       data=err.data, xpath=where, reason=message)
-        if err.code == _INVALID_PARAMS:
-            return ParameterError(f"parameter error: {message}{_describe_data(err.data)}",
-                                  xpath=where, reason=message)
-        if err.code == _METHOD_NOT_FOUND:
-            if command:
-                return JsonRpcNotSupportedError(
-                    f"Unknown command ({message or 'method not found'})", code=err.code,
-                    data=err.data, xpath=where, reason="Unknown command")
-            return JsonRpcCommandError(f"method {method} not found: {message}", code=err.code,
-                                       data=err.data, xpath=where, reason=message)
-        if err.code == _PERMISSION_DENIED:
-            return AuthError(f"permission denied: user {self.device.username!r} lacks the role "
-                             f"for {where} ({message})")
-        if err.code in (_PARSE_ERROR, _INVALID_REQUEST):
-            return BadReplyError(f"the device could not read the request to {where}: "
-                                 f"JSON-RPC error {err.code} ({message})")
-        return JsonRpcCommandError(
-            f"JSON-RPC error {err.code} ({_CODE_NAMES.get(err.code, 'unknown code')}): "
-            f"{message}{_describe_data(err.data)}",
-            code=err.code, data=err.data, xpath=where, reason=message,
-        )
 
     def _record(self, exchange: Exchange) -> None:
         if self._recorder is not None:

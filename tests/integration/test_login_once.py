@@ -15,9 +15,10 @@ import yaml
 from fleet.errors import DeviceError
 from fleet.inventory import Device, load_inventory
 from fleet.secrets import Secret
+from fleet.xapi._config import RetryPolicy, Timeouts, ssl_context_for
 from fleet.xapi._login import LoginGuard
 from fleet.xapi.commands import Xapi
-from fleet.xapi.local import LocalClients, LocalTransport, RetryPolicy, Timeouts, ssl_context_for
+from fleet.xapi.local import LocalClients, LocalTransport
 from fleet.xapi.websocket import WebSocketTransport
 
 FAST = RetryPolicy(attempts=4, base=0.01, cap=0.05)

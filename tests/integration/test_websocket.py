@@ -19,8 +19,8 @@ from fleet.inventory import Device, load_inventory
 from fleet.pki.certs import fingerprint
 from fleet.pki.local_ca import LocalCa
 from fleet.secrets import Secret
+from fleet.xapi._config import RetryPolicy, Timeouts, ssl_context_for
 from fleet.xapi.commands import Xapi
-from fleet.xapi.local import RetryPolicy, Timeouts, ssl_context_for
 from fleet.xapi.transport import Exchange
 from fleet.xapi.websocket import WebSocketTransport
 

@@ -30,6 +30,7 @@ from fleet.errors import (
     BadReplyError,
     CommandError,
     DeviceError,
+    InputError,
     InventoryError,
     ParameterError,
     RateLimitedError,
@@ -40,6 +41,7 @@ from fleet.inventory import Device, Verify, load_inventory
 from fleet.plans.push_ca import PushCa
 from fleet.runner import RunOptions, run_plan
 from fleet.secrets import Secret, SecretRef
+from fleet.xapi._config import RetryPolicy
 from fleet.xapi.cloud import (
     CloudClients,
     CloudTransport,
@@ -49,7 +51,6 @@ from fleet.xapi.cloud import (
     parse_retry_after,
 )
 from fleet.xapi.commands import Xapi
-from fleet.xapi.local import RetryPolicy
 from fleet.xapi.transport import Exchange
 
 API = "https://webex.test"
@@ -228,9 +229,9 @@ def test_configuration_keys_use_the_documented_form() -> None:
     assert config_key(("Network", 1, "IEEE8021X", "Mode")) == "Network[1].IEEE8021X.Mode"
     assert config_key(("Peripherals", "Security", "Certificates", "SyncToPeripherals",
                        "Enabled")) == "Peripherals.Security.Certificates.SyncToPeripherals.Enabled"
-    with pytest.raises(ValueError):
+    with pytest.raises(ParameterError):
         config_key(("Network", "1/../x"))
-    with pytest.raises(ValueError):
+    with pytest.raises(ParameterError):
         config_key((1, "Mode"))
 
 
@@ -645,9 +646,9 @@ async def test_the_pacer_keeps_500_requests_under_300_a_minute(fake: FakeTime) -
 
 
 async def test_pacer_refuses_bad_settings() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError):
         RatePacer(0)
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError):
         RatePacer(100, burst=0)
 
 

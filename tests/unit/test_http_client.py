@@ -22,6 +22,7 @@ from fleet.xapi._http import (
     ReplyTimedOut,
     StreamClient,
     TlsRejected,
+    open_tls,
 )
 
 
@@ -244,6 +245,145 @@ async def test_an_answer_that_is_not_http_breaks_the_connection(tmp_path: object
     http = client(trust)
     try:
         with pytest.raises(ConnectionBroke, match="not an HTTP reply"):
+            await http.request("GET", f"https://127.0.0.1:{port}/", headers={})
+    finally:
+        await http.aclose()
+        listener.close()
+
+
+# ------------------------------------------------------------- RFC 9112 replies, SNI
+
+
+async def raw_server(answer: bytes) -> tuple[asyncio.Server, int, trustme.CA, list[str | None]]:
+    """A TLS server on loopback that reads one request and writes ``answer`` byte for byte,
+    then closes; records the SNI each handshake carried."""
+    ca = trustme.CA()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(ctx)
+    names: list[str | None] = []
+
+    def sni(sock: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
+        names.append(name)
+
+    ctx.sni_callback = sni  # type: ignore[assignment]
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(answer)
+            await writer.drain()
+        finally:
+            writer.close()
+
+    listener = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ctx)
+    return listener, listener.sockets[0].getsockname()[1], ca, names
+
+
+@pytest.mark.parametrize(("answer", "body", "header"), [
+    pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+                 b"hello", None, id="two identical Content-Length"),
+    pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Folded: first\r\n  second\r\n\r\n"
+                 b"hello", b"hello", ("x-folded", "first second"), id="obs-fold"),
+    pytest.param(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 b"3;ext=1\r\nhel\r\n2\r\nlo\r\n0\r\nX-Trailer: t\r\nX-Other: u\r\n\r\n",
+                 b"hello", None, id="chunked with trailers"),
+    pytest.param(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello until the end",
+                 b"hello until the end", None, id="Connection: close, no length"),
+    pytest.param(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+                 b"ok", None, id="interim 100 first"),
+])
+async def test_replies_rfc_9112_allows_are_read(
+    answer: bytes, body: bytes, header: tuple[str, str] | None,
+) -> None:
+    listener, port, ca, _ = await raw_server(answer)
+    trust = ssl.create_default_context()
+    ca.configure_trust(trust)
+    http = client(trust)
+    try:
+        reply = await http.request("GET", f"https://127.0.0.1:{port}/getxml", headers={})
+    finally:
+        await http.aclose()
+        listener.close()
+    assert reply.status == 200
+    assert reply.body == body
+    if header is not None:
+        assert reply.headers[header[0]] == header[1]
+
+
+async def test_two_different_content_lengths_are_refused() -> None:
+    listener, port, ca, _ = await raw_server(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!")
+    trust = ssl.create_default_context()
+    ca.configure_trust(trust)
+    http = client(trust)
+    try:
+        with pytest.raises(ConnectionBroke, match=r"not a valid HTTP/1\.1 reply"):
+            await http.request("GET", f"https://127.0.0.1:{port}/", headers={})
+    finally:
+        await http.aclose()
+        listener.close()
+
+
+async def test_sni_names_a_dns_host_in_pin_mode_and_never_an_ip_literal() -> None:
+    listener, port, _, names = await raw_server(b"HTTP/1.1 204 No Content\r\n\r\n")
+    unverified = ssl.create_default_context()
+    unverified.check_hostname = False
+    unverified.verify_mode = ssl.CERT_NONE
+    try:
+        for host in ("localhost", "127.0.0.1"):
+            probe = await open_tls(host, port, unverified, timeout=2.0)
+            probe[1].close()
+            der = probe[2]
+            assert der is not None
+            http = client(unverified, pin_sha256=hashlib.sha256(der).hexdigest())
+            try:
+                assert (await http.request("GET", f"https://{host}:{port}/", headers={})
+                        ).status == 204
+            finally:
+                await http.aclose()
+    finally:
+        listener.close()
+    assert names == ["localhost", "localhost", None, None]
+
+
+async def test_a_header_value_with_a_line_break_is_refused_before_sending(server: Server) -> None:
+    http = client(trusting(server))
+    try:
+        with pytest.raises(ConnectFailed, match="refused before sending") as caught:
+            await http.request("GET", server.url + "/", headers={"Cookie": "a\r\nX-Evil: 1"})
+    finally:
+        await http.aclose()
+    assert caught.value.sent is False
+    assert server.seen == []
+
+
+async def test_a_request_cancelled_mid_reply_leaves_no_stale_connection(server: Server) -> None:
+    # The device's time ran out while a reply was awaited: the next request (a session end,
+    # say) must not read that late reply as its own, nor fail on a half-used connection.
+    http = client(trusting(server))
+    try:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await http.request("GET", server.url + "/slow", headers={})
+        reply = await http.request("POST", server.url + "/next", headers={}, body=b"<n/>")
+    finally:
+        await http.aclose()
+    assert reply.status == 200 and reply.body.endswith(b"body=<n/>")
+    assert server.connections() == 2
+
+
+@pytest.mark.parametrize(("answer", "problem"), [
+    (b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", "header is too large"),
+    (b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 300_000 + b"\r\n\r\n", "header is too large"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n", "bytes refused"),
+])
+async def test_replies_over_the_caps_are_refused(answer: bytes, problem: str) -> None:
+    listener, port, ca, _ = await raw_server(answer)
+    trust = ssl.create_default_context()
+    ca.configure_trust(trust)
+    http = client(trust)
+    try:
+        with pytest.raises(ConnectionBroke, match=problem):
             await http.request("GET", f"https://127.0.0.1:{port}/", headers={})
     finally:
         await http.aclose()

@@ -32,14 +32,14 @@ from fleet.errors import (
     UnreachableError,
 )
 from fleet.inventory import Device, load_inventory
-from fleet.runner import Connector, RunOptions
+from fleet.runner import RunOptions
 from fleet.secrets import Secret, SecretRef
+from fleet.xapi._config import RetryPolicy, Timeouts, ssl_context_for
 from fleet.xapi.commands import ScepRequest, Xapi
-from fleet.xapi.local import RetryPolicy, Timeouts, ssl_context_for
+from fleet.xapi.connector import Connector
 from fleet.xapi.transport import Exchange
 from fleet.xapi.websocket import (
     JsonRpcCommandError,
-    SslContexts,
     WebSocketTransport,
     auth_subprotocol,
 )
@@ -657,8 +657,8 @@ async def test_notifications_are_ignored(fake: FakeDevice, device: Device) -> No
     async with make(device) as transport:
         link = transport._link
         assert link is not None
-        transport._dispatch(link, json.dumps({"jsonrpc": "2.0", "method": "xFeedback/Event",
-                                              "params": {"Id": 1, "Status": {}}}))
+        link.dispatch(json.dumps({"jsonrpc": "2.0", "method": "xFeedback/Event",
+                              "params": {"Id": 1, "Status": {}}}))
         assert len(await Xapi(transport).ca_show()) == 1
 
 
@@ -717,7 +717,6 @@ async def test_connector_builds_websocket_transports_sharing_one_tls_context(
 
 
 def test_ssl_contexts_share_one_context_for_all_pins(tmp_path: Path) -> None:
-    contexts = SslContexts()
     a = inventory_device(tmp_path, 1, "pin:sha256:" + "ab" * 32).verify
     b = inventory_device(tmp_path, 1, "pin:sha256:" + "cd" * 32).verify
-    assert contexts.for_verify(a) is contexts.for_verify(b)
+    assert ssl_context_for(a) is ssl_context_for(b)

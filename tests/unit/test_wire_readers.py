@@ -69,26 +69,26 @@ def test_a_getxml_fault_is_still_an_error() -> None:
     assert not isinstance(info.value, NotSupportedError)
 
 
-@respx.mock
 async def test_local_transport_reads_empty_result_as_none(tmp_path: Path) -> None:
-    from fleet.xapi._httpx import HttpxClient, build_client
-    from fleet.xapi.local import LocalTransport, Timeouts
+    from fake_http import FakeHttp, Sent, reply
+
+    from fleet.xapi._http import HttpReply
+    from fleet.xapi.local import LocalTransport
 
     inv = tmp_path / "inv.yaml"
     inv.write_text("defaults: {username: admin, password: 'env:CF_TEST_PW', verify: insecure}\n"
                    "devices:\n  room-1: {host: 127.0.0.1, port: 8443}\n")
     room: Device = load_inventory(inv).devices["room-1"]
-    base = "https://127.0.0.1:8443"
-    respx.post(f"{base}/xmlapi/session/begin").mock(
-        return_value=httpx.Response(204, headers={"Set-Cookie": "SessionId=s-1; Path=/"}))
-    respx.get(f"{base}/getxml").mock(return_value=httpx.Response(200, content=EMPTY_RESULT))
-    respx.post(f"{base}/xmlapi/session/end").mock(return_value=httpx.Response(204))
-    client = HttpxClient(build_client(room.verify, max_connections=2, timeouts=Timeouts()))
-    try:
-        async with LocalTransport(room, client, Secret("pw-123456")) as transport:
-            assert await Xapi(transport).read_tree(("Status", "Network", 1, "Wifi")) is None
-    finally:
-        await client.aclose()
+
+    def handler(request: Sent) -> HttpReply:
+        if request.path == "/xmlapi/session/begin":
+            return reply(204, cookies={"SessionId": "s-1"})
+        if request.path == "/getxml":
+            return reply(200, EMPTY_RESULT)
+        return reply(204)
+
+    async with LocalTransport(room, FakeHttp(handler), Secret("pw-123456")) as transport:
+        assert await Xapi(transport).read_tree(("Status", "Network", 1, "Wifi")) is None
 
 
 # ---------------------------------------------------------------- ActionError anywhere
@@ -212,8 +212,8 @@ async def test_json_rpc_xget_no_match_is_absent(fake: FakeDevice,
 @respx.mock
 async def test_cloud_not_supported_is_not_supported(tmp_path: Path) -> None:
     from fleet.inventory import Verify
+    from fleet.xapi._config import RetryPolicy
     from fleet.xapi.cloud import CloudClients, CloudTransport
-    from fleet.xapi.local import RetryPolicy
 
     api_url = "https://webex.test"
     inv = tmp_path / "inv.yaml"

@@ -56,7 +56,7 @@ def test_hostile_values_cannot_change_the_document(value: str) -> None:
 
 
 def test_path_parts_must_be_names() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ParameterError):
         _xml.build_command(("A", "B><C"))
 
 

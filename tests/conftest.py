@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scep_fixture import scep_server, scep_servers  # noqa: F401  (fixtures for every test)
 from typer.testing import CliRunner
 
 from cli.main import app

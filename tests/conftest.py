@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import subprocess
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +19,62 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from fleet.pki.local_ca import LocalCa, create_ca
+
+# What certfleet runs on besides its declared dependencies (they come with httpx and typer).
+TRANSITIVE = ("httpcore", "h11", "anyio", "click")
+# Debian programs some tests use: program -> (package, arguments that print its version)
+DEBIAN = {
+    "scepserver": ("scep", ("-version",)),
+    "socat": ("socat", ("-V",)),
+    "openssl": ("openssl", ("version",)),
+    "chromium": ("chromium", ()),
+}
+
+
+def _dist_name(requirement: str) -> str:
+    match = re.match(r"[A-Za-z0-9_.\-]+", requirement)
+    return match.group(0) if match else requirement
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "MISSING"
+
+
+def _program(name: str, args: tuple[str, ...]) -> str:
+    path = shutil.which(name)
+    if path is None:
+        return "missing"
+    if not args:
+        return "present"
+    try:
+        done = subprocess.run([path, *args], capture_output=True, text=True, timeout=10,
+                              check=False)
+    except (OSError, subprocess.SubprocessError):
+        return "present"
+    found = re.search(r"\d+\.\d+(\.\d+)*[a-z]?", done.stdout + done.stderr)
+    return found.group(0) if found else "present"
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """The versions this run tests: every dependency pyproject.toml declares (and the test
+    extras), what they pull in that certfleet relies on, and the Debian programs."""
+    project = tomllib.loads((config.rootpath / "pyproject.toml").read_text())["project"]
+    runtime = list(dict.fromkeys([_dist_name(r) for r in project["dependencies"]]
+                                 + list(TRANSITIVE)))
+    test = [_dist_name(r) for r in project["optional-dependencies"]["test"]]
+    programs = []
+    for name, (package, args) in DEBIAN.items():
+        found = _program(name, args)
+        programs.append(f"{name} {found}" + (f" (apt-get install {package})"
+                                             if found == "missing" else ""))
+    return [
+        "certfleet deps: " + ", ".join(f"{d} {_version(d)}" for d in runtime),
+        "test deps: " + ", ".join(f"{d} {_version(d)}" for d in test),
+        "debian: " + ", ".join(programs),
+    ]
 
 
 @dataclass

@@ -188,18 +188,23 @@ FAST_CLIENT = "5580"
 
 
 @pytest.mark.slow
-def test_250_devices_import_push_ca_and_rotate(
-    tmp_path: Path, lab: Path, corp_ca: Any, cli: Any
+@pytest.mark.parametrize(("devices", "page_size"), [
+    pytest.param(40, "15", id="40-devices"),
+    pytest.param(250, "100", id="250-devices", marks=pytest.mark.soak),  # 100: the default
+])
+def test_many_devices_import_push_ca_and_rotate(
+    tmp_path: Path, lab: Path, corp_ca: Any, cli: Any, devices: int, page_size: str
 ) -> None:
     from roomsim import SimFleetThread
 
-    with SimFleetThread(tmp_path / "sim", devices=250, cloud=True,
+    with SimFleetThread(tmp_path / "sim", devices=devices, cloud=True,
                         cloud_rate_per_minute=FAST_CLOUD) as sim:
         out = tmp_path / "webex.yaml"
-        imported = import_webex(cli, sim, out, "--api-rate", FAST_CLIENT)
-        assert "250 added" in imported.stdout and "3 page(s)" in imported.stdout
+        imported = import_webex(cli, sim, out, "--api-rate", FAST_CLIENT,
+                                "--page-size", page_size)
+        assert f"{devices} added" in imported.stdout and "3 page(s)" in imported.stdout
         inv = load_inventory(out)
-        assert len(inv.devices) == 250
+        assert len(inv.devices) == devices
         assert {d.api_rate_per_minute for d in inv.devices.values()} == {float(FAST_CLIENT)}
         _, ca_path = corp_ca
         pushed = cli("push-ca", "-i", str(out), str(ca_path), "-o", "json")
@@ -224,12 +229,16 @@ def test_250_devices_import_push_ca_and_rotate(
 
 
 @pytest.mark.slow
-def test_500_devices_the_pacer_alone_never_meets_a_429(
-    tmp_path: Path, corp_ca: Any, cli: Any
+@pytest.mark.parametrize("devices", [
+    pytest.param(100, id="100-devices"),
+    pytest.param(500, id="500-devices", marks=pytest.mark.soak),
+])
+def test_the_pacer_alone_never_meets_a_429(
+    tmp_path: Path, corp_ca: Any, cli: Any, devices: int
 ) -> None:
     from roomsim import SimFleetThread
 
-    with SimFleetThread(tmp_path / "sim", devices=500, cloud=True,
+    with SimFleetThread(tmp_path / "sim", devices=devices, cloud=True,
                         cloud_rate_per_minute=9000) as sim:
         inventory = sim.write_inventory(tmp_path / "cloud.yaml", cloud=True)
         assert "api_rate_per_minute: 8370" in inventory.read_text()

@@ -39,6 +39,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from debian_packages import missing
 
 __all__ = ["ScepServer", "free_port", "missing_reason", "scep_server", "scep_servers", "start_scep_server"]
 
@@ -211,7 +212,7 @@ def scep_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
     (reused within the session); all of them stopped at the end."""
     reason = missing_reason()
     if reason:
-        pytest.skip(reason)
+        missing(reason)
     started: dict[str, ScepServer] = {}
 
     def start(name: str, *, crtvalid_days: int = 365) -> ScepServer:

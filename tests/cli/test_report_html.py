@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from debian_packages import missing
 
 from cli.report_html import CertRow, build_report, expiry_weeks
 from fleet.journal import RunRecord
@@ -360,8 +361,8 @@ def chromium() -> Path:
     """Debian's chromium (.ci/run installs it); skipped, with the line that installs it, where
     it is missing."""
     if not CHROMIUM.exists():
-        pytest.skip(f"needs Debian's {CHROMIUM_PACKAGE} ({CHROMIUM} is missing): "
-                    f"apt-get install -y --no-install-recommends {CHROMIUM_PACKAGE}")
+        missing(f"needs Debian's {CHROMIUM_PACKAGE} ({CHROMIUM} is missing): "
+                f"apt-get install -y --no-install-recommends {CHROMIUM_PACKAGE}")
     return CHROMIUM
 
 

@@ -190,7 +190,7 @@ FAST_CLIENT = "5580"
 @pytest.mark.slow
 @pytest.mark.parametrize(("devices", "page_size"), [
     pytest.param(40, "15", id="40-devices"),
-    pytest.param(250, "100", id="250-devices", marks=pytest.mark.soak),  # 100: the default
+    pytest.param(250, "100", id="250-devices", marks=pytest.mark.long),  # 100: the default
 ])
 def test_many_devices_import_push_ca_and_rotate(
     tmp_path: Path, lab: Path, corp_ca: Any, cli: Any, devices: int, page_size: str
@@ -231,7 +231,7 @@ def test_many_devices_import_push_ca_and_rotate(
 @pytest.mark.slow
 @pytest.mark.parametrize("devices", [
     pytest.param(100, id="100-devices"),
-    pytest.param(500, id="500-devices", marks=pytest.mark.soak),
+    pytest.param(500, id="500-devices", marks=pytest.mark.long),
 ])
 def test_the_pacer_alone_never_meets_a_429(
     tmp_path: Path, corp_ca: Any, cli: Any, devices: int

@@ -3,7 +3,7 @@
 `--limit @failed` once the faults are cleared, then a plain run with nothing left to do.
 
 The default run does it on 40 devices, 40% of them faulty (each fault of the mix once); the
-full size (300 devices, 10%) is marked `soak` and run by `.ci/run` (`pytest -m soak`).
+full size (300 devices, 10%) is marked `long` and run by `.ci/run` (`pytest -m long`).
 
 What it proves, checked against the journal and the simulated devices' own state (not only
 against what certfleet says):
@@ -87,7 +87,7 @@ class Scale:
 
 @pytest.fixture(params=[
     pytest.param(Scale(40, 40, 3.0, 18), id="40-devices"),
-    pytest.param(Scale(300, 10, 5.0, 30), id="300-devices", marks=pytest.mark.soak),
+    pytest.param(Scale(300, 10, 5.0, 30), id="300-devices", marks=pytest.mark.long),
 ])
 def scale(request: pytest.FixtureRequest) -> Scale:
     scale: Scale = request.param

@@ -14,11 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from scep_fixture import scep_server, scep_servers  # noqa: F401  (fixtures for every test)
 from typer.testing import CliRunner
 
 from cli.main import app
 from fleet.pki.local_ca import LocalCa, create_ca
+
+# Property tests have no per-example deadline: a parallel worker on a loaded machine is no
+# reason to fail one (tests that want a bound on time assert it themselves).
+settings.register_profile("certfleet", deadline=None)
+settings.load_profile("certfleet")
 
 # What certfleet runs on besides its declared dependencies (they come with httpx and typer).
 TRANSITIVE = ("httpcore", "h11", "anyio", "click")

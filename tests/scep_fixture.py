@@ -41,7 +41,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from debian_packages import missing
 
-__all__ = ["ScepServer", "free_port", "missing_reason", "scep_server", "scep_servers", "start_scep_server"]
+__all__ = ["ScepServer", "free_port", "missing_reason", "scep_server", "scep_servers",
+           "start_scep_server"]
 
 #: program -> the Debian package that brings it
 PROGRAMS = {"scepserver": "scep", "socat": "socat", "ip": "iproute2", "unshare": "util-linux"}
@@ -54,10 +55,10 @@ def missing_reason() -> str | None:
     """Why the server cannot run here (the apt-get line to fix it), or None when it can."""
     if sys.platform != "linux":
         return "needs Linux network namespaces to keep scepserver on 127.0.0.1"
-    missing = sorted({pkg for prog, pkg in PROGRAMS.items() if shutil.which(prog) is None})
-    if missing:
-        return (f"needs Debian's {', '.join(missing)}: "
-                f"apt-get install -y --no-install-recommends {' '.join(missing)}")
+    absent = sorted({pkg for prog, pkg in PROGRAMS.items() if shutil.which(prog) is None})
+    if absent:
+        return (f"needs Debian's {', '.join(absent)}: "
+                f"apt-get install -y --no-install-recommends {' '.join(absent)}")
     probe = subprocess.run([*_unshare(), "true"], capture_output=True, text=True, check=False)
     if probe.returncode != 0:
         return ("cannot make a network namespace to keep scepserver on 127.0.0.1 "
@@ -137,9 +138,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# no proxy from the environment: the probe goes straight to 127.0.0.1
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def _caps(url: str) -> str:
     try:
-        with urllib.request.urlopen(f"{url}?operation=GetCACaps", timeout=2) as reply:
+        with _DIRECT.open(f"{url}?operation=GetCACaps", timeout=2) as reply:
             return str(reply.read().decode("ascii", "replace"))
     except (OSError, urllib.error.URLError):
         return ""

@@ -37,6 +37,12 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return 2 * len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 4
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests marked `slow` first (otherwise in their order): parallel workers start them at
+    once and fill in around them with the short ones, instead of one starting near the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 # What certfleet runs on besides its declared dependencies (they come with httpx and typer).
 TRANSITIVE = ("httpcore", "h11", "anyio", "click")
 # Debian programs some tests use: program -> (package, arguments that print its version)

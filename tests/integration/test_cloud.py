@@ -259,6 +259,7 @@ def test_the_pacer_alone_never_meets_a_429(
         assert elapsed >= (len(sent) - 10) / (8370 / 60) * 0.95
 
 
+@pytest.mark.slow
 def test_sim_serve_cloud_from_another_shell(tmp_path: Path) -> None:
     """`certfleet sim serve --cloud` in one process, `certfleet import-webex` + `push-ca`
     through the simulated cloud in others (the issue's set-up, as a user types it)."""

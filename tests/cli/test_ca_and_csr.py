@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from debian_packages import openssl
 
 from fleet.secrets import register_secret
 
@@ -41,7 +42,7 @@ def _run(cli: Any, *args: str) -> Any:
 
 def _openssl(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **ENV}
-    return subprocess.run(["openssl", *args], capture_output=True, text=True, check=False,
+    return subprocess.run([openssl(), *args], capture_output=True, text=True, check=False,
                           env=env)
 
 

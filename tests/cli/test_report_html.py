@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from debian_packages import missing
 
 from cli.report_html import CertRow, build_report, expiry_weeks
 from fleet.journal import RunRecord
@@ -357,24 +358,11 @@ def test_report_target_problems_exit_2_before_any_device(cli: Any, tmp_path: Pat
 
 @pytest.fixture(scope="session")
 def chromium() -> Path:
-    """Debian's chromium, installed with apt-get when missing and we are root."""
+    """Debian's chromium (.ci/run installs it); skipped, with the line that installs it, where
+    it is missing."""
     if not CHROMIUM.exists():
-        if os.geteuid() != 0 or shutil.which("apt-get") is None:
-            pytest.skip(f"{CHROMIUM} is missing: install the Debian package "
-                        f"'{CHROMIUM_PACKAGE}' (apt-get install {CHROMIUM_PACKAGE})")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        install = ["apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=300",
-                   CHROMIUM_PACKAGE]
-        done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=1200,
-                              check=False)
-        if done.returncode != 0:  # stale package lists: refresh once and retry
-            subprocess.run(["apt-get", "update", "-q", "-o", "DPkg::Lock::Timeout=300"],
-                           env=env, capture_output=True, timeout=600, check=False)
-            done = subprocess.run(install, env=env, capture_output=True, text=True,
-                                  timeout=1200, check=False)
-        if done.returncode != 0 or not CHROMIUM.exists():
-            pytest.skip(f"could not install the Debian package '{CHROMIUM_PACKAGE}' "
-                        f"(apt-get install -y {CHROMIUM_PACKAGE}): {done.stderr.strip()[-400:]}")
+        missing(f"needs Debian's {CHROMIUM_PACKAGE} ({CHROMIUM} is missing): "
+                f"apt-get install -y --no-install-recommends {CHROMIUM_PACKAGE}")
     return CHROMIUM
 
 

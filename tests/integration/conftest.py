@@ -1,5 +1,5 @@
-"""Fixtures for the integration tests: the real SCEP server (see tests/scep_fixture.py) and a
-lab CA made with `certfleet ca init`."""
+"""Fixtures for the integration tests: a lab CA made with `certfleet ca init` (the real SCEP
+server, `scep_server`, comes from tests/scep_fixture.py through tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from scep_fixture import scep_server  # noqa: F401
 
 
 @pytest.fixture

@@ -14,6 +14,16 @@ import yaml
 
 from fleet.inventory import load_inventory
 
+# Most tests here (all but the mixed inventory and the refused commands, which are short) serve
+# the simulated cloud at a higher per-token limit than Webex's 300/min so they finish in a
+# default test run's time; the sim writes (and import-webex is given) an
+# api_rate_per_minute 7 % under it, the same margin certfleet's default (280) keeps under
+# 300. What is proven — the pacer keeps a whole fleet under the server's sliding-window
+# limit, so no 429 comes back — does not depend on the rate; the pacer at the real 280/min
+# is covered with a fake clock in tests/unit/test_cloud_transport.py.
+FAST_CLOUD = 6000
+FAST_CLIENT = "5580"
+
 CA_PASS = "ca-passphrase-for-cloud-tests-52"
 JOURNAL_PASS = "journal-passphrase-for-cloud-tests-19"
 
@@ -22,7 +32,8 @@ JOURNAL_PASS = "journal-passphrase-for-cloud-tests-19"
 def cloud_sim(tmp_path: Path) -> Iterator[Any]:
     from roomsim import SimFleetThread
 
-    with SimFleetThread(tmp_path / "sim", devices=8, cloud=True) as fleet:
+    with SimFleetThread(tmp_path / "sim", devices=8, cloud=True,
+                        cloud_rate_per_minute=FAST_CLOUD) as fleet:
         yield fleet
 
 
@@ -47,7 +58,7 @@ def test_import_push_ca_and_rotate_through_the_cloud(
 ) -> None:
     sim = cloud_sim
     out = tmp_path / "webex.yaml"
-    first = import_webex(cli, sim, out, "--page-size", "3")
+    first = import_webex(cli, sim, out, "--page-size", "3", "--api-rate", FAST_CLIENT)
     assert "8 added, 0 updated, 0 kept" in first.stdout and "3 page(s)" in first.stdout
     inv = load_inventory(out)
     assert {d.device_id for d in inv.devices.values()} == {
@@ -88,7 +99,7 @@ def test_offline_devices_are_unreachable_and_the_rest_complete(
 ) -> None:
     sim = cloud_sim
     out = tmp_path / "webex.yaml"
-    import_webex(cli, sim, out)
+    import_webex(cli, sim, out, "--api-rate", FAST_CLIENT)
     names = {d.device_id: name for name, d in load_inventory(out).devices.items()}
     offline = next(iter(sim.devices))
     sim.set_cloud_offline(offline)
@@ -112,7 +123,7 @@ def test_forced_429s_are_waited_out_and_every_device_completes(
 ) -> None:
     sim = cloud_sim
     out = tmp_path / "webex.yaml"
-    import_webex(cli, sim, out)
+    import_webex(cli, sim, out, "--api-rate", FAST_CLIENT)
     _, ca_path = corp_ca
     sim.force_429(4, "2")
     started = time.monotonic()
@@ -177,29 +188,26 @@ def test_commands_the_cloud_refuses_fail_with_its_reply(
             assert entry["error"]["xpath"] == "Security/Certificates/CA/Add"
 
 
-# The acceptance runs below serve the simulated cloud at a higher per-token limit than
-# Webex's 300/min so they finish in CI time; the sim writes (and import-webex is given) an
-# api_rate_per_minute 7 % under it, the same margin certfleet's default (280) keeps under
-# 300. What is proven — the pacer keeps a whole fleet under the server's sliding-window
-# limit, so no 429 comes back — does not depend on the rate; the pacer at the real 280/min
-# is covered with a fake clock in tests/unit/test_cloud_transport.py.
-FAST_CLOUD = 6000
-FAST_CLIENT = "5580"
 
 
 @pytest.mark.slow
-def test_250_devices_import_push_ca_and_rotate(
-    tmp_path: Path, lab: Path, corp_ca: Any, cli: Any
+@pytest.mark.parametrize(("devices", "page_size"), [
+    pytest.param(40, "15", id="40-devices"),
+    pytest.param(250, "100", id="250-devices", marks=pytest.mark.long),  # 100: the default
+])
+def test_many_devices_import_push_ca_and_rotate(
+    tmp_path: Path, lab: Path, corp_ca: Any, cli: Any, devices: int, page_size: str
 ) -> None:
     from roomsim import SimFleetThread
 
-    with SimFleetThread(tmp_path / "sim", devices=250, cloud=True,
+    with SimFleetThread(tmp_path / "sim", devices=devices, cloud=True,
                         cloud_rate_per_minute=FAST_CLOUD) as sim:
         out = tmp_path / "webex.yaml"
-        imported = import_webex(cli, sim, out, "--api-rate", FAST_CLIENT)
-        assert "250 added" in imported.stdout and "3 page(s)" in imported.stdout
+        imported = import_webex(cli, sim, out, "--api-rate", FAST_CLIENT,
+                                "--page-size", page_size)
+        assert f"{devices} added" in imported.stdout and "3 page(s)" in imported.stdout
         inv = load_inventory(out)
-        assert len(inv.devices) == 250
+        assert len(inv.devices) == devices
         assert {d.api_rate_per_minute for d in inv.devices.values()} == {float(FAST_CLIENT)}
         _, ca_path = corp_ca
         pushed = cli("push-ca", "-i", str(out), str(ca_path), "-o", "json")
@@ -224,12 +232,16 @@ def test_250_devices_import_push_ca_and_rotate(
 
 
 @pytest.mark.slow
-def test_500_devices_the_pacer_alone_never_meets_a_429(
-    tmp_path: Path, corp_ca: Any, cli: Any
+@pytest.mark.parametrize("devices", [
+    pytest.param(100, id="100-devices"),
+    pytest.param(500, id="500-devices", marks=pytest.mark.long),
+])
+def test_the_pacer_alone_never_meets_a_429(
+    tmp_path: Path, corp_ca: Any, cli: Any, devices: int
 ) -> None:
     from roomsim import SimFleetThread
 
-    with SimFleetThread(tmp_path / "sim", devices=500, cloud=True,
+    with SimFleetThread(tmp_path / "sim", devices=devices, cloud=True,
                         cloud_rate_per_minute=9000) as sim:
         inventory = sim.write_inventory(tmp_path / "cloud.yaml", cloud=True)
         assert "api_rate_per_minute: 8370" in inventory.read_text()
@@ -247,6 +259,7 @@ def test_500_devices_the_pacer_alone_never_meets_a_429(
         assert elapsed >= (len(sent) - 10) / (8370 / 60) * 0.95
 
 
+@pytest.mark.slow
 def test_sim_serve_cloud_from_another_shell(tmp_path: Path) -> None:
     """`certfleet sim serve --cloud` in one process, `certfleet import-webex` + `push-ca`
     through the simulated cloud in others (the issue's set-up, as a user types it)."""

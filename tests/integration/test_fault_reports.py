@@ -169,6 +169,7 @@ def test_device_going_offline_mid_run_is_unreachable_then_finished(
         assert old[name] not in {c.fingerprint for c in sim.devices[name].services}, name
 
 
+@pytest.mark.slow
 def test_slow_reboot_is_waited_for_within_the_budget(tmp_path: Path, scep_server: Any, cli: Any,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from test_enroll import enroll_args, enroll_inventory

@@ -42,7 +42,7 @@ def test_ideal_bound_follows_the_device_limits() -> None:
     assert "ceil(1000/50)" in formula
 
 
-@pytest.mark.slow
+@pytest.mark.long  # a minute of subprocesses and fleets: .ci/run runs it (`pytest -m long`)
 def test_quick_bench_runs_every_row_with_every_device_succeeding(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run(

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import padding as sym_padding
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
 from cryptography.x509.oid import AttributeOID, NameOID
+from debian_packages import openssl
 from scep_fixture import ScepServer
 
 from fleet.errors import ScepError, SignerError
@@ -210,7 +211,7 @@ async def test_enroll_issues_a_certificate_that_openssl_verifies(
 
     path = tmp_path / "leaf.pem"
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    verify = subprocess.run(["openssl", "verify", "-CAfile", str(scep_server.ca_pem), str(path)],
+    verify = subprocess.run([openssl(), "verify", "-CAfile", str(scep_server.ca_pem), str(path)],
                             capture_output=True, text=True, check=False)
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert verify.stdout.strip().endswith(": OK")
@@ -676,7 +677,7 @@ def test_request_envelopes_decrypt_with_openssl_and_with_ours(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption()))
     result = subprocess.run(
-        ["openssl", "cms", "-decrypt", "-binary", "-inform", "DER", "-in", "env.der",
+        [openssl(), "cms", "-decrypt", "-binary", "-inform", "DER", "-in", "env.der",
          "-recip", "cert.pem", "-inkey", "key.pem"],
         cwd=tmp_path, capture_output=True, check=False,
     )
@@ -721,7 +722,7 @@ def test_pki_message_is_a_verifiable_pkcsreq(key: rsa.RSAPrivateKey, tmp_path: P
 
     # and OpenSSL agrees the signature is good
     (tmp_path / "req.der").write_bytes(request.message)
-    result = subprocess.run(["openssl", "cms", "-verify", "-noverify", "-binary", "-inform",
+    result = subprocess.run([openssl(), "cms", "-verify", "-noverify", "-binary", "-inform",
                              "DER", "-in", "req.der", "-out", "content.der"],
                             cwd=tmp_path, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr

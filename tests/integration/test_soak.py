@@ -2,6 +2,9 @@
 10% of them faulty (a seeded pick, every fault roomsim has that a rotation can meet), then
 `--limit @failed` once the faults are cleared, then a plain run with nothing left to do.
 
+The default run does it on 40 devices, 40% of them faulty (each fault of the mix once); the
+full size (300 devices, 10%) is marked `long` and run by `.ci/run` (`pytest -m long`).
+
 What it proves, checked against the journal and the simulated devices' own state (not only
 against what certfleet says):
 
@@ -29,6 +32,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,48 +41,69 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from test_rotate import served_certificate, sha1, trusting_inventory
 
-DEVICES = 300
-FAULTY_PERCENT = 10
 SEED = 2026
 PARALLEL = 100
-DEVICE_TIMEOUT = 30
-SLOW = 4.5
-# (fault, expected outcome, expected error kind, a piece of the expected message), dealt
-# round-robin over the faulty 10% (30 devices: the last two kinds get one device each)
-MIX: list[tuple[dict[str, Any], str, str | None, str]] = [
-    ({"latency": 0.4}, "changed", None, ""),
-    ({"storm_503": 2}, "changed", None, ""),  # within the retry budget (4 attempts)
-    ({"storm_503": 100}, "failed", "rate-limited", "HTTP 503"),
-    ({"drop": True}, "failed", "transport", "broke"),
-    ({"truncate": True}, "failed", "transport", "broke"),
-    ({"garbage": True}, "failed", "bad-reply", "is not XML"),
-    ({"http_status": 500}, "failed", "bad-reply", "HTTP 500"),
-    ({"action_error": True}, "failed", "command", "device refused the document"),
-    ({"reject_certificates": True}, "failed", "command", "rejected by device policy"),
-    ({"offline": True}, "unreachable", "unreachable", "cannot connect"),
-    # offline mid-run: after the first read, after the upload, after the activation (the
-    # next call is a safe-to-retry one each time, so the refusal is what is reported)
-    # (request 2 is the run's one read of the device's release, Status SystemUnit)
-    ({"offline_after": 3}, "unreachable", "unreachable", "cannot connect"),
-    ({"offline_after": 5}, "unreachable", "unreachable", "cannot connect"),
-    ({"offline_after": 6}, "unreachable", "unreachable", "cannot connect"),
-    # so slow that the device's time budget runs out in the middle of the change (at 4.5 s a
-    # request: after the activation, before the verification — it is rolled back)
-    ({"latency": SLOW}, "failed", "timeout", f"did not finish within {DEVICE_TIMEOUT}s"),
-    ({"hostile_xml": "laughs"}, "failed", "bad-reply", "refused a hostile XML reply"),
-    ({"hostile_xml": "external"}, "failed", "bad-reply", "refused a hostile XML reply"),
-]
-# a rotation is 10 requests (session begin, the release, Services Show, Profiles List, Add,
-# Activate, the verifying Show, ...): at SLOW seconds each the time budget runs out during the
-# verification, after the activation
-assert 6 * SLOW < DEVICE_TIMEOUT < 7 * SLOW
+
+
+def mix(slow: float, device_timeout: int) -> list[tuple[dict[str, Any], str, str | None, str]]:
+    """(fault, expected outcome, expected error kind, a piece of the expected message), dealt
+    round-robin over the faulty devices (at 300 x 10%, 30 devices: the last two kinds get one
+    device each; at 40 x 40%, 16 devices: one each); `slow` seconds a request for the device
+    whose time budget (`device_timeout`) runs out in the middle of the change."""
+    # a rotation is 10 requests (session begin, the release, Services Show, Profiles List, Add,
+    # Activate, the verifying Show, ...): at `slow` seconds each the time budget runs out during
+    # the verification, after the activation
+    assert 6 * slow < device_timeout < 7 * slow
+    return [
+        ({"latency": 0.4}, "changed", None, ""),
+        ({"storm_503": 2}, "changed", None, ""),  # within the retry budget (4 attempts)
+        ({"storm_503": 100}, "failed", "rate-limited", "HTTP 503"),
+        ({"drop": True}, "failed", "transport", "broke"),
+        ({"truncate": True}, "failed", "transport", "broke"),
+        ({"garbage": True}, "failed", "bad-reply", "is not XML"),
+        ({"http_status": 500}, "failed", "bad-reply", "HTTP 500"),
+        ({"action_error": True}, "failed", "command", "device refused the document"),
+        ({"reject_certificates": True}, "failed", "command", "rejected by device policy"),
+        ({"offline": True}, "unreachable", "unreachable", "cannot connect"),
+        # offline mid-run: after the first read, after the upload, after the activation (the
+        # next call is a safe-to-retry one each time, so the refusal is what is reported;
+        # request 2 is the run's one read of the device's release, Status SystemUnit)
+        ({"offline_after": 3}, "unreachable", "unreachable", "cannot connect"),
+        ({"offline_after": 5}, "unreachable", "unreachable", "cannot connect"),
+        ({"offline_after": 6}, "unreachable", "unreachable", "cannot connect"),
+        # so slow that the device's time budget runs out in the middle of the change (after
+        # the activation, before the verification — it is rolled back)
+        ({"latency": slow}, "failed", "timeout", f"did not finish within {device_timeout}s"),
+        ({"hostile_xml": "laughs"}, "failed", "bad-reply", "refused a hostile XML reply"),
+        ({"hostile_xml": "external"}, "failed", "bad-reply", "refused a hostile XML reply"),
+    ]
+
+
+@dataclass(frozen=True)
+class Scale:
+    devices: int
+    faulty_percent: int
+    slow: float  # seconds a request for the device that runs out of time mid-change
+    device_timeout: int
+
+
+@pytest.fixture(params=[
+    pytest.param(Scale(40, 40, 3.0, 20), id="40-devices"),
+    pytest.param(Scale(300, 10, 4.5, 30), id="300-devices", marks=pytest.mark.long),
+])
+def scale(request: pytest.FixtureRequest) -> Scale:
+    scale: Scale = request.param
+    # every kind of fault is met
+    assert scale.devices * scale.faulty_percent // 100 >= len(mix(scale.slow,
+                                                                  scale.device_timeout))
+    return scale
 
 
 @pytest.fixture
-def soak_sim(tmp_path: Path) -> Iterator[Any]:
+def soak_sim(tmp_path: Path, scale: Scale) -> Iterator[Any]:
     from roomsim import SimFleetThread
 
-    with SimFleetThread(tmp_path / "soak-sim", devices=DEVICES) as fleet:
+    with SimFleetThread(tmp_path / "soak-sim", devices=scale.devices) as fleet:
         yield fleet
 
 
@@ -145,18 +170,20 @@ def check_devices(sim: Any, before: dict[str, dict[str, Any]], journal: Path) ->
 
 
 @pytest.mark.slow
-def test_soak_rotation_300_devices_ten_percent_faulty(soak_sim: Any, lab: Path, tmp_path: Path,
-                                                      _journal_in_tmp: Path) -> None:
+def test_soak_rotation_with_faulty_devices(soak_sim: Any, scale: Scale, lab: Path,
+                                           tmp_path: Path, _journal_in_tmp: Path) -> None:
     sim = soak_sim
+    devices, faulty_percent, slow = scale.devices, scale.faulty_percent, scale.slow
+    faults = mix(slow, scale.device_timeout)
     started = time.monotonic()
     journal = _journal_in_tmp
     inv = str(trusting_inventory(sim, lab, tmp_path))
-    faulty = sim.pick_fraction(FAULTY_PERCENT, seed=SEED)
-    assert len(faulty) == DEVICES * FAULTY_PERCENT // 100
+    faulty = sim.pick_fraction(faulty_percent, seed=SEED)
+    assert len(faulty) == devices * faulty_percent // 100
     expected: dict[str, tuple[str, str | None, str]] = {}
     injected: dict[str, dict[str, Any]] = {}
     for index, name in enumerate(faulty):
-        fault, outcome, kind, words = MIX[index % len(MIX)]
+        fault, outcome, kind, words = faults[index % len(faults)]
         injected[name] = fault
         expected[name] = (outcome, kind, words)
     sim.apply_faults(injected)
@@ -164,13 +191,13 @@ def test_soak_rotation_300_devices_ten_percent_faulty(soak_sim: Any, lab: Path, 
     assert all(s["purposes"] == {"HTTPS"} and s["https"] for s in before.values())
     rotate = ["rotate", "-i", inv, "--purpose", "HTTPS", "--signer", "local-ca", "--ca-dir",
               str(lab), "--renew-before", "400d", "--parallel", str(PARALLEL),
-              "--device-timeout", str(DEVICE_TIMEOUT), "-o", "json"]
+              "--device-timeout", str(scale.device_timeout), "-o", "json"]
 
     # 1. the run that meets the faults
     code, first, stderr = certfleet(*rotate)
     first_took = time.monotonic() - started
     assert code == 1, stderr
-    assert len(first["devices"]) == DEVICES
+    assert len(first["devices"]) == devices
     failed = set()
     for entry in first["devices"]:
         name = entry["device"]
@@ -183,12 +210,12 @@ def test_soak_rotation_300_devices_ten_percent_faulty(soak_sim: Any, lab: Path, 
             assert words in entry["error"]["message"], context
         else:
             assert entry["error"] is None, context
-    assert first["summary"]["changed"] == DEVICES - len(failed)
+    assert first["summary"]["changed"] == devices - len(failed)
     check_devices(sim, before, journal)
     # the devices whose time ran out mid-change were rolled back to their old certificate
     after_first = device_state(sim)
     by_name = {e["device"]: e for e in first["devices"]}
-    for name in (n for n, f in injected.items() if f == {"latency": SLOW}):
+    for name in (n for n, f in injected.items() if f == {"latency": slow}):
         assert after_first[name]["https"] == before[name]["https"], name
         assert by_name[name]["message"].startswith(
             "cut off before the new certificate was verified; rolled back: re-activated"), \
@@ -207,7 +234,7 @@ def test_soak_rotation_300_devices_ten_percent_faulty(soak_sim: Any, lab: Path, 
     plain = [a for a in rotate if a not in ("--renew-before", "400d")]
     code, third, stderr = certfleet(*plain)
     assert code == 0, stderr
-    assert third["summary"]["ok"] == DEVICES, third["summary"]
+    assert third["summary"]["ok"] == devices, third["summary"]
 
     # one key per device, done, and it is the key of the certificate each device serves
     keys = journal_keys(journal)
@@ -228,6 +255,6 @@ def test_soak_rotation_300_devices_ten_percent_faulty(soak_sim: Any, lab: Path, 
     lingering = {n for n in sim.devices if before[n]["https"] in final[n]["certs"]}
     assert not lingering
     took = time.monotonic() - started
-    print(f"soak: {DEVICES} devices, {len(faulty)} faulty, {len(failed)} failed or unreachable "
+    print(f"soak: {devices} devices, {len(faulty)} faulty, {len(failed)} failed or unreachable "
           f"in the first run ({first_took:.1f}s); all three runs {took:.1f}s")
     assert took < 300, f"the soak took {took:.0f}s"

@@ -1,23 +1,15 @@
 """On-device SCEP enrollment, renewal profiles, Wi-Fi and 802.1X status, against roomsim over
 HTTPS with hand-written XML, and a real SCEP server (Debian's `scep`, micromdm scepserver
-2.1.0) started by `<repo>/../shared/scripts/scep-server.sh`."""
+2.1.0) kept on 127.0.0.1 by tests/scep_fixture.py."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-import os
-import secrets
-import shlex
-import shutil
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from xml.sax.saxutils import escape
 
 import pytest
@@ -25,11 +17,10 @@ import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from scep_fixture import ScepServer, free_port
 
 from roomsim.enrollment import EnrollmentProfile
 
-SCRIPT = Path(__file__).resolve().parents[2].parent / "shared" / "scripts" / "scep-server.sh"
-SKIP_REASON = "needs Debian's scep package"
 SCEP_ISSUER = "/C=US/O=scep-ca/OU=SCEP CA"
 ENROLL = "Security/Certificates/Services/Enrollment/"
 SERVICES = "Security/Certificates/Services/"
@@ -50,69 +41,19 @@ class Scep:
         return self.ca.fingerprint(hashes.SHA1()).hex()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def scep_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Scep]]:
-    """`start(name, **env)`: a scepserver on 127.0.0.1 with its own CA depot (one per name,
-    reused within the session); every one is stopped with `--stop` at the end."""
-    if sys.platform != "linux" or not SCRIPT.is_file() or shutil.which("scepserver") is None:
-        pytest.skip(f"{SKIP_REASON} (scepserver and {SCRIPT})")
-    if os.geteuid() != 0:
-        pytest.skip(f"{SKIP_REASON}, and root to keep it on 127.0.0.1")
-    started: dict[str, tuple[Path, Scep]] = {}
-
-    def start(name: str, **env: str) -> Scep:
-        if name in started:
-            return started[name][1]
-        depot = tmp_path_factory.mktemp(f"scep-{name}") / "depot"
-        challenge = "ch-" + secrets.token_urlsafe(12)
-        for _attempt in range(3):
-            result = subprocess.run(
-                ["bash", str(SCRIPT), str(depot), str(_free_port()), challenge],
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-                env={**os.environ, **env},
-            )
-            if result.returncode != 3:  # 3: the port was taken meanwhile
-                break
-        if result.returncode != 0:
-            pytest.skip(f"{SKIP_REASON}: {result.stderr.strip()[-300:]}")
-        values = dict(
-            token.partition("=")[::2]
-            for line in result.stdout.splitlines()
-            for token in shlex.split(line)
-        )
-        ca = x509.load_pem_x509_certificate(Path(values["SCEP_CA_PEM"]).read_bytes())
-        server = Scep(values["SCEP_URL"], values["SCEP_CA_SHA256"], ca, challenge)
-        started[name] = (depot, server)
-        return server
-
-    yield start
-    for depot, _server in started.values():
-        subprocess.run(
-            ["bash", str(SCRIPT), "--stop", str(depot)],
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
+def _scep(server: ScepServer) -> Scep:
+    return Scep(server.url, server.ca_sha256, server.ca, server.challenge)
 
 
 @pytest.fixture
-def scep(scep_servers: Callable[..., Scep]) -> Scep:
-    return scep_servers("main")
+def scep(scep_servers: Callable[..., ScepServer]) -> Scep:
+    return _scep(scep_servers("main"))
 
 
 @pytest.fixture
-def scep_short(scep_servers: Callable[..., Scep]) -> Scep:
+def scep_short(scep_servers: Callable[..., ScepServer]) -> Scep:
     """A second CA whose certificates are valid for 10 days: due for renewal at once."""
-    return scep_servers("short", SCEP_CRTVALID="10")
+    return _scep(scep_servers("short", crtvalid_days=10))
 
 
 # ---------------------------------------------------------------- XML by hand
@@ -311,7 +252,7 @@ async def test_scep_request_failures_change_nothing(sim, xapi, scep, caplog):
             ({"ChallengePassword": "wrong-challenge"}, "SCEP enrollment rejected: badRequest"),
             ({"ChallengePassword": ""}, "SCEP enrollment rejected: badRequest"),
             ({"Fingerprint": "ab" * 32}, "CA fingerprint mismatch"),
-            ({"URL": f"http://127.0.0.1:{_free_port()}/scep"}, "SCEP server unreachable: "),
+            ({"URL": f"http://127.0.0.1:{free_port()}/scep"}, "SCEP server unreachable: "),
             ({"URL": f"http://127.0.0.1:{stall_port}/scep"}, "SCEP server timeout: "),
             ({"Fingerprint": "not-hex"}, "Invalid Fingerprint"),
             ({"URL": "ftp://ca.example/scep"}, "Invalid URL"),
@@ -351,6 +292,7 @@ async def test_key_generation_does_not_stall_other_devices(sim, xapi_for, scep):
     """A 4096-bit key takes a while; meanwhile the other devices keep answering."""
     enrolling, other = xapi_for("room-002"), xapi_for("room-001")
     await set_config(enrolling, "Security/Enrollment/KeySize", "4096")
+    began = time.perf_counter()
     task = asyncio.create_task(scep_request(enrolling, scep, CommonName="room-002"))
     slowest = 0.0
     while not task.done():
@@ -358,7 +300,10 @@ async def test_key_generation_does_not_stall_other_devices(sim, xapi_for, scep):
         assert await status(other, "SystemUnit/ProductId") == "Cisco Board Pro"
         slowest = max(slowest, time.perf_counter() - started)
     assert (await task).get("status") == "OK"
-    assert slowest < 0.3, slowest
+    took = time.perf_counter() - began
+    # a stalled loop would hold an answer for most of the enrollment; on a loaded machine
+    # (parallel test workers) an answer may take a little longer than 0.3 s for other reasons
+    assert slowest < max(0.3, took / 4), (slowest, took)
     assert sim.devices["room-002"].services[-1].key.key_size == 4096
 
 

@@ -48,14 +48,15 @@ async def server() -> AsyncIterator[Server]:
     leaf.configure_cert(ctx)
     seen: list[web.Request] = []
     peers: list[object] = []
+    released = asyncio.Event()
 
     async def echo(request: web.Request) -> web.StreamResponse:
         seen.append(request)
         assert request.transport is not None
         peers.append(request.transport.get_extra_info("peername"))
         body = await request.read()
-        if request.path == "/slow":
-            await asyncio.sleep(2)
+        if request.path == "/slow":  # answers only when the test is over
+            await released.wait()
         if request.path == "/chunked":
             chunked = web.StreamResponse()
             chunked.enable_chunked_encoding()
@@ -92,6 +93,7 @@ async def server() -> AsyncIterator[Server]:
     try:
         yield Server(f"https://127.0.0.1:{port}", ca, der, seen, peers)
     finally:
+        released.set()
         await runner.cleanup()
 
 

@@ -12,6 +12,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
+from debian_packages import openssl
 
 from fleet.errors import InputError, PemError
 from fleet.inventory import CertificateTemplate, Device, RenderedCertificate
@@ -47,7 +48,7 @@ def test_openssl_accepts_every_kind(kind: str, keys: dict[str, PrivateKey],
     csr = build_csr(keys[kind], _rendered())
     path = tmp_path / f"{kind}.csr.pem"
     path.write_bytes(csr_pem(csr))
-    result = subprocess.run(["openssl", "req", "-verify", "-noout", "-in", str(path)],
+    result = subprocess.run([openssl(), "req", "-verify", "-noout", "-in", str(path)],
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert "verify OK" in (result.stdout + result.stderr)

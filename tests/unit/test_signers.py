@@ -17,6 +17,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from debian_packages import openssl
 
 from fleet.errors import InputError, SignerError, SigningPending
 from fleet.inventory import Device, RenderedCertificate
@@ -69,7 +70,7 @@ def openssl_verify(tmp_path: Path, ca_cert: x509.Certificate, leaf: x509.Certifi
     ca_file, leaf_file = tmp_path / "verify-ca.pem", tmp_path / "verify-leaf.pem"
     ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     leaf_file.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    args = ["openssl", "verify", "-CAfile", str(ca_file)]
+    args = [openssl(), "verify", "-CAfile", str(ca_file)]
     if chain:
         chain_file = tmp_path / "verify-chain.pem"
         chain_file.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM)

@@ -3,16 +3,13 @@ run with progress, render, and turn the outcome into the documented exit code.""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import os
-import random
 import re
 import shlex
-import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -22,15 +19,17 @@ from cli import render
 from cli.machine_output import ndjson_finish, ndjson_handler, write_junit
 from cli.options import REPORTING, Common, OutputFormat
 from cli.render_prometheus import emit_prometheus
-from cli.safe_text import scrub, scrub_data
+from cli.safe_text import scrub
 from fleet.durations import parse_duration
+from fleet.engine import RunConfig
+from fleet.engine import run as fleet_run
 from fleet.errors import InputError
 from fleet.hooks import Hooks, parse_hook
 from fleet.inventory import Device, Inventory, load_inventory
 from fleet.journal import Journal, KnownFirmware, default_journal_path
 from fleet.plans.base import Plan
 from fleet.results import EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED, RunResult, run_document
-from fleet.runner import Budget, RunOptions, StopSignal, plan_waves, resolve_secrets, run_plan
+from fleet.runner import Budget, Event, Notice
 from fleet.shard import shard_devices
 from fleet.windows import parse_window
 
@@ -197,6 +196,32 @@ def _secret_env_names(devices: Sequence[Device]) -> frozenset[str]:
     return frozenset(names)
 
 
+def run_config(plan: Plan[Any], devices: Sequence[Device], common: Common, *,
+               command: str | None = None, journal_args: dict[str, Any] | None = None,
+               resumed_from: str | None = None) -> RunConfig:
+    """The options of this invocation as the engine's :class:`RunConfig` (input errors here)."""
+    hooks = Hooks(on_changed=parse_hook(REPORTING.on_changed, "--on-changed"),
+                  on_failed=parse_hook(REPORTING.on_failed, "--on-failed"),
+                  timeout=REPORTING.hook_timeout,
+                  drop_env=_secret_env_names(devices))
+    if common.output is OutputFormat.prometheus and plan.name != "status":
+        raise InputError("--output prometheus is for status only")
+    return RunConfig(
+        parallel=common.parallel, device_timeout=common.device_timeout, dry_run=common.dry_run,
+        hooks=hooks, windows=tuple(parse_window(w) for w in REPORTING.windows),
+        waves=tuple(w for item in common.wave or () for w in item.split(",") if w.strip()),
+        budget=Budget(Budget.parse(common.max_fail, "--max-fail"),
+                      Budget.parse(common.max_unreachable, "--max-unreachable")),
+        jitter=parse_duration(REPORTING.jitter).total_seconds() if REPORTING.jitter else 0.0,
+        journal=Path(common.journal or default_journal_path()),  # opened after the checks
+        # what the journal keeps of the command line: secrets and URL userinfo masked
+        command=scrub(command or command_line()),
+        inventory=str(inventory_path(common.inventory).resolve()),
+        journal_args={"limit": common.limit, **(journal_args or {})},
+        resumed_from=resumed_from,
+    )
+
+
 def execute(
     plan: Plan[Any],
     devices: Sequence[Device],
@@ -205,98 +230,27 @@ def execute(
     command: str | None = None,
     journal_args: dict[str, Any] | None = None,
     resumed_from: str | None = None,
-    before: Callable[[], Awaitable[None]] | None = None,
-    after: Callable[[], Awaitable[None]] | None = None,
 ) -> RunResult:
-    """Run a plan with progress, journaled. ``before``/``after`` run in the same event loop
-    (for what a plan needs set up there, e.g. a signer's connection)."""
+    """Run a plan through the engine's front door, with progress, journaled."""
     check_outputs()
-    hooks = Hooks(on_changed=parse_hook(REPORTING.on_changed, "--on-changed"),
-                  on_failed=parse_hook(REPORTING.on_failed, "--on-failed"),
-                  timeout=REPORTING.hook_timeout,
-                  drop_env=_secret_env_names(devices))
-    if common.output is OutputFormat.prometheus and plan.name != "status":
-        raise InputError("--output prometheus is for status only")
-    windows = tuple(parse_window(w) for w in REPORTING.windows)
-    jitter = parse_duration(REPORTING.jitter).total_seconds() if REPORTING.jitter else 0.0
-    options = RunOptions(
-        parallel=common.parallel, device_timeout=common.device_timeout, dry_run=common.dry_run,
-        hooks=hooks, windows=windows,
-    )
-    budget = Budget(Budget.parse(common.max_fail, "--max-fail"),
-                    Budget.parse(common.max_unreachable, "--max-unreachable"))
-    waves = [w for item in common.wave or () for w in item.split(",") if w.strip()]
-    plan_waves(len(devices), waves)  # a bad --wave is an input error before anything runs
-    secrets = resolve_secrets(devices)  # before anything is touched: exit 2 if one is missing
     label = f"{plan.name}{' (dry run)' if common.dry_run else ''}"
-    # what the journal keeps of the command line and arguments: secrets and URL userinfo masked
-    command = scrub(command or command_line())
-    args = scrub_data({"limit": common.limit, **(journal_args or {})})
-    inventory = str(inventory_path(common.inventory).resolve())
+    config = run_config(plan, devices, common, command=command, journal_args=journal_args,
+                        resumed_from=resumed_from)
+    if common.output is OutputFormat.ndjson:
+        progress: Any = contextlib.nullcontext(ndjson_handler)
+    elif REPORTING.quiet or common.output is OutputFormat.prometheus:
+        progress = contextlib.nullcontext(None)
+    else:
+        progress = render.progress(len(devices), label)
+    with progress as on_progress:
 
-    stop = StopSignal()
+        def on_event(event: Event) -> None:
+            if isinstance(event, Notice):
+                (render.warning if event.level == "warning" else render.note)(event.text)
+            elif on_progress is not None:
+                on_progress(event)
 
-    async def main(on_event: Any) -> RunResult:
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-
-        def on_signal(name: str) -> None:
-            if stop.aborted:  # a third signal: give up even on the record
-                assert task is not None
-                task.cancel()
-                return
-            if stop:  # the second signal: stop the devices in flight too; the run is recorded
-                render.warning(f"{name} again: stopping the devices in flight now")
-                stop.abort(f"interrupted twice, by {name}")
-                return
-            stop.set(f"interrupted by {name}")
-            render.warning(f"{name}: finishing the devices in flight, starting no new ones "
-                           "(again to stop at once)")
-
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(signum, on_signal, signal.Signals(signum).name)
-        if jitter and not common.dry_run and not getattr(plan, "read_only", False):
-            delay = random.uniform(0, jitter)
-            render.note(f"--jitter: waiting {delay:.0f}s before starting")
-            await asyncio.sleep(delay)
-        if before is not None:
-            await before()
-        try:
-            return await run_plan(
-                devices,
-                plan,
-                options,
-                command=command,
-                on_event=on_event,
-                secrets=secrets,
-                journal=journal,
-                journal_args=args,
-                inventory=inventory,
-                resumed_from=resumed_from,
-                waves=waves,
-                budget=budget,
-                stop=stop,
-            )
-        finally:
-            if after is not None:
-                await after()
-
-    changes_devices = not common.dry_run and not getattr(plan, "read_only", False)
-    with open_journal(common) as journal:
-        lock = journal.lock(command) if changes_devices \
-            else contextlib.nullcontext()
-        if common.output is OutputFormat.ndjson:
-            progress: Any = contextlib.nullcontext(ndjson_handler)
-        elif REPORTING.quiet or common.output is OutputFormat.prometheus:
-            progress = contextlib.nullcontext(None)
-        else:
-            progress = render.progress(len(devices), label)
-        with lock, progress as on_event:
-            try:
-                return asyncio.run(main(on_event))
-            except asyncio.CancelledError:
-                raise KeyboardInterrupt from None
+        return fleet_run(plan, devices, config, on_event)
 
 
 def finish(run: RunResult, common: Common, *, table: Callable[[RunResult], None] | None = None,

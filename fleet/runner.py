@@ -50,6 +50,8 @@ __all__ = [
     "DeviceFinished",
     "DeviceStarted",
     "Event",
+    "EventHandler",
+    "Notice",
     "RunOptions",
     "StopSignal",
     "new_run_id",
@@ -93,7 +95,16 @@ class DeviceFinished:
     total: int
 
 
-Event = DeviceStarted | DeviceFinished
+@dataclass(frozen=True)
+class Notice:
+    """Something a person should be told while the run goes on (``level``: warning or note),
+    e.g. that a signal was received. The runner never prints; a front end shows these."""
+
+    level: str
+    text: str
+
+
+Event = DeviceStarted | DeviceFinished | Notice
 EventHandler = Callable[[Event], None]
 
 

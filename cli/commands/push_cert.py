@@ -6,7 +6,6 @@ from pathlib import Path
 
 import typer
 
-from cli.commands.rotate import parse_purposes
 from cli.options import Common, fleet_options
 from cli.runtime import execute, finish, guarded, select
 from fleet.errors import InputError, PemError
@@ -14,7 +13,7 @@ from fleet.files import read_file
 from fleet.pki.bundle import parse_bundle
 from fleet.pki.certs import parse_pem_certificates
 from fleet.pki.keys import load_key_pem, same_public_key
-from fleet.plans.install import NewCertificate
+from fleet.plans.install import NewCertificate, parse_purposes
 from fleet.plans.push_cert import PushCert
 from fleet.secrets import Secret, parse_secret_ref
 

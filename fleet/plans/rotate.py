@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from fleet.durations import format_duration
+from fleet.durations import format_duration, parse_duration
 from fleet.errors import CertificateCheckError, DeviceSkipped, InputError, PemError
+from fleet.inventory import Device
 from fleet.journal import Journal, KeyRecord
 from fleet.pki.bundle import parse_bundle
 from fleet.pki.checks import check_for_device
 from fleet.pki.csr import build_csr
 from fleet.pki.keys import KeyFactory, key_to_pem, load_key_pem
 from fleet.pki.signers.base import SignedCertificate, Signer, SigningRequest
+from fleet.pki.signers.factory import SignerSpec, build_signer
 from fleet.plans.base import DeviceContext
 from fleet.plans.install import (
     NewCertificate,
@@ -36,10 +39,13 @@ from fleet.plans.install import (
 )
 from fleet.plans.renewal import self_renewing
 from fleet.results import Change
-from fleet.secrets import Secret
+from fleet.secrets import Secret, parse_secret_ref
 from fleet.xapi.commands import CertificateInfo
 
-__all__ = ["Rotate", "RotateState", "check_journal_passphrase"]
+__all__ = ["DEFAULT_JOURNAL_PASSPHRASE", "Rotate", "RotateState", "check_journal_passphrase",
+           "journal_passphrase"]
+
+DEFAULT_JOURNAL_PASSPHRASE = "env:CERTFLEET_JOURNAL_PASSPHRASE"
 
 #: journal step naming the certificates a new key's rotation replaces (comma-separated)
 SUPERSEDES = "supersedes"
@@ -76,19 +82,110 @@ def _pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
 
+def journal_passphrase(ref: str) -> Secret:
+    """The passphrase that encrypts new keys in the journal, from its reference."""
+    try:
+        return parse_secret_ref(ref).resolve_passphrase()
+    except InputError as exc:
+        raise InputError(
+            f"the journal keeps every new private key encrypted and needs a passphrase: {exc}"
+        ) from exc
+
+
 @dataclass
 class Rotate:
+    """Rotate the certificates for ``purposes`` where due.
+
+    ``signer`` says how to sign (a :class:`SignerSpec`, built in :meth:`open`, in the run's
+    event loop, and closed in :meth:`aclose`) or is a ready :class:`Signer`.
+    ``journal_passphrase`` is a reference (``env:``, ``keyring:``, ``file:``) to the
+    passphrase that encrypts new keys in the journal; it is resolved when the plan is made.
+    The plan is written to the journal (:meth:`to_journal`) and rebuilt from it
+    (:meth:`from_journal`) by ``runs resume``.
+    """
+
     purposes: tuple[str, ...]
-    signer: Signer
-    keys: KeyFactory
-    journal_passphrase: Secret
-    renew_before: dt.timedelta
+    signer: SignerSpec | Signer
+    journal_passphrase: str = DEFAULT_JOURNAL_PASSPHRASE
+    renew_before: dt.timedelta = dt.timedelta(days=30)
     force: bool = False
     #: rotate even a certificate the device renews by itself under a SCEP profile
     override_profile: bool = False
-    #: CAs a new chain must verify to (the signer's CA); self-signed certs in a chain count too
+    #: CAs a new chain must verify to besides the signer's; self-signed certs in a chain count
     anchors: tuple[x509.Certificate, ...] = ()
     name: str = "rotate"
+    _passphrase: Secret = field(init=False, repr=False)
+    _keys: KeyFactory | None = field(default=None, init=False, repr=False)
+    _built: Signer | None = field(default=None, init=False, repr=False)
+    _signer_anchors: tuple[x509.Certificate, ...] = field(default=(), init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.signer, SignerSpec):
+            self.signer.validate()  # bad signer options: an input error before anything runs
+        self._passphrase = journal_passphrase(self.journal_passphrase)
+
+    def to_journal(self) -> dict[str, Any]:
+        """What rebuilds the plan; a signer given as an object is not recorded (``signer``
+        None: such a run is taken up by running it again, not by ``runs resume``)."""
+        spec = self.signer if isinstance(self.signer, SignerSpec) else None
+        return {
+            "purposes": list(self.purposes),
+            "signer": spec.to_json() if spec is not None else None,
+            "renew_before": format_duration(self.renew_before),
+            "force": self.force,
+            "override_profile": self.override_profile,
+            "journal_passphrase": self.journal_passphrase,
+        }
+
+    @classmethod
+    def from_journal(cls, args: Mapping[str, Any]) -> Rotate:
+        if args.get("signer") is None:
+            raise InputError("this rotation's signer was given as a Python object, which the "
+                             "journal does not keep: run the rotation again to finish it")
+        return cls(
+            purposes=tuple(args["purposes"]),
+            signer=SignerSpec.from_json(args["signer"]),
+            journal_passphrase=args["journal_passphrase"],
+            renew_before=parse_duration(args["renew_before"]),
+            force=bool(args["force"]),
+            override_profile=bool(args.get("override_profile", False)),
+        )
+
+    def check(self, devices: Sequence[Device], journal: Journal | None) -> None:
+        """Before any device is contacted: there is a journal, and the passphrase opens it."""
+        if journal is None:
+            raise InputError("rotate needs a journal to keep the new keys safe")
+        check_journal_passphrase(journal, self._passphrase, [d.name for d in devices],
+                                 self.purposes)
+
+    async def open(self) -> None:
+        """Build the signer (in the run's event loop: a SCEP signer keeps a connection) and
+        the key factory."""
+        if isinstance(self.signer, SignerSpec):
+            self._built, self._signer_anchors = await build_signer(self.signer)
+        else:
+            self._built = self.signer
+        self._keys = KeyFactory()
+
+    async def aclose(self) -> None:
+        if self._keys is not None:
+            self._keys.close()
+            self._keys = None
+        built, self._built = self._built, None
+        closer = getattr(built, "aclose", None)
+        if closer is not None and built is not self.signer:
+            await closer()
+
+    async def _generate(self, kind: str) -> Any:
+        if self._keys is None:
+            raise RuntimeError("Rotate.open() was not called")
+        return await self._keys.generate(kind)
+
+    @property
+    def _signer(self) -> Signer:
+        if self._built is None:
+            raise RuntimeError("Rotate.open() was not called")
+        return self._built
 
     async def read(self, ctx: DeviceContext) -> RotateState:
         require_purposes(ctx, self.purposes)
@@ -143,7 +240,7 @@ class Rotate:
             return []
         ctx.result.message = ""
         return [Change("cert.rotate", ",".join(self.purposes),
-                       f"{reason} → new key, signed by {self.signer.name}")]
+                       f"{reason} → new key, signed by {self._signer.name}")]
 
     async def apply(
         self, ctx: DeviceContext, state: RotateState, changes: list[Change]
@@ -156,7 +253,7 @@ class Rotate:
         signed: SignedCertificate | None = None
         superseded: list[str] = []
         if record is not None:
-            key = load_key_pem(record.key_pem_encrypted, self.journal_passphrase,
+            key = load_key_pem(record.key_pem_encrypted, self._passphrase,
                                source=f"journal key {record.id}")
             csr = x509.load_pem_x509_csr(record.csr_pem.encode())
             key_id = record.id
@@ -175,7 +272,7 @@ class Rotate:
                 signed = SignedCertificate(bundle.leaf, bundle.chain)
         else:
             rendered = device.certificate.render(device)
-            key = await self.keys.generate(rendered.key)
+            key = await self._generate(rendered.key)
             csr = build_csr(key, rendered)
             public = key.public_key().public_bytes(
                 serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -186,7 +283,7 @@ class Rotate:
                 device=device.name,
                 purposes=self.purposes,
                 key_kind=rendered.key,
-                key_pem_encrypted=key_to_pem(key, self.journal_passphrase),
+                key_pem_encrypted=key_to_pem(key, self._passphrase),
                 public_sha256=hashlib.sha256(public).hexdigest(),
                 csr_pem=csr.public_bytes(serialization.Encoding.PEM).decode("ascii"),
             )
@@ -194,7 +291,7 @@ class Rotate:
             ctx.step(SUPERSEDES, ",".join(sorted(set(state.active.values()))))
         if signed is None:
             journal.update_key(key_id, "submitted")
-            signed = await self.signer.sign(
+            signed = await self._signer.sign(
                 SigningRequest(device=device, csr=csr, key=key, purposes=self.purposes,
                                metadata={"run_id": ctx.run_id})
             )
@@ -202,9 +299,10 @@ class Rotate:
                 key_id, "signed",
                 cert_pem="".join(_pem(c) for c in (signed.cert, *signed.chain)),
             )
-            ctx.step("signed", f"by {self.signer.name}")
-        source = f"certificate from signer {self.signer.name}"
-        anchors = [*self.anchors, *(c for c in signed.chain if c.issuer == c.subject),
+            ctx.step("signed", f"by {self._signer.name}")
+        source = f"certificate from signer {self._signer.name}"
+        anchors = [*self.anchors, *self._signer_anchors,
+                   *(c for c in signed.chain if c.issuer == c.subject),
                    *(certfleet_trust(device) if "HTTPS" in self.purposes else ())]
         try:
             check_for_device(device, signed.cert, signed.chain, key, trusted=anchors,

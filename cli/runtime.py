@@ -17,7 +17,7 @@ import typer
 
 from cli import render
 from cli.machine_output import ndjson_finish, ndjson_handler, write_junit
-from cli.options import REPORTING, Common, OutputFormat
+from cli.options import Common, OutputFormat, Session
 from cli.render_prometheus import emit_prometheus
 from cli.safe_text import scrub
 from fleet.durations import parse_duration
@@ -37,15 +37,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 DEFAULT_INVENTORY = Path("inventory.yaml")
-
-# `certfleet -i FILE <verb>`: set by the root callback, which runs on every invocation.
-_root_inventory: Path | None = None
-
-
-def set_root_inventory(path: Path | None) -> None:
-    global _root_inventory
-    _root_inventory = path
-
 
 def guarded(func: Callable[P, R]) -> Callable[P, R]:
     """Input errors become a clear message and exit 2; Ctrl-C becomes exit 130."""
@@ -70,11 +61,12 @@ def guarded(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def inventory_path(explicit: Path | None) -> Path:
+def inventory_path(explicit: Path | None, state: Session | None = None) -> Path:
     if explicit is not None:
         return explicit
-    if _root_inventory is not None:
-        return _root_inventory
+    root = state.inventory if state is not None else None  # `certfleet -i FILE <verb>`
+    if root is not None:
+        return root
     env = os.environ.get("CERTFLEET_INVENTORY")
     if env:
         return Path(env)
@@ -107,10 +99,11 @@ def check_output_path(path: Path, option: str, *, parents: bool = False) -> None
         raise InputError(f"{option} {path}: the file is not writable")
 
 
-def check_outputs() -> None:
+def check_outputs(state: Session) -> None:
     """Every output file the invocation asked for, checked before anything runs."""
-    if REPORTING.junit is not None:
-        check_output_path(REPORTING.junit, "--junit", parents=True)
+    junit = state.junit
+    if junit is not None:
+        check_output_path(junit, "--junit", parents=True)
 
 
 def open_journal(common: Common) -> Journal:
@@ -141,14 +134,15 @@ def uses_recorded(limit: Sequence[str] | None) -> bool:
 
 
 def select(common: Common) -> tuple[Inventory, list[Device]]:
-    check_outputs()
-    inventory = load_inventory(inventory_path(common.inventory))
+    check_outputs(common.session)
+    inventory = load_inventory(inventory_path(common.inventory, common.session))
     known = recorded_firmware(common) if uses_recorded(common.limit) else {}
     devices = inventory.select(common.limit, named_sets=_named_sets(common), known=known)
-    if REPORTING.shard:
-        devices = shard_devices(devices, REPORTING.shard)
+    shard = common.session.shard
+    if shard:
+        devices = shard_devices(devices, shard)
         if not devices:
-            render.note(f"shard {REPORTING.shard} holds none of the selected devices")
+            render.note(f"shard {shard} holds none of the selected devices")
     for line in inventory.warnings:
         render.warning(line)
     return inventory, devices
@@ -168,30 +162,23 @@ def _named_sets(common: Common) -> dict[str, frozenset[str]]:
         raise InputError(f"--limit term {used[0]!r}: {exc}") from None
 
 
-_command_args: list[str] | None = None
-
-
-def set_command_args(args: list[str] | None) -> None:
-    """For in-process callers (the demo): the arguments the run is reported under."""
-    global _command_args
-    _command_args = args
-
-
-def command_line() -> str:
-    args = _command_args if _command_args is not None else sys.argv[1:]
+def command_line(state: Session) -> str:
+    given = state.command_args
+    args = given if given is not None else sys.argv[1:]
     return "certfleet " + " ".join(shlex.quote(a) for a in args)
 
 
 _ENV_REF = re.compile(r"(?:^|=)env:([A-Za-z_][A-Za-z0-9_]*)$")
 
 
-def _secret_env_names(devices: Sequence[Device]) -> frozenset[str]:
+def _secret_env_names(devices: Sequence[Device], state: Session) -> frozenset[str]:
     """The environment variables the run's ``env:`` secret references name: the devices'
     passwords and tokens, and every ``env:VAR`` on the command line (passphrases, challenges,
     ...) — hooks never see them."""
     names = {ref.target for device in devices for ref in (device.password, device.token)
              if ref is not None and ref.scheme == "env"}
-    args = _command_args if _command_args is not None else sys.argv[1:]
+    given = state.command_args
+    args = given if given is not None else sys.argv[1:]
     names.update(m.group(1) for arg in args if (m := _ENV_REF.search(arg)))
     return frozenset(names)
 
@@ -200,23 +187,24 @@ def run_config(plan: Plan[Any], devices: Sequence[Device], common: Common, *,
                command: str | None = None, journal_args: dict[str, Any] | None = None,
                resumed_from: str | None = None) -> RunConfig:
     """The options of this invocation as the engine's :class:`RunConfig` (input errors here)."""
-    hooks = Hooks(on_changed=parse_hook(REPORTING.on_changed, "--on-changed"),
-                  on_failed=parse_hook(REPORTING.on_failed, "--on-failed"),
-                  timeout=REPORTING.hook_timeout,
-                  drop_env=_secret_env_names(devices))
+    state = common.session
+    hooks = Hooks(on_changed=parse_hook(state.on_changed, "--on-changed"),
+                  on_failed=parse_hook(state.on_failed, "--on-failed"),
+                  timeout=state.hook_timeout,
+                  drop_env=_secret_env_names(devices, state))
     if common.output is OutputFormat.prometheus and plan.name != "status":
         raise InputError("--output prometheus is for status only")
     return RunConfig(
         parallel=common.parallel, device_timeout=common.device_timeout, dry_run=common.dry_run,
-        hooks=hooks, windows=tuple(parse_window(w) for w in REPORTING.windows),
+        hooks=hooks, windows=tuple(parse_window(w) for w in state.windows),
         waves=tuple(w for item in common.wave or () for w in item.split(",") if w.strip()),
         budget=Budget(Budget.parse(common.max_fail, "--max-fail"),
                       Budget.parse(common.max_unreachable, "--max-unreachable")),
-        jitter=parse_duration(REPORTING.jitter).total_seconds() if REPORTING.jitter else 0.0,
+        jitter=parse_duration(state.jitter).total_seconds() if state.jitter else 0.0,
         journal=Path(common.journal or default_journal_path()),  # opened after the checks
         # what the journal keeps of the command line: secrets and URL userinfo masked
-        command=scrub(command or command_line()),
-        inventory=str(inventory_path(common.inventory).resolve()),
+        command=scrub(command or command_line(state)),
+        inventory=str(inventory_path(common.inventory, state).resolve()),
         journal_args={"limit": common.limit, **(journal_args or {})},
         resumed_from=resumed_from,
     )
@@ -232,13 +220,13 @@ def execute(
     resumed_from: str | None = None,
 ) -> RunResult:
     """Run a plan through the engine's front door, with progress, journaled."""
-    check_outputs()
+    check_outputs(common.session)
     label = f"{plan.name}{' (dry run)' if common.dry_run else ''}"
     config = run_config(plan, devices, common, command=command, journal_args=journal_args,
                         resumed_from=resumed_from)
     if common.output is OutputFormat.ndjson:
         progress: Any = contextlib.nullcontext(ndjson_handler)
-    elif REPORTING.quiet or common.output is OutputFormat.prometheus:
+    elif common.session.quiet or common.output is OutputFormat.prometheus:
         progress = contextlib.nullcontext(None)
     else:
         progress = render.progress(len(devices), label)
@@ -268,17 +256,18 @@ def finish(run: RunResult, common: Common, *, table: Callable[[RunResult], None]
         ndjson_finish(run)
     elif common.output is OutputFormat.prometheus:
         emit_prometheus(run)
-    elif REPORTING.quiet:
+    elif common.session.quiet:
         if run.exit_code():
             render.summary(run)
     else:
         (table or render.run_table)(run)
     problems = list(unwritten)
-    if REPORTING.junit is not None:
+    junit = common.session.junit
+    if junit is not None:
         try:
-            write_junit(run, REPORTING.junit)
+            write_junit(run, junit)
         except OSError as exc:
-            problems.append(f"--junit {REPORTING.junit}: cannot write it: {exc.strerror or exc}")
+            problems.append(f"--junit {junit}: cannot write it: {exc.strerror or exc}")
     for problem in problems:
         render.error(f"{problem} (the run itself is recorded: certfleet runs show {run.run_id})")
     code = run.exit_code() if exit_code is None else exit_code

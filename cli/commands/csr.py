@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from cli import render, render_pki
-from cli.options import Common, InventoryOpt, LimitOpt, OutputFormat, OutputOpt
+from cli.options import Common, InventoryOpt, LimitOpt, OutputFormat, OutputOpt, session_of
 from cli.runtime import guarded, select
 from fleet.errors import InputError
 from fleet.inventory import Device, RenderedCertificate
@@ -105,6 +105,7 @@ async def _make_all(
 
 @guarded
 def csr(
+    ctx: typer.Context,
     out: Annotated[
         Path,
         typer.Option("--out", help="Folder for DEVICE.key.pem and DEVICE.csr.pem.",
@@ -139,7 +140,7 @@ def csr(
             secret = parse_secret_ref(passphrase).resolve_passphrase()
         except InputError as exc:
             raise InputError(f"--passphrase: {exc}") from None
-    _, devices = select(Common(inventory=inventory, limit=limit))
+    _, devices = select(Common(inventory=inventory, limit=limit, session=session_of(ctx)))
     jobs = []
     for device in devices:  # every template renders before any key is made
         rendered = device.certificate.render(device)

@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from cli import render
+from cli.options import Session, session_of
 from cli.runtime import DEFAULT_INVENTORY, guarded, inventory_path
 from fleet.cloud_import import (
     DEFAULT_PAGE_SIZE,
@@ -38,11 +39,11 @@ class ImportOutput(StrEnum):
     json = "json"
 
 
-def _target(out: Path | None) -> Path:
+def _target(out: Path | None, state: Session) -> Path:
     if out is not None:
         return out
     try:
-        return inventory_path(None)
+        return inventory_path(None, state)
     except InputError:
         return DEFAULT_INVENTORY
 
@@ -73,6 +74,7 @@ def _number(value: str | None) -> float | None:
 
 @guarded
 def import_webex(
+    ctx: typer.Context,
     tag: list[str] | None = typer.Option(
         None, "--tag", help="Only devices with this Webex tag (repeat: all of them).",
         show_default=False,
@@ -120,7 +122,7 @@ def import_webex(
     Devices already in the file (same device_id) keep their names and keys; everything
     hand-written in the file is kept.
     """
-    path = _target(out)
+    path = _target(out, session_of(ctx))
     text = path.read_text(encoding="utf-8-sig") if path.exists() else None
     base_dir = path.parent.absolute()
     existing = read_cloud_settings(text)

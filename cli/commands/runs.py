@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cli import render
-from cli.options import Common, JournalOpt, OutputFormat, OutputOpt
+from cli.options import Common, JournalOpt, OutputFormat, OutputOpt, session_of
 from cli.runtime import execute, finish, guarded, open_journal_at
 from fleet.errors import InputError
 from fleet.journal import Journal, KeyRecord
@@ -177,6 +177,7 @@ def drop_key(
 @app.command("resume")
 @guarded
 def resume(
+    ctx: typer.Context,
     run_id: str = typer.Argument("last", help="The run to finish, or 'last'."),
     journal: JournalOpt = None,
     output: OutputOpt = OutputFormat.table,
@@ -189,5 +190,5 @@ def resume(
         return
     render.note(f"resuming run {point.run_id} on {len(point.devices)} device(s)")
     common = Common(inventory=point.inventory, limit=[d.name for d in point.devices],
-                    output=output, journal=journal)
+                    output=output, journal=journal, session=session_of(ctx))
     finish(execute(point.plan, point.devices, common, resumed_from=point.run_id), common)

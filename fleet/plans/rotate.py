@@ -25,7 +25,7 @@ from fleet.journal import Journal, KeyRecord
 from fleet.pki.bundle import parse_bundle
 from fleet.pki.checks import check_for_device
 from fleet.pki.csr import build_csr
-from fleet.pki.keys import KeyFactory, key_to_pem, load_key_pem
+from fleet.pki.keys import KeyFactory, PrivateKey, key_to_pem, load_key_pem
 from fleet.pki.signers.base import SignedCertificate, Signer, SigningRequest
 from fleet.pki.signers.factory import SignerSpec, build_signer
 from fleet.plans.base import DeviceContext
@@ -176,7 +176,7 @@ class Rotate:
         if closer is not None and built is not self.signer:
             await closer()
 
-    async def _generate(self, kind: str) -> Any:
+    async def _generate(self, kind: str) -> PrivateKey:
         if self._keys is None:
             raise RuntimeError("Rotate.open() was not called")
         return await self._keys.generate(kind)
@@ -249,57 +249,79 @@ class Rotate:
         journal = ctx.journal
         if journal is None:
             raise InputError("rotate needs a journal to keep the new keys safe")
-        record = state.pending
-        signed: SignedCertificate | None = None
-        superseded: list[str] = []
-        if record is not None:
-            key = load_key_pem(record.key_pem_encrypted, self._passphrase,
-                               source=f"journal key {record.id}")
-            csr = x509.load_pem_x509_csr(record.csr_pem.encode())
-            key_id = record.id
-            ctx.step("key reused", f"journal key {key_id} from run {record.run_id}")
-            # what the run that made the key set out to replace (its new certificate may be
-            # in use already, so this run's device list no longer shows the old ones)
-            superseded = [
-                fp
-                for step in journal.steps_of(record.run_id, device.name)
-                if step["step"] == SUPERSEDES
-                for fp in step["detail"].split(",")
-                if fp
-            ]
-            if record.cert_pem:
-                bundle = parse_bundle(record.cert_pem.encode(), source=f"journal key {key_id}")
-                signed = SignedCertificate(bundle.leaf, bundle.chain)
+        if state.pending is not None:
+            key = await self._reuse(ctx, journal, state.pending)
         else:
-            rendered = device.certificate.render(device)
-            key = await self._generate(rendered.key)
-            csr = build_csr(key, rendered)
-            public = key.public_key().public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-            # Durable before the CSR leaves the machine: a crash from here on loses no key.
-            key_id = journal.store_key(
-                run_id=ctx.run_id,
-                device=device.name,
-                purposes=self.purposes,
-                key_kind=rendered.key,
-                key_pem_encrypted=key_to_pem(key, self._passphrase),
-                public_sha256=hashlib.sha256(public).hexdigest(),
-                csr_pem=csr.public_bytes(serialization.Encoding.PEM).decode("ascii"),
-            )
-            ctx.step("key generated", f"{rendered.key}, journal key {key_id}")
-            ctx.step(SUPERSEDES, ",".join(sorted(set(state.active.values()))))
-        if signed is None:
-            journal.update_key(key_id, "submitted")
-            signed = await self._signer.sign(
-                SigningRequest(device=device, csr=csr, key=key, purposes=self.purposes,
+            key = await self._new_key(ctx, journal, state)
+        if key.signed is None:
+            journal.update_key(key.id, "submitted")
+            key.signed = await self._signer.sign(
+                SigningRequest(device=device, csr=key.csr, key=key.key, purposes=self.purposes,
                                metadata={"run_id": ctx.run_id})
             )
             journal.update_key(
-                key_id, "signed",
-                cert_pem="".join(_pem(c) for c in (signed.cert, *signed.chain)),
+                key.id, "signed",
+                cert_pem="".join(_pem(c) for c in (key.signed.cert, *key.signed.chain)),
             )
             ctx.step("signed", f"by {self._signer.name}")
+        new = self._checked(ctx, journal, key.id, key.key, key.signed)
+        journal.update_key(key.id, "uploaded")
+        notes = await install_certificate(ctx, new, self.purposes, state.current,
+                                          key.superseded)
+        journal.update_key(key.id, "done")
+        changes[0].applied = True
+        if notes:
+            ctx.result.message = "; ".join(notes)
+
+    async def _reuse(self, ctx: DeviceContext, journal: Journal, record: KeyRecord) -> _Key:
+        """A key an earlier run made and journaled (maybe signed already): finished with it."""
+        key = _Key(
+            id=record.id,
+            key=load_key_pem(record.key_pem_encrypted, self._passphrase,
+                             source=f"journal key {record.id}"),
+            csr=x509.load_pem_x509_csr(record.csr_pem.encode()),
+            # what the run that made the key set out to replace (its new certificate may be
+            # in use already, so this run's device list no longer shows the old ones)
+            superseded=[
+                fp
+                for step in journal.steps_of(record.run_id, ctx.device.name)
+                if step["step"] == SUPERSEDES
+                for fp in step["detail"].split(",")
+                if fp
+            ],
+        )
+        ctx.step("key reused", f"journal key {key.id} from run {record.run_id}")
+        if record.cert_pem:
+            bundle = parse_bundle(record.cert_pem.encode(), source=f"journal key {key.id}")
+            key.signed = SignedCertificate(bundle.leaf, bundle.chain)
+        return key
+
+    async def _new_key(self, ctx: DeviceContext, journal: Journal, state: RotateState) -> _Key:
+        device = ctx.device
+        rendered = device.certificate.render(device)
+        private = await self._generate(rendered.key)
+        csr = build_csr(private, rendered)
+        public = private.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        # Durable before the CSR leaves the machine: a crash from here on loses no key.
+        key_id = journal.store_key(
+            run_id=ctx.run_id,
+            device=device.name,
+            purposes=self.purposes,
+            key_kind=rendered.key,
+            key_pem_encrypted=key_to_pem(private, self._passphrase),
+            public_sha256=hashlib.sha256(public).hexdigest(),
+            csr_pem=csr.public_bytes(serialization.Encoding.PEM).decode("ascii"),
+        )
+        ctx.step("key generated", f"{rendered.key}, journal key {key_id}")
+        ctx.step(SUPERSEDES, ",".join(sorted(set(state.active.values()))))
+        return _Key(id=key_id, key=private, csr=csr)
+
+    def _checked(self, ctx: DeviceContext, journal: Journal, key_id: int, key: PrivateKey,
+                 signed: SignedCertificate) -> NewCertificate:
+        """The signed certificate, checked for the device before anything is sent to it."""
+        device = ctx.device
         source = f"certificate from signer {self._signer.name}"
         anchors = [*self.anchors, *self._signer_anchors,
                    *(c for c in signed.chain if c.issuer == c.subject),
@@ -317,12 +339,17 @@ class Rotate:
             raise
         if "HTTPS" in self.purposes:
             check_certfleet_keeps_trust(device, signed.cert, signed.chain)
-        new = NewCertificate(leaf=signed.cert, chain=tuple(c for c in signed.chain
+        return NewCertificate(leaf=signed.cert, chain=tuple(c for c in signed.chain
                                                              if c.issuer != c.subject),
-                             key=key, source=source)
-        journal.update_key(key_id, "uploaded")
-        notes = await install_certificate(ctx, new, self.purposes, state.current, superseded)
-        journal.update_key(key_id, "done")
-        changes[0].applied = True
-        if notes:
-            ctx.result.message = "; ".join(notes)
+                              key=key, source=source)
+
+
+@dataclass
+class _Key:
+    """The key a rotation installs a certificate for, journaled under ``id``."""
+
+    id: int
+    key: PrivateKey
+    csr: x509.CertificateSigningRequest
+    superseded: list[str] = field(default_factory=list)
+    signed: SignedCertificate | None = None

@@ -128,3 +128,42 @@ def test_resume_rebuilds_the_rotation_from_the_journal(
     assert [(d.device, d.outcome.value) for d in again.devices] == [(down, "changed")]
     assert "Lab Room CA" in served_issuer(sim.devices[down].port)
     assert fleet.resume(journal, "last") is None  # every device finished now
+
+
+def test_run_checks_secrets_before_anything_and_reports_events(
+        sim: Any, corp_ca: Any, tmp_path: Path) -> None:
+    """Bad input stops ``fleet.run`` before any device is contacted or journal is made; a
+    good run reports each device as it starts and finishes, in the order it happens."""
+    import fleet
+    from fleet.errors import SecretError
+    from fleet.pki.certs import load_ca_files
+    from fleet.plans import PushCa
+
+    inv = yaml.safe_load(sim.inventory_path.read_text())
+    inv["defaults"]["password"] = "env:CERTFLEET_TEST_NO_SUCH_VARIABLE_93"
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(yaml.safe_dump(inv))
+    journal = tmp_path / "front-door.sqlite"
+    plan = PushCa(cas=load_ca_files([corp_ca[1]]))
+    before = sum(device.requests_seen for device in sim.devices.values())
+    try:
+        fleet.run(plan, fleet.load_inventory(broken).select(None),
+                  fleet.RunConfig(journal=journal, signals=False))
+        raise AssertionError("a missing secret must stop the run")
+    except SecretError as exc:
+        assert "CERTFLEET_TEST_NO_SUCH_VARIABLE_93" in str(exc)
+    assert not journal.exists()
+    assert sum(device.requests_seen for device in sim.devices.values()) == before
+
+    events: list[Any] = []
+    devices = fleet.load_inventory(sim.inventory_path).select(None)
+    result = fleet.run(plan, devices, fleet.RunConfig(journal=journal, dry_run=True,
+                                                      parallel=2, signals=False),
+                       on_event=events.append)
+    assert [d.device for d in result.devices] == [d.name for d in devices]
+    assert {d.outcome.value for d in result.devices} == {"changed"}  # would add the CA
+    started = [e.device for e in events if isinstance(e, fleet.DeviceStarted)]
+    finished = [e for e in events if isinstance(e, fleet.DeviceFinished)]
+    assert sorted(started) == sorted(d.name for d in devices)
+    assert [e.done for e in finished] == list(range(1, len(devices) + 1))
+    assert journal.exists()

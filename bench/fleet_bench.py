@@ -1,8 +1,10 @@
 """Fleet benchmark: certfleet against what users would use instead, and against the bound the
-devices themselves impose (issue 8).
+devices (and the Webex cloud's rate limit) impose (issues 8 and 18).
 
     python bench/fleet_bench.py [--devices 1000] [--baseline-devices 200] [--delay-ms 30]
                                 [--parallel 50] [--keys N] [--memory-devices 10000]
+                                [--growth 1000,5000,10000] [--cloud-devices 900]
+                                [--cloud-rate 3000] [--cloud-shards 2] [--cloud-hammer-rate R]
                                 [--only push-ca,status,...] [--skip-ansible] [--quick]
                                 [--profile DIR] [--json FILE]
 
@@ -28,7 +30,13 @@ ansible     bench/baselines/push_ca.yml (ansible-core ``uri``, forks 50, TLS ver
 rotate      ``certfleet rotate --purpose HTTPS --signer local-ca --force`` with RSA-2048 keys
             (a lab CA from ``certfleet ca init``); every device must be ``changed``.
 memory      roomsim again with --memory-devices (10,000) and ``certfleet status`` on all of them:
-            the client's peak RSS.
+            the client's peak RSS (taken from the growth row of that size when both run).
+growth      ``certfleet status`` on --growth sizes (1,000, 5,000, 10,000), a roomsim each: wall,
+            CPU and peak RSS per device, largest against smallest (bench/growth_rows.py).
+cloud       roomsim's simulated Webex cloud (--cloud-devices, --cloud-rate requests a minute per
+            token): push-ca and status against the rate bound with the 429s certfleet caused,
+            --cloud-shards shards with a token each, and a token shared with another process
+            (bench/cloud_rows.py).
 
 The ideal bound of a row is what the device delays and limits alone impose at the row's
 parallelism P: a device answers each of its k sequential requests after the delay d and after
@@ -41,8 +49,9 @@ probe ``rotate`` makes after activating a certificate). So the bound assumes a c
 CPU time, a network with zero latency, and devices that finish exactly on time.
 
 Baselines run on fewer devices; they are compared with certfleet per device (wall time / N).
-Targets (issue 8) are printed beside the figures with pass/miss. ``--quick`` is a reduced run
-(N=100, baselines 50, memory 1000, 16 keys, ansible only if already installed) in under a minute.
+Targets (issues 8 and 18) are printed beside the figures with pass/miss. ``--quick`` is a
+reduced run (N=100, baselines 50, memory 1000, 16 keys, growth 100/300/1000, 40 cloud devices,
+ansible only if already installed) in a few minutes.
 
 Loopback only: roomsim listens on 127.0.0.1 and every inventory host is checked to be a
 loopback address. State lives in a temporary folder; roomsim is stopped on exit, on Ctrl-C and
@@ -53,10 +62,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import ctypes
-import hashlib
 import io
-import ipaddress
 import json
 import math
 import os
@@ -65,398 +71,41 @@ import pstats
 import re
 import resource
 import secrets
-import selectors
 import shutil
 import signal
-import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from benchlib import (
+    BENCH,
+    ROOT,
+    BenchError,
+    Measured,
+    Row,
+    Sim,
+    _round,
+    ideal,
+    make_ca,
+    openssl_versions,
+    run_measured,
+)
+from cloud_rows import CloudRows, cloud_lines, cloud_targets, rate_of
+from growth_rows import growth_figures, growth_row
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "bench"
 ANSIBLE_VENV = BENCH / ".venv-ansible"
 ANSIBLE_REQUIREMENT = "ansible-core>=2.16,<2.20"
-READY_TIMEOUT = 900.0
-RUN_TIMEOUT = 3600.0
 SCHEMA = "certfleet/bench/v1"
-ROWS = ("keygen", "push-ca", "status", "floor", "script", "ansible", "rotate", "memory")
-
-# roomsim's per-device limits (roomsim/server.py ServerSettings, the defaults are a real
-# device's): requests per second and token-bucket burst, per auth class.
-SESSION_RATE, SESSION_BURST = 15.0, 15.0
-BASIC_RATE, BASIC_BURST = 1.0, 1.0
+ROWS = ("keygen", "push-ca", "status", "floor", "script", "ansible", "rotate", "memory",
+        "growth", "cloud")
 SCRIPT_WORKERS = 20
 ANSIBLE_FORKS = 50
-
-
-# ----------------------------------------------------------------------------- figures
-
-
-@dataclass
-class Row:
-    name: str
-    label: str
-    status: str = "not run"  # ok | failed: ... | unavailable: ... | skipped: ...
-    devices: int | None = None
-    succeeded: int | None = None
-    parallel: int | None = None
-    wall_s: float | None = None
-    cpu_s: float | None = None  # the client process and the children it reaped (wait4)
-    tree_cpu_s: float | None = None  # every process under the client, sampled from /proc
-    peak_rss_mb: float | None = None  # ru_maxrss of the client (largest process it reaped)
-    sim_cpu_s: float | None = None  # roomsim over the same span
-    requests_per_device: float | None = None
-    ideal_s: float | None = None
-    ideal_formula: str | None = None
-    exit_code: int | None = None
-    command: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    def per_device(self, value: float | None) -> float | None:
-        if value is None or not self.devices:
-            return None
-        return value / self.devices
-
-    def as_json(self) -> dict[str, Any]:
-        doc = asdict(self)
-        for key in ("wall_s", "cpu_s", "tree_cpu_s", "sim_cpu_s"):
-            per = self.per_device(doc[key])
-            doc[key.replace("_s", "_ms_per_device")] = _round(per * 1000 if per else per)
-        doc["vs_ideal"] = _round(self.wall_s / self.ideal_s) if (
-            self.wall_s and self.ideal_s) else None
-        for key, value in list(doc.items()):
-            if isinstance(value, float):
-                doc[key] = _round(value)
-        return doc
-
-
-def _round(value: float | None, digits: int = 4) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-class BenchError(Exception):
-    """A row could not be measured (the client failed, a device did not succeed, ...)."""
-
-
-# ----------------------------------------------------------------------------- processes
-
-
-def _linux_parent_death_signal() -> Callable[[], None] | None:
-    """A preexec_fn that makes the child get SIGTERM when this process dies (Linux)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return None
-
-    def set_pdeathsig() -> None:
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-    return set_pdeathsig
-
-
-def _proc_cpu(pid: int) -> float | None:
-    """user + system seconds of a running process (its own, Linux /proc), or None."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
-
-
-class TreeSampler(threading.Thread):
-    """Samples, every `interval` s, the CPU time (own user + system) and RSS of every process
-    under `root` from /proc. The sum of each process's last sample is the tree's CPU time: it
-    includes workers the client does not reap itself (KeyFactory's forkserver children), which
-    wait4 cannot see. A process that ends between two samples loses at most `interval`."""
-
-    def __init__(self, root: int, interval: float = 0.2) -> None:
-        super().__init__(daemon=True)
-        self.root = root
-        self.interval = interval
-        self.cpu: dict[tuple[int, str], float] = {}
-        self.peak_tree_rss_mb = 0.0
-        self.max_processes = 0
-        self._halt = threading.Event()
-        self._ticks = os.sysconf("SC_CLK_TCK")
-        self._page_mb = os.sysconf("SC_PAGE_SIZE") / 2**20
-
-    def _scan(self) -> None:
-        parents: dict[int, int] = {}
-        stats: dict[int, list[str]] = {}
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            pid = int(entry)
-            parents[pid] = int(fields[1])
-            stats[pid] = fields
-        tree, frontier = set(), {self.root}
-        while frontier:
-            tree |= frontier
-            frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - tree
-        rss = 0.0
-        for pid in tree & stats.keys():
-            fields = stats[pid]
-            self.cpu[(pid, fields[19])] = (int(fields[11]) + int(fields[12])) / self._ticks
-            rss += int(fields[21]) * self._page_mb
-        self.peak_tree_rss_mb = max(self.peak_tree_rss_mb, rss)
-        self.max_processes = max(self.max_processes, len(tree & stats.keys()))
-
-    def run(self) -> None:
-        while not self._halt.is_set():
-            self._scan()
-            self._halt.wait(self.interval)
-
-    def stop(self) -> float:
-        self._halt.set()
-        self.join()
-        return sum(self.cpu.values())
-
-
-@dataclass
-class Measured:
-    exit_code: int
-    wall_s: float
-    cpu_s: float
-    peak_rss_mb: float
-    stdout: str
-    stderr: str
-    tree_cpu_s: float | None = None
-    peak_tree_rss_mb: float | None = None
-    sim_cpu_s: float | None = None
-
-    def json(self, who: str) -> Any:
-        """The JSON document the client printed (BenchError naming ``who`` if there is none)."""
-        try:
-            return json.loads(self.stdout)
-        except ValueError:
-            raise BenchError(f"{who} exited {self.exit_code} without JSON: "
-                             f"{self.stderr[-1500:]}") from None
-
-
-def run_measured(command: list[str], work: Path, tag: str, *, env: dict[str, str] | None = None,
-                 sim_pid: int | None = None, sample_tree: bool = False,
-                 timeout: float = RUN_TIMEOUT) -> Measured:
-    """Run `command` as a child, stdout/stderr to files, and measure it with os.wait4."""
-    out_path, err_path = work / f"{tag}.stdout", work / f"{tag}.stderr"
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    with out_path.open("wb") as out, err_path.open("wb") as err:
-        sim_before = _proc_cpu(sim_pid) if sim_pid else None
-        started = time.perf_counter()
-        proc = subprocess.Popen(command, cwd=ROOT, env=full_env, stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=err)
-        sampler = TreeSampler(proc.pid) if sample_tree and Path("/proc").is_dir() else None
-        if sampler is not None:
-            sampler.start()
-        timer = threading.Timer(timeout, proc.kill)
-        timer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        finally:
-            timer.cancel()
-        wall = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        sim_after = _proc_cpu(sim_pid) if sim_pid else None
-        tree_cpu = sampler.stop() if sampler is not None else None
-    cpu = usage.ru_utime + usage.ru_stime
-    if tree_cpu is not None:
-        tree_cpu = max(tree_cpu, cpu)
-    return Measured(
-        exit_code=proc.returncode, wall_s=wall, cpu_s=cpu,
-        peak_rss_mb=usage.ru_maxrss / 1024,  # KiB on Linux
-        stdout=out_path.read_text(errors="replace"), stderr=err_path.read_text(errors="replace"),
-        tree_cpu_s=tree_cpu,
-        peak_tree_rss_mb=sampler.peak_tree_rss_mb if sampler is not None else None,
-        sim_cpu_s=(sim_after - sim_before) if sim_before is not None and sim_after is not None
-        else None,
-    )
-
-
-class Sim:
-    """`python -m roomsim serve` in its own process, stopped on exit whatever happens."""
-
-    def __init__(self, devices: int, state: Path, delay_s: float) -> None:
-        self.devices = devices
-        self.state = state
-        self.inventory = state / "inventory.yaml"
-        self.delay_s = delay_s
-        self.proc: subprocess.Popen[str] | None = None
-        self.start_s: float | None = None
-
-    def start(self) -> Sim:
-        started = time.perf_counter()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "roomsim", "serve", "--devices", str(self.devices),
-             "--state", str(self.state), "--inventory-out", str(self.inventory),
-             "--request-delay", repr(self.delay_s)],
-            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
-            preexec_fn=_linux_parent_death_signal(),  # before any thread of ours starts
-        )
-        assert self.proc.stdout is not None
-        selector = selectors.DefaultSelector()
-        selector.register(self.proc.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            if not selector.select(timeout=1.0):
-                if self.proc.poll() is not None:
-                    raise BenchError(f"roomsim exited with {self.proc.returncode} before ready")
-                continue
-            line = self.proc.stdout.readline()
-            if line.strip() == "ready":
-                self.start_s = time.perf_counter() - started
-                check_loopback(self.inventory)
-                return self
-            if not line:
-                raise BenchError(f"roomsim exited with {self.proc.wait()} before it was ready")
-        self.stop()
-        raise BenchError(f"roomsim was not ready within {READY_TIMEOUT:g}s")
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    @property
-    def ca_path(self) -> Path:
-        return self.state / "sim-ca.pem"
-
-    @property
-    def password_path(self) -> Path:
-        return self.state / "admin-password"
-
-    def device_cas(self, name: str) -> set[str]:
-        """SHA-1s of the CAs device `name` has stored (its roomsim state file)."""
-        data = json.loads((self.state / "devices" / name / "state.json").read_text())
-        return {sha1_of_pem(pem) for pem in data.get("ca", [])}
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-    def __enter__(self) -> Sim:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def check_loopback(inventory: Path) -> None:
-    data = yaml.safe_load(inventory.read_text())
-    for name, device in data["devices"].items():
-        if not ipaddress.ip_address(device["host"]).is_loopback:
-            raise BenchError(f"{name}: {device['host']} is not a loopback address; refusing")
-
-
-# ----------------------------------------------------------------------------- material
-
-
-def make_ca(common_name: str, folder: Path) -> tuple[Path, str]:
-    """A fresh self-signed CA certificate (EC P-256) nobody has seen: (PEM path, SHA-1)."""
-    import datetime as dt
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "certfleet bench"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=365))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    pem = cert.public_bytes(serialization.Encoding.PEM).decode()
-    path = folder / (re.sub(r"[^a-z0-9]+", "-", common_name.lower()).strip("-") + ".pem")
-    path.write_text(pem)
-    return path, sha1_of_pem(pem)
-
-
-def sha1_of_pem(pem: str) -> str:
-    return hashlib.sha1(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
-
-
-def openssl_versions() -> dict[str, str]:
-    """The OpenSSL of the `openssl` command and the one inside `cryptography` (certfleet's):
-    they differ, and RSA key generation speed differs a lot between OpenSSL releases."""
-    from cryptography.hazmat.backends.openssl import backend
-
-    cli = "none"
-    if shutil.which("openssl"):
-        done = subprocess.run(["openssl", "version"], capture_output=True, text=True,
-                              check=False, timeout=60)
-        cli = done.stdout.strip() or "unknown"
-    return {"cli": cli, "cryptography": backend.openssl_version_text()}
-
-
-def device_time(k: float, delay: float, rate: float, burst: float) -> float:
-    """Seconds one device needs for k sequential requests when each is answered `delay` after
-    it arrives and then passes roomsim's token bucket (rate/s, burst), with no client or
-    network time at all. Fractional k is interpolated."""
-    whole = max(0, math.floor(k))
-
-    def run(n: int) -> float:
-        clock, tokens, stamp = 0.0, burst, 0.0
-        for _ in range(n):
-            clock += delay
-            tokens = min(burst, tokens + (clock - stamp) * rate)
-            stamp = clock
-            if tokens >= 1:
-                tokens -= 1
-            else:
-                clock += (1 - tokens) / rate
-                tokens, stamp = 0.0, clock
-        return clock
-
-    low = run(whole)
-    return low + (run(whole + 1) - low) * (k - whole) if k > whole else low
-
-
-def ideal(devices: int, parallel: int, k: float, delay: float, *, basic: bool = False
-          ) -> tuple[float, str]:
-    rate, burst = (BASIC_RATE, BASIC_BURST) if basic else (SESSION_RATE, SESSION_BURST)
-    per_device = device_time(k, delay, rate, burst)
-    rounds = math.ceil(devices / parallel)
-    auth = "Basic 1 req/s, burst 1" if basic else "session 15 req/s, burst 15"
-    return rounds * per_device, (
-        f"ceil(N/P) x t_dev(k) = ceil({devices}/{parallel}) x t_dev({k:g} requests, "
-        f"d={delay * 1000:g} ms, {auth}) = {rounds} x {per_device:.3f} s"
-    )
 
 
 # ----------------------------------------------------------------------------- rows
@@ -838,9 +487,9 @@ class Bench:
                 f"-pkeyopt rsa_keygen_bits:2048 -out /dev/null 2>/dev/null || exit 1; "
                 f"i=$((i+1)); done")
         started = time.perf_counter()
-        procs = [subprocess.Popen(["sh", "-c", loop], stdin=subprocess.DEVNULL)
-                 for _ in range(cores)]
-        codes = [p.wait() for p in procs]
+        procs = [subprocess.Popen(["sh", "-c", loop], stdin=subprocess.DEVNULL,
+                                  start_new_session=True) for _ in range(cores)]
+        codes = wait_all(procs)
         wall = time.perf_counter() - started
         if any(codes):
             raise BenchError(f"openssl genpkey loops exited {codes}")
@@ -859,9 +508,9 @@ class Bench:
         loop = ("from cryptography.hazmat.primitives.asymmetric import rsa\n"
                 f"for _ in range({per}):\n    rsa.generate_private_key(65537, 2048)\n")
         started = time.perf_counter()
-        procs = [subprocess.Popen([sys.executable, "-c", loop], stdin=subprocess.DEVNULL)
-                 for _ in range(cores)]
-        codes = [p.wait() for p in procs]
+        procs = [subprocess.Popen([sys.executable, "-c", loop], stdin=subprocess.DEVNULL,
+                                  start_new_session=True) for _ in range(cores)]
+        codes = wait_all(procs)
         wall = time.perf_counter() - started
         if any(codes):
             raise BenchError(f"generate_private_key loops exited {codes}")
@@ -875,6 +524,15 @@ class Bench:
 
     def memory(self, row: Row) -> None:
         m, p = self.args.memory_devices, self.args.parallel
+        same = self.rows.get(f"growth-{m}")
+        if same is not None and same.ok:  # the same measurement: not run twice
+            for key in ("devices", "succeeded", "parallel", "wall_s", "cpu_s", "tree_cpu_s",
+                        "peak_rss_mb", "sim_cpu_s", "requests_per_device", "ideal_s",
+                        "ideal_formula", "exit_code", "command"):
+                setattr(row, key, getattr(same, key))
+            row.extra.update(same.extra, same_run_as=same.name)
+            row.status = "ok"
+            return
         self.log(f"starting roomsim with {m} devices for the memory run ...")
         with Sim(m, self.work / "sim-memory", self.delay) as sim:
             row.extra["sim_start_s"] = round(sim.start_s or 0, 2)
@@ -968,6 +626,13 @@ class Bench:
             finally:
                 sim.stop()
                 self.sim = None
+        # the cloud rows before the big fleets: a child's ru_maxrss starts at this process's
+        # RSS when it forks, and this process grows with every large JSON document it reads
+        if self.wanted("cloud"):
+            CloudRows(self).run()
+        if self.wanted("growth"):
+            for size in a.growth:
+                growth_row(self, size)
         if self.wanted("memory"):
             self.record(Row("memory", f"certfleet status, {a.memory_devices} devices (memory)"),
                         self.memory)
@@ -1017,10 +682,19 @@ class Bench:
                 per = row.cpu_s / row.devices * 1000
                 target(f"{row.name} client CPU < 2 ms/device", "< 2 ms", per, per < 2)
         floor = good("floor")
-        if status is not None and floor is not None and status.cpu_s and floor.cpu_s:
-            ratios["status CPU / floor CPU"] = _round(status.cpu_s / floor.cpu_s, 3)
-            ratios["floor client CPU ms/device"] = _round(
-                floor.cpu_s / (floor.devices or 1) * 1000, 3)
+        floor_per: float | None = None
+        if floor is not None and floor.cpu_s:
+            floor_per = floor.cpu_s / (floor.devices or 1)
+            ratios["floor client CPU ms/device"] = _round(floor_per * 1000, 3)
+        for label, row in (("status", status), ("push-ca", push)):
+            name = f"{label} client CPU <= 1.3x the floor's"
+            if row is None or floor_per is None or not row.cpu_s:
+                target(name, "<= 1.3", None, None, "needs the floor row and this row")
+                continue
+            ratio = (row.cpu_s / (row.devices or 1)) / floor_per
+            ratios[f"{row.name} CPU / floor CPU (per device)"] = _round(ratio, 3)
+            target(name, "<= 1.3", ratio, ratio <= 1.3,
+                   "same run; the floor does status's 6 requests" if row is push else "same run")
         kc, ko = good("keygen-certfleet"), good("keygen-openssl")
         if kc is not None and ko is not None:
             share = kc.extra["keys_per_s"] / ko.extra["keys_per_s"]
@@ -1043,6 +717,17 @@ class Bench:
         else:
             target("rotate <= keygen alone x 1.2", "<= 1.2", None, None,
                    "needs the rotate and keygen rows")
+        if rotate is not None and rotate.tree_cpu_s and rotate.sim_cpu_s and rotate.wall_s:
+            # every process of the run (client, key workers, roomsim) shares these cores: no
+            # overlap can finish sooner than their CPU time spread over all of them
+            cores = os.cpu_count() or 1
+            cpu_floor = (rotate.tree_cpu_s + rotate.sim_cpu_s) / cores
+            rotate.extra["cpu_floor_s"] = round(cpu_floor, 3)
+            ratios["rotate / CPU floor (client tree + roomsim CPU / cores)"] = _round(
+                rotate.wall_s / cpu_floor, 3)
+            if rotate.extra.get("keygen_alone_s"):
+                ratios["rotate CPU floor / keygen alone"] = _round(
+                    cpu_floor / rotate.extra["keygen_alone_s"], 3)
         for name in ("status", "rotate"):
             row = good(name)
             if row is not None and row.ideal_s and row.wall_s:
@@ -1055,6 +740,8 @@ class Bench:
         else:
             target("status peak client RSS < 250 MB on 10,000 devices", "< 250 MB", None, None,
                    "not run")
+        growth_figures(rows, self.args.growth, target, ratios)
+        cloud_targets(rows, target, ratios)
         return ratios, targets
 
     def document(self) -> dict[str, Any]:
@@ -1068,7 +755,10 @@ class Bench:
             "params": {"devices": a.devices, "baseline_devices": a.baseline_devices,
                        "memory_devices": a.memory_devices, "delay_ms": a.delay_ms,
                        "parallel": a.parallel, "keys": a.keys, "quick": a.quick,
-                       "rounds": a.rounds,
+                       "rounds": a.rounds, "growth": a.growth,
+                       "cloud_devices": a.cloud_devices, "cloud_rate": a.cloud_rate,
+                       "cloud_client_rate": a.cloud_client_rate,
+                       "cloud_shards": a.cloud_shards, "cloud_hammer_rate": a.cloud_hammer_rate,
                        "only": sorted(a.only), "script_workers": SCRIPT_WORKERS,
                        "ansible_forks": ANSIBLE_FORKS},
             "ideal_model": (
@@ -1081,6 +771,20 @@ class Bench:
             "targets": targets,
             "profiles": self.profiles,
         }
+
+
+def wait_all(procs: list[subprocess.Popen[bytes]]) -> list[int]:
+    """Exit codes of processes started in their own sessions; on Ctrl-C or SIGTERM their
+    whole process groups (a shell loop and the command it runs) are stopped, not left behind."""
+    try:
+        return [p.wait() for p in procs]
+    except BaseException:
+        for proc in procs:
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            proc.wait()
+        raise
 
 
 # ----------------------------------------------------------------------------- output
@@ -1115,6 +819,7 @@ def render(doc: dict[str, Any]) -> str:
     if rotate and rotate.get("tree_cpu_ms_per_device") is not None:
         out.append(f"  rotate: cpu of the whole client tree incl. key workers (sampled) "
                    f"{rotate['tree_cpu_ms_per_device']:.2f} ms/device")
+    out += cloud_lines(doc["rows"])
     out += ["  cpu ms/dev: the client's user+system CPU (os.wait4) per device; sim ms/dev: "
             "roomsim's CPU per device over the same span (both share this machine's cores)"]
     keyrows = [(n, r) for n, r in doc["rows"].items() if n.startswith("keygen")]
@@ -1134,7 +839,7 @@ def render(doc: dict[str, Any]) -> str:
     if doc["ratios"]:
         out += ["", "ratios"]
         out += [f"  {name:<44} {value}" for name, value in doc["ratios"].items()]
-    out += ["", "targets (issue 8)"]
+    out += ["", "targets (issues 8 and 18)"]
     for t in doc["targets"]:
         verdict = {True: "PASS", False: "MISS", None: "n/a "}[t["pass"]]
         note = f"  ({t['note']})" if t["note"] else ""
@@ -1193,6 +898,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="keys per key generation measurement (= --devices; --quick 16)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="run push-ca and status this many times, keep the fastest (1)")
+    parser.add_argument("--growth", help="comma list of fleet sizes for the growth row "
+                        "(1000,5000,10000; --quick 100,300,1000)")
+    parser.add_argument("--cloud-devices", type=int,
+                        help="devices behind the simulated cloud (900; --quick 40)")
+    parser.add_argument("--cloud-rate", type=int, default=3000,
+                        help="the simulated cloud's requests a minute per token (3000)")
+    parser.add_argument("--cloud-client-rate", type=float,
+                        help="certfleet's api_rate_per_minute (default: 93%% of --cloud-rate, "
+                             "as roomsim's cloud inventory has it)")
+    parser.add_argument("--cloud-shards", type=int, default=2,
+                        help="shards, each with its own token, for the cloud-shard row (2)")
+    parser.add_argument("--cloud-hammer-rate", type=float,
+                        help="requests a minute of the other process on the shared token "
+                             "(default: half of --cloud-rate)")
     parser.add_argument("--only", help="comma list of rows to run: " + ",".join(ROWS))
     parser.add_argument("--skip-ansible", action="store_true", help="leave out the ansible row")
     parser.add_argument("--quick", action="store_true", help="a reduced run, under a minute")
@@ -1209,13 +928,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.baseline_devices = min(args.baseline_devices, args.devices)
     args.memory_devices = args.memory_devices or (1000 if quick else 10000)
     args.keys = args.keys or (16 if quick else args.devices)
+    args.cloud_devices = args.cloud_devices or (40 if quick else 900)
+    args.cloud_client_rate = rate_of(args.cloud_client_rate, args.cloud_rate)
+    args.cloud_hammer_rate = args.cloud_hammer_rate or args.cloud_rate / 2
+    try:
+        args.growth = sorted({int(part) for part in (
+            args.growth or ("100,300,1000" if quick else "1000,5000,10000")).split(",")
+            if part.strip()})
+    except ValueError:
+        parser.error(f"--growth takes sizes like 1000,5000,10000, not {args.growth!r}")
+    if any(size < 1 for size in args.growth):
+        parser.error("--growth sizes must be at least 1")
     only = set(ROWS) if args.only is None else {
         part.strip() for part in args.only.split(",") if part.strip()}
     unknown = only - set(ROWS)
     if unknown:
         parser.error(f"--only: unknown rows {sorted(unknown)}; known: {', '.join(ROWS)}")
     args.only = only
-    for name in ("devices", "baseline_devices", "memory_devices", "keys", "parallel", "rounds"):
+    for name in ("devices", "baseline_devices", "memory_devices", "keys", "parallel", "rounds",
+                 "cloud_devices", "cloud_rate", "cloud_shards"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.delay_ms < 0:

@@ -17,12 +17,10 @@ import yaml
 from fleet.pki.keys import write_atomic
 from fleet.pki.local_ca import create_ca
 
-#: The one place the demo's simulated firmware is chosen (roomsim's `--firmware`): None is
-#: roomsim's default, the newest modelled release on every device. "mix" gives the fleet old
-#: and new releases; set it once certfleet skips the devices whose release cannot do a verb
-#: (branch fw-client): before that, those devices fail instead, and the demo exits 1 (tried
-#: with this branch merged with fw-model: enroll 3 changed, 5 failed of 8, wifi 5 failed).
-SIM_FIRMWARE: str | None = None
+#: The demo's simulated firmware (roomsim's `--firmware`): "mix" gives the fleet old and new
+#: releases and products (see roomsim/firmware.py), so the demo also shows devices left alone,
+#: with the release they would need, where their release cannot do a verb.
+SIM_FIRMWARE: str | None = "mix"
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,10 @@
-"""cli.render — every table, line and document certfleet shows. The only module that uses rich.
+"""cli.render — the tables, lines and documents of a run, and the consoles all output goes through.
+
+rich stays in ``cli/`` (``fleet/`` never imports it). Most of what certfleet shows is built here
+and in the other ``cli/render*.py`` modules; a few verbs build their own small tables and lines
+with rich (``runs``, ``renewal``, ``ca init``, ``demo``), and print them, like everything else,
+through :func:`stdout` and :func:`stderr`, whose :class:`SafeConsole` gives the guarantees below
+to whatever it prints.
 
 JSON goes to stdout as plain ``json.dumps`` of the engine's documents and never depends on
 rich; tables go to stdout; progress, warnings and errors go to stderr, so ``-o json`` output
@@ -199,9 +205,8 @@ def _outcome(outcome: Outcome) -> Text:
 
 def _changes(result: DeviceResult, dry_run: bool) -> Text | str:
     if not result.changes:
-        if result.outcome is not Outcome.OK:
-            return ""
-        return text(result.message) if result.message else "nothing to do"
+        # why (e.g. "not due: ...") is in the reason column
+        return "nothing to do" if result.outcome is Outcome.OK else ""
     verb = "would " if dry_run else ""
     lines = []
     for change in result.changes:

@@ -10,7 +10,9 @@ What it keeps:
 * ``keys``: every private key certfleet generates, **encrypted** (PKCS#8 with a passphrase from
   the keyring or environment), written and committed *before* its CSR leaves the machine,
   with the CSR and, once signed, the certificate. A key row is what lets ``runs resume``
-  finish a rotation without generating a new key.
+  finish a rotation without generating a new key (:mod:`fleet.journal_keys`);
+* ``firmware``: per device, the release and product the newest run that read them recorded
+  (``--limit firmware:`` / ``product:`` select by it).
 
 The database runs in WAL mode with ``synchronous=FULL``: a committed key survives SIGKILL
 and power loss. All access is from the runner's one event-loop thread.
@@ -18,7 +20,6 @@ and power loss. All access is from the runner's one event-loop thread.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import sqlite3
@@ -32,11 +33,13 @@ import platformdirs
 
 from fleet.errors import InputError
 from fleet.journal_file import make_private, run_lock
+from fleet.journal_keys import KEY_ABANDONED_STEP, KEY_STATES, KeyRecord, KeyTable, _now
 from fleet.masking import mask_command_line
 from fleet.results import DeviceResult, Outcome, RunResult
 
 __all__ = [
     "KEY_ABANDONED_STEP",
+    "KEY_STATES",
     "Journal",
     "KeyRecord",
     "KnownFirmware",
@@ -103,20 +106,11 @@ CREATE INDEX IF NOT EXISTS keys_device ON keys(device, state);
 CREATE INDEX IF NOT EXISTS steps_run ON steps(run_id, device);
 """
 
-#: key states, in order; "done" and "abandoned" are final
-KEY_STATES = ("generated", "submitted", "signed", "uploaded", "activated", "done", "abandoned")
-_OPEN_KEY_STATES = ("generated", "submitted", "signed", "uploaded", "activated")
-
-
 def default_journal_path() -> Path:
     env = os.environ.get("CERTFLEET_JOURNAL")
     if env:
         return Path(env)
     return Path(platformdirs.user_data_dir("certfleet")) / "journal.sqlite"
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat()
 
 
 @dataclass(frozen=True)
@@ -146,32 +140,7 @@ class KnownFirmware:
     updated: str
 
 
-@dataclass(frozen=True)
-class KeyRecord:
-    id: int
-    run_id: str
-    device: str
-    purposes: tuple[str, ...]
-    key_kind: str
-    key_pem_encrypted: bytes
-    public_sha256: str
-    csr_pem: str
-    cert_pem: str | None
-    state: str
-    created: str = ""
-    updated: str = ""
-
-    @property
-    def open(self) -> bool:
-        """Not done and not abandoned: a later rotate of its device would reuse it."""
-        return self.state in _OPEN_KEY_STATES
-
-
-#: a key that will never be used: what abandoned it is a step of its run with this name
-KEY_ABANDONED_STEP = "key abandoned"
-
-
-class Journal:
+class Journal(KeyTable):
     """One SQLite file. Open with :meth:`open`; close with :meth:`close` (or ``with``)."""
 
     def __init__(self, path: Path, connection: sqlite3.Connection, lock_fd: int) -> None:
@@ -442,136 +411,3 @@ class Journal:
             )
         }
         return [name for name in selected if name not in done]
-
-    # -- keys ------------------------------------------------------------------------
-
-    def store_key(
-        self,
-        *,
-        run_id: str,
-        device: str,
-        purposes: Sequence[str],
-        key_kind: str,
-        key_pem_encrypted: bytes,
-        public_sha256: str,
-        csr_pem: str,
-    ) -> int:
-        """Commit a new key (encrypted) and its CSR. Call before the CSR leaves the machine."""
-        with self._tx(durable=True) as db:
-            cursor = db.execute(
-                "INSERT INTO keys (run_id, device, purposes, created, key_kind,"
-                " key_pem_encrypted, public_sha256, csr_pem, state, updated)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (run_id, device, ",".join(purposes), _now(), key_kind, key_pem_encrypted,
-                 public_sha256, csr_pem, "generated", _now()),
-            )
-            key_id = cursor.lastrowid
-        assert key_id is not None
-        return key_id
-
-    def update_key(self, key_id: int, state: str, *, cert_pem: str | None = None) -> None:
-        if state not in KEY_STATES:
-            raise ValueError(f"unknown key state {state!r}")
-        with self._tx() as db:
-            if cert_pem is not None:
-                db.execute("UPDATE keys SET state = ?, cert_pem = ?, updated = ? WHERE id = ?",
-                           (state, cert_pem, _now(), key_id))
-            else:
-                db.execute("UPDATE keys SET state = ?, updated = ? WHERE id = ?",
-                           (state, _now(), key_id))
-
-    def open_key(self, device: str, purposes: Sequence[str]) -> KeyRecord | None:
-        """The newest key for this device and purposes whose rotation did not finish."""
-        marks = ",".join("?" for _ in _OPEN_KEY_STATES)
-        row = self._db.execute(
-            "SELECT id, run_id, device, purposes, key_kind, key_pem_encrypted, public_sha256,"
-            f" csr_pem, cert_pem, state FROM keys WHERE device = ? AND purposes = ?"
-            f" AND state IN ({marks}) ORDER BY id DESC LIMIT 1",
-            (device, ",".join(purposes), *_OPEN_KEY_STATES),
-        ).fetchone()
-        if row is None:
-            return None
-        (key_id, run_id, dev, purp, kind, blob, pub, csr, cert, state) = row
-        return KeyRecord(key_id, run_id, dev, tuple(purp.split(",")), kind, bytes(blob), pub,
-                         csr, cert, state)
-
-    def sample_key(
-        self, devices: Sequence[str] = (), purposes: Sequence[str] = ()
-    ) -> KeyRecord | None:
-        """A key to check a passphrase against: the newest unfinished key of one of
-        ``devices`` for ``purposes`` (the keys a run would reuse), else the newest key of all."""
-        marks = ",".join("?" for _ in _OPEN_KEY_STATES)
-        columns = ("id, run_id, device, purposes, key_kind, key_pem_encrypted, public_sha256,"
-                   " csr_pem, cert_pem, state")
-        wanted = set(devices)
-        row = None
-        if wanted:
-            for found in self._db.execute(
-                f"SELECT {columns} FROM keys WHERE purposes = ? AND state IN ({marks})"
-                " ORDER BY id DESC",
-                (",".join(purposes), *_OPEN_KEY_STATES),
-            ):
-                if found[2] in wanted:
-                    row = found
-                    break
-        if row is None:
-            row = self._db.execute(f"SELECT {columns} FROM keys ORDER BY id DESC LIMIT 1"
-                                   ).fetchone()
-        if row is None:
-            return None
-        (key_id, run_id, dev, purp, kind, blob, pub, csr, cert, state) = row
-        return KeyRecord(key_id, run_id, dev, tuple(purp.split(",")), kind, bytes(blob), pub,
-                         csr, cert, state)
-
-    _KEY_COLUMNS = ("id, run_id, device, purposes, key_kind, key_pem_encrypted, public_sha256,"
-                    " csr_pem, cert_pem, state, created, updated")
-
-    def keys(self, run_id: str | None = None, *, open_only: bool = False) -> list[KeyRecord]:
-        """Keys, oldest first: of one run, and/or only the open ones (not done/abandoned)."""
-        where: list[str] = []
-        params: list[str] = []
-        if run_id:
-            where.append("run_id = ?")
-            params.append(run_id)
-        if open_only:
-            where.append(f"state IN ({','.join('?' for _ in _OPEN_KEY_STATES)})")
-            params.extend(_OPEN_KEY_STATES)
-        query = f"SELECT {self._KEY_COLUMNS} FROM keys"
-        if where:
-            query += " WHERE " + " AND ".join(where)
-        return [
-            KeyRecord(i, r, d, tuple(p.split(",")), k, bytes(b), pub, csr, cert, s, c, u)
-            for (i, r, d, p, k, b, pub, csr, cert, s, c, u)
-            in self._db.execute(query + " ORDER BY id", params)
-        ]
-
-    def key(self, key_id: int) -> KeyRecord:
-        row = self._db.execute(f"SELECT {self._KEY_COLUMNS} FROM keys WHERE id = ?",
-                               (key_id,)).fetchone()
-        if row is None:
-            raise InputError(f"no key {key_id} in the journal {self.path}")
-        (i, r, d, p, k, b, pub, csr, cert, s, c, u) = row
-        return KeyRecord(i, r, d, tuple(p.split(",")), k, bytes(b), pub, csr, cert, s, c, u)
-
-    def abandon_key(self, key_id: int, reason: str) -> None:
-        """Never use this key again (a later rotate of its device makes a new one); why is
-        kept as a step of the run that made it."""
-        record = self.key(key_id)
-        with self._tx() as db:
-            db.execute("UPDATE keys SET state = 'abandoned', updated = ? WHERE id = ?",
-                       (_now(), key_id))
-            db.execute(
-                "INSERT INTO steps (run_id, device, step, detail, at) VALUES (?,?,?,?,?)",
-                (record.run_id, record.device, KEY_ABANDONED_STEP, f"key {key_id}: {reason}",
-                 _now()),
-            )
-
-    def abandon_reason(self, record: KeyRecord) -> str | None:
-        prefix = f"key {record.id}: "
-        for row in self._db.execute(
-            "SELECT detail FROM steps WHERE run_id = ? AND device = ? AND step = ?"
-            " ORDER BY id DESC", (record.run_id, record.device, KEY_ABANDONED_STEP)
-        ):
-            if row[0].startswith(prefix):
-                return str(row[0][len(prefix):])
-        return None

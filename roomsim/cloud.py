@@ -161,6 +161,10 @@ class CloudServer:
         self.disallowed: list[str] = list(disallowed)
         self.offline_status = OFFLINE_STATUS
         self.token = ""
+        #: more bearer tokens this API accepts (`add_token`), each with its own rate window
+        self.extra_tokens: list[str] = []
+        #: answers so far: (token number, User-Agent, HTTP status) -> count (`traffic`)
+        self._traffic: collections.Counter[tuple[int, str, int]] = collections.Counter()
         self.port = 0
         self._ca_cert, self._ca_key = ca_cert, ca_key
         self._runner: web.AppRunner | None = None
@@ -279,6 +283,29 @@ class CloudServer:
             raise ValueError("count must be >= 0")
         self._forced = _Forced429(count, retry_after, html)
 
+    def add_token(self) -> str:
+        """One more bearer token the API accepts, limited on its own like another user's
+        (benchmarks: N shards with N tokens). It is number 2, 3, ... in `traffic`."""
+        token = secrets.token_urlsafe(48)
+        self.extra_tokens.append(token)
+        return token
+
+    def traffic(self) -> list[dict[str, Any]]:
+        """Every answer so far, counted per token (1 = `cloud-token`, 2... = `add_token`'s,
+        0 = none or unknown), User-Agent and status: what a benchmark reads to know how
+        many requests a client made and how many 429s it caused."""
+        return [
+            {"token": number, "agent": agent, "status": status, "count": count}
+            for (number, agent, status), count in sorted(self._traffic.items())
+        ]
+
+    def _token_number(self, token: str | None) -> int:
+        if token is not None:
+            for number, known in enumerate([self.token, *self.extra_tokens], start=1):
+                if hmac.compare_digest(token.encode(), known.encode()):
+                    return number
+        return 0
+
     def connection_status(self, name: str) -> str:
         """`disconnected` while set offline, while the device has the `offline` fault or a
         reboot asked through the cloud runs; else `connected` (configuration changes
@@ -304,6 +331,8 @@ class CloudServer:
         except web.HTTPException as exc:  # from aiohttp itself, e.g. 413 for a huge body
             response = _error(exc.status, exc.reason, tracking)
         response.headers["Trackingid"] = tracking
+        agent = request.headers.get(hdrs.USER_AGENT, "")[:80]
+        self._traffic[(self._token_number(_bearer(request)), agent, response.status)] += 1
         return response
 
     async def _pipeline(self, request: web.Request, tracking: str) -> web.StreamResponse:
@@ -317,7 +346,7 @@ class CloudServer:
                 )
             return _error(429, "Too Many Requests", tracking, headers)
         token = _bearer(request)
-        if token is None or not hmac.compare_digest(token.encode(), self.token.encode()):
+        if token is None or not self._token_number(token):
             raise CloudError(401, UNAUTHORIZED)
         wait = self.window.admit(token)
         if wait is not None:

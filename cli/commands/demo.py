@@ -60,7 +60,7 @@ def served_certificate(host: str, port: int, trust: Path) -> x509.Certificate:
 
 
 def demo(
-    devices: int = typer.Option(6, "--devices", "-n", min=4, max=200,
+    devices: int = typer.Option(8, "--devices", "-n", min=4, max=200,
                                 help="How many simulated devices."),
     keep: bool = typer.Option(False, "--keep",
                               help="Keep the demo's folder (inventory, journal, report)."),

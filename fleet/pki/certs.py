@@ -19,6 +19,7 @@ from cryptography.x509.oid import NameOID
 
 from fleet.errors import PemError
 from fleet.files import read_file
+from fleet.fingerprints import normalize_fingerprint
 
 __all__ = [
     "CaCertificate",
@@ -37,7 +38,6 @@ _PEM_BLOCK = re.compile(
 )
 _KEY_LABELS = ("PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", "ENCRYPTED PRIVATE KEY",
                "DSA PRIVATE KEY", "OPENSSH PRIVATE KEY")
-_HEX = re.compile(r"^[0-9a-f]+$")
 
 _SHORT_NAMES = {
     NameOID.COUNTRY_NAME: "C",
@@ -56,14 +56,6 @@ def fingerprint(cert: x509.Certificate, algorithm: HashName = "sha1") -> str:
     """The certificate's fingerprint as RoomOS prints it: lowercase hex, no separators."""
     algo: hashes.HashAlgorithm = hashes.SHA1() if algorithm == "sha1" else hashes.SHA256()
     return cert.fingerprint(algo).hex()
-
-
-def normalize_fingerprint(text: str) -> str:
-    """Lowercase hex without ':' or spaces; raises ValueError for anything that is not hex."""
-    value = re.sub(r"[\s:]", "", text).lower()
-    if not value or not _HEX.match(value):
-        raise ValueError(f"not a hex fingerprint: {text!r}")
-    return value
 
 
 def oneline_name(name: x509.Name) -> str:

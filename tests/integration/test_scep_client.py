@@ -30,6 +30,7 @@ from cryptography.x509.oid import AttributeOID, NameOID
 from scep_fixture import ScepServer
 
 from fleet.errors import ScepError, SignerError
+from fleet.fingerprints import CA_DIGEST_LENGTHS, normalize_fingerprint
 from fleet.inventory import Device, RenderedCertificate
 from fleet.pki import scep
 from fleet.pki.csr import build_csr
@@ -40,12 +41,15 @@ from fleet.pki.scep import (
     csr_with_challenge,
     decrypt_content,
     decrypt_enveloped,
-    normalise_fingerprint,
     octet_string_value,
     read_tlv,
     split_enveloped_data,
     tlv_children,
 )
+from fleet.pki.scep import envelope as scep_envelope
+from fleet.pki.scep import lock as scep_lock
+from fleet.pki.scep import message as scep_message
+from fleet.pki.scep import reply as scep_reply
 from fleet.pki.signers.base import SigningRequest
 from fleet.pki.signers.scep import ScepSigner
 from fleet.secrets import Secret
@@ -175,7 +179,7 @@ def test_malformed_fingerprints_are_refused(pin: str) -> None:
     with pytest.raises(ScepError, match=r"SHA-256 .64 hex digits"):
         ScepClient("http://127.0.0.1:9/scep", ca_fingerprint=pin)
     with pytest.raises(ValueError):
-        normalise_fingerprint(pin)
+        normalize_fingerprint(pin, lengths=CA_DIGEST_LENGTHS)
 
 
 # ------------------------------------------------------------------------------ enroll
@@ -437,7 +441,7 @@ async def test_serialised_holds_across_tasks_and_loops() -> None:
 
     async def hold() -> None:
         nonlocal inside, peak
-        async with scep._serialised("http://lock.test:80"):
+        async with scep_lock._serialised("http://lock.test:80"):
             with guard:
                 inside += 1
                 peak = max(peak, inside)
@@ -581,7 +585,7 @@ def handmade_envelope(cert: x509.Certificate, plaintext: bytes, *, indefinite: b
     assert isinstance(public, rsa.RSAPublicKey)
     recipient_infos = cms.RecipientInfos([cms.RecipientInfo({"ktri": {
         "version": "v0",
-        "rid": {"issuer_and_serial_number": scep._issuer_and_serial(cert)},
+        "rid": {"issuer_and_serial_number": scep_envelope._issuer_and_serial(cert)},
         "key_encryption_algorithm": {"algorithm": "rsaes_pkcs1v15"},
         "encrypted_key": public.encrypt(cek, padding.PKCS1v15()),
     }})]).dump()
@@ -664,7 +668,7 @@ def test_request_envelopes_decrypt_with_openssl_and_with_ours(
 ) -> None:
     cert = self_signed(key, "recipient")
     data = b"\x30\x0a a CSR would be here \n\r\n" * 5
-    envelope = scep._envelope(data, cert, cipher)
+    envelope = scep_envelope._envelope(data, cert, cipher)
     assert decrypt_enveloped(envelope, key, cert) == data
     (tmp_path / "env.der").write_bytes(envelope)
     (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
@@ -686,7 +690,7 @@ def test_pki_message_is_a_verifiable_pkcsreq(key: rsa.RSAPrivateKey, tmp_path: P
     info = CaInfo(certs=(ca_cert,), caps=frozenset({"SCEPStandard"}), recipient=ca_cert,
                   ca=ca_cert)
     csr = build_scep_csr(key, cn_name("room-unit"), challenge=Secret("unit-challenge"))
-    request = scep._build_pki_message(csr, key, info)
+    request = scep_message._build_pki_message(csr, key, info)
 
     signed_data = cms.ContentInfo.load(request.message)["content"]
     signer_info = signed_data["signer_infos"][0]
@@ -734,7 +738,7 @@ def _attr(oid: str, value: object) -> cms.CMSAttribute:
 def make_cert_rep(
     signer_key: rsa.RSAPrivateKey,
     signer_cert: x509.Certificate,
-    request: scep._Request,
+    request: scep_message._Request,
     *,
     status: str,
     fail_info: str | None = None,
@@ -760,7 +764,7 @@ def make_cert_rep(
     signature = signer_key.sign(signed_attrs.dump(), padding.PKCS1v15(), hashes.SHA1())
     signer_info = cms.SignerInfo({
         "version": "v1",
-        "sid": {"issuer_and_serial_number": scep._issuer_and_serial(signer_cert)},
+        "sid": {"issuer_and_serial_number": scep_envelope._issuer_and_serial(signer_cert)},
         "digest_algorithm": {"algorithm": "sha1"},
         "signed_attrs": signed_attrs,
         "signature_algorithm": {"algorithm": "sha1_rsa"},
@@ -804,13 +808,13 @@ def test_cert_rep_success_read_offline(unit_ca: UnitCa, key: rsa.RSAPrivateKey) 
     """SUCCESS with single DES and a BER-constructed encryptedContent, as scepserver sends."""
     from cryptography.hazmat.primitives.serialization import pkcs7
 
-    request = scep._build_pki_message(build_scep_csr(key, cn_name("room-off")), key,
+    request = scep_message._build_pki_message(build_scep_csr(key, cn_name("room-off")), key,
                                       unit_ca.info)
     issued = unit_ca.issue(key, "room-off")
     degenerate = pkcs7.serialize_certificates([issued], serialization.Encoding.DER)
     envelope = handmade_envelope(request.signer, degenerate, indefinite=False)
     reply = make_cert_rep(unit_ca.key, unit_ca.cert, request, status="0", content=envelope)
-    cert, chain = scep._read_cert_rep(reply, request, unit_ca.info, key)
+    cert, chain = scep_reply._read_cert_rep(reply, request, unit_ca.info, key)
     assert cert == issued
     assert chain == (unit_ca.cert,)
 
@@ -821,7 +825,7 @@ def test_cert_rep_success_read_offline(unit_ca: UnitCa, key: rsa.RSAPrivateKey) 
         indefinite=True)
     reply = make_cert_rep(unit_ca.key, unit_ca.cert, request, status="0", content=envelope)
     with pytest.raises(ScepError, match="is not the SCEP CA"):
-        scep._read_cert_rep(reply, request, unit_ca.info, key)
+        scep_reply._read_cert_rep(reply, request, unit_ca.info, key)
 
 
 @pytest.mark.parametrize(("changes", "expected", "fail_info"), [
@@ -840,21 +844,21 @@ def test_cert_rep_success_read_offline(unit_ca: UnitCa, key: rsa.RSAPrivateKey) 
 def test_cert_rep_checks(unit_ca: UnitCa, key: rsa.RSAPrivateKey,
                          changes: dict[str, object], expected: str,
                          fail_info: str | None) -> None:
-    request = scep._build_pki_message(build_scep_csr(key, cn_name("room-st")), key,
+    request = scep_message._build_pki_message(build_scep_csr(key, cn_name("room-st")), key,
                                       unit_ca.info)
     reply = make_cert_rep(unit_ca.key, unit_ca.cert, request, **changes)  # type: ignore[arg-type]
     with pytest.raises(ScepError, match=expected) as caught:
-        scep._read_cert_rep(reply, request, unit_ca.info, key)
+        scep_reply._read_cert_rep(reply, request, unit_ca.info, key)
     assert caught.value.fail_info == fail_info
 
 
 def test_cert_rep_from_a_stranger_is_refused(unit_ca: UnitCa, key: rsa.RSAPrivateKey) -> None:
-    request = scep._build_pki_message(build_scep_csr(key, cn_name("room-x")), key,
+    request = scep_message._build_pki_message(build_scep_csr(key, cn_name("room-x")), key,
                                       unit_ca.info)
     impostor = UnitCa("Unit CA")  # same name, other key
     reply = make_cert_rep(impostor.key, impostor.cert, request, status="2", fail_info="2")
     with pytest.raises(ScepError, match="not signed by the CA"):
-        scep._read_cert_rep(reply, request, unit_ca.info, key)
+        scep_reply._read_cert_rep(reply, request, unit_ca.info, key)
 
 
 async def test_get_ca_with_an_ra_certificate() -> None:

@@ -486,6 +486,32 @@ async def test_rate_limit_per_minute(cloud_factory):
     assert (await cloud.client.get("/v1/devices", headers={"Authorization": ""})).status_code == 401
 
 
+async def test_added_tokens_have_their_own_window_and_traffic_is_counted(cloud_factory):
+    cloud = await cloud_factory(cloud_rate_per_minute=2)
+    sim = cloud.sim
+    assert sim.cloud is not None
+    second = Cloud(sim, token=sim.cloud.add_token())
+    try:
+        agent = {"User-Agent": "bench-a/1"}
+        for _ in range(2):
+            assert (await cloud.client.get("/v1/devices", headers=agent)).status_code == 200
+        assert_error(await cloud.client.get("/v1/devices", headers=agent), 429)
+        # the added token is another user: the first token's full window does not touch it
+        for _ in range(2):
+            assert (await second.client.get("/v1/devices", headers=agent)).status_code == 200
+        assert_error(await second.client.get("/v1/devices"), 429)
+        bad = await cloud.client.get("/v1/devices", headers={"Authorization": "Bearer nope"})
+        assert bad.status_code == 401
+        counts = {(t["token"], t["agent"], t["status"]): t["count"] for t in sim.cloud.traffic()}
+        assert counts[(1, "bench-a/1", 200)] == 2 and counts[(1, "bench-a/1", 429)] == 1
+        assert counts[(2, "bench-a/1", 200)] == 2
+        assert sum(c for (n, _, s), c in counts.items() if n == 2 and s == 429) == 1
+        assert sum(c for (n, _, s), c in counts.items() if n == 0 and s == 401) == 1
+        assert sum(counts.values()) == 7
+    finally:
+        await second.aclose()
+
+
 async def test_forced_429_with_malformed_retry_after(cloud):
     sim = cloud.sim
     sim.force_429(2, "soon", html=True)

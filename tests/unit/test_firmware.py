@@ -239,10 +239,10 @@ def test_scep_request_lengths_are_checked_before_sending(devices: dict[str, Devi
     ctx, wire = context(device, version)
     plan = enroll_plan()
     if not fails:
-        plan._check_request(ctx)
+        plan._check_request(ctx, plan._request(device, None))
         return
     with pytest.raises(ParameterError) as info:
-        plan._check_request(ctx)
+        plan._check_request(ctx, plan._request(device, None))
     message = str(info.value)
     assert "LocalityName" in message and "64" in message and "26." in message
     assert "nothing was sent" in message and wire.sent == []

@@ -206,10 +206,12 @@ def test_millions_of_elements_are_a_bad_reply_quickly() -> None:
     import time
 
     many = b"<Command><CAShowResult>" + b"<a/>" * 3_000_000 + b"</CAShowResult></Command>"
-    started = time.perf_counter()
+    started = time.process_time()
     with pytest.raises(BadReplyError, match="elements"):
         _xml.parse_command_reply(many, CA_ADD)
-    assert time.perf_counter() - started < 1.0
+    # stopped at the bound, not after building 3M elements (that took ~20 s of CPU); CPU time,
+    # generous, so a loaded machine cannot fail it
+    assert time.process_time() - started < 5.0
 
 
 def test_a_large_reply_within_the_bounds_still_parses() -> None:

@@ -95,7 +95,7 @@ def check_scep_options(
     is sent anywhere: InputError naming the option (the URL shown without its userinfo)."""
     import httpx
 
-    from fleet.pki.scep import normalise_fingerprint
+    from fleet.fingerprints import CA_DIGEST_LENGTHS, normalize_fingerprint
 
     shown = mask_url_userinfo(url)
     try:
@@ -108,7 +108,7 @@ def check_scep_options(
             "e.g. http://ca.example.com:8080/scep"
         )
     try:
-        normalise_fingerprint(fingerprint)
+        normalize_fingerprint(fingerprint, lengths=CA_DIGEST_LENGTHS)
     except ValueError as exc:
         raise InputError(f"{fingerprint_option}: {exc}") from None
 

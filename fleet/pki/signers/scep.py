@@ -18,9 +18,10 @@ from collections.abc import Callable
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from fleet.errors import CertfleetError, ScepError, SignerError
+from fleet.fingerprints import CA_DIGEST_LENGTHS, normalize_fingerprint
 from fleet.inventory import Device
 from fleet.pki.keys import describe_key
-from fleet.pki.scep import ScepClient, csr_with_challenge, normalise_fingerprint
+from fleet.pki.scep import ScepClient, csr_with_challenge
 from fleet.pki.signers.base import SignedCertificate, SigningRequest
 from fleet.secrets import Secret, redact
 
@@ -41,7 +42,7 @@ class ScepSigner:
         timeout: float = 30.0,
     ) -> None:
         try:
-            normalise_fingerprint(ca_fingerprint)
+            normalize_fingerprint(ca_fingerprint, lengths=CA_DIGEST_LENGTHS)
         except ValueError as exc:
             raise ScepError(f"SCEP CA fingerprint for {url}: {exc}") from None
         self.url = url

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import typer
 
-from cli import runtime
 from cli.commands import (
     ca,
     csr,
     demo,
     enroll,
+    import_webex,
     inventory,
     network,
     push_ca,
@@ -24,7 +24,7 @@ from cli.commands import (
     status,
 )
 from cli.examples import add_examples
-from cli.options import REPORTING
+from cli.options import Session
 from fleet import __version__
 
 app = typer.Typer(
@@ -44,6 +44,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
+    ctx: typer.Context,
     inventory: Path | None = typer.Option(
         None, "--inventory", "-i", help="Inventory YAML for every verb (env CERTFLEET_INVENTORY)."
     ),
@@ -74,13 +75,15 @@ def root(
         None, "--jitter", help="Wait a random time up to this (e.g. 10m) before changing."
     ),
 ) -> None:
-    runtime.set_root_inventory(inventory)
-    REPORTING.junit, REPORTING.shard, REPORTING.quiet = junit, shard, quiet
-    REPORTING.on_changed, REPORTING.on_failed = on_changed, on_failed
-    REPORTING.hook_timeout = hook_timeout
-    REPORTING.windows, REPORTING.jitter = tuple(window or ()), jitter
+    # in Typer's context object for the verb (an in-process caller may have put one there)
+    state = ctx.ensure_object(Session)
+    state.inventory, state.junit, state.shard, state.quiet = inventory, junit, shard, quiet
+    state.on_changed, state.on_failed = on_changed, on_failed
+    state.hook_timeout = hook_timeout
+    state.windows, state.jitter = tuple(window or ()), jitter
 
 
+inventory.app.command("import-webex")(import_webex.import_webex)
 app.add_typer(inventory.app, name="inventory")
 app.add_typer(sim.app, name="sim")
 app.add_typer(runs.app, name="runs")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -92,6 +92,32 @@ TimeoutOpt = Annotated[
 ]
 
 
+@dataclass
+class Session:
+    """What the root callback's options set for the verb of one invocation (``-i``,
+    ``--junit``, ``--shard``, ``--quiet``, hooks, windows, jitter), kept in Typer's context
+    object; and, for an in-process caller (the demo), the arguments the run is reported
+    under."""
+
+    inventory: Path | None = None
+    junit: Path | None = None
+    shard: str | None = None
+    quiet: bool = False
+    on_changed: str | None = None
+    on_failed: str | None = None
+    hook_timeout: float = 60.0
+    windows: tuple[str, ...] = ()
+    jitter: str | None = None
+    #: None: the process's own (sys.argv)
+    command_args: list[str] | None = None
+
+
+def session_of(ctx: typer.Context) -> Session:
+    """This invocation's :class:`Session`, from Typer's context object."""
+    found = ctx.find_object(Session)
+    return found if found is not None else Session()
+
+
 @dataclass(frozen=True)
 class Common:
     """The shared options of one invocation."""
@@ -106,6 +132,7 @@ class Common:
     wave: list[str] | None = None
     max_fail: str | None = None
     max_unreachable: str | None = None
+    session: Session = field(default_factory=Session)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -131,7 +158,8 @@ _CHANGE_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
 def fleet_options(*, changes: bool) -> Callable[[F], F]:
     """Give a verb the options every fleet verb shares — and, with ``changes``, ``--dry-run``
     and run control (``--wave``, ``--max-fail``, ``--max-unreachable``) — declared once here.
-    The verb takes ``common: Common`` instead of those parameters; Typer sees them all."""
+    The verb takes ``common: Common`` instead of those parameters (with the invocation's
+    :class:`Session` from Typer's context object); Typer sees them all."""
     shared = _READ_OPTIONS + (_CHANGE_OPTIONS if changes else ())
     names = {name for name, _, _ in shared}
     assert names <= {f.name for f in fields(Common)}
@@ -141,10 +169,13 @@ def fleet_options(*, changes: bool) -> Callable[[F], F]:
         params = [p for p in own.parameters.values() if p.name != "common"]
         params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
                                      annotation=kind) for name, kind, default in shared]
+        params.append(inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY,
+                                        annotation=typer.Context))
 
         @functools.wraps(verb)
         def run(*args: Any, **kwargs: Any) -> Any:
-            common = Common(**{name: kwargs.pop(name) for name in names})
+            state = session_of(kwargs.pop("ctx"))
+            common = Common(**{name: kwargs.pop(name) for name in names}, session=state)
             return verb(*args, common=common, **kwargs)
 
         run.__signature__ = own.replace(parameters=params)  # type: ignore[attr-defined]
@@ -152,20 +183,3 @@ def fleet_options(*, changes: bool) -> Callable[[F], F]:
         return run  # type: ignore[return-value]
 
     return decorate
-
-
-@dataclass
-class Reporting:
-    """--junit, --shard and --quiet: set by the root callback, they apply to every verb."""
-
-    junit: Path | None = None
-    shard: str | None = None
-    quiet: bool = False
-    on_changed: str | None = None
-    on_failed: str | None = None
-    hook_timeout: float = 60.0
-    windows: tuple[str, ...] = ()
-    jitter: str | None = None
-
-
-REPORTING = Reporting()

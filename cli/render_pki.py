@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,22 +19,9 @@ from rich.text import Text
 from cli import render
 from fleet.pki.certs import fingerprint, oneline_name
 from fleet.pki.csr import san_strings
+from fleet.pki.csr_batch import CsrRow
 from fleet.pki.keys import key_kind
 from fleet.secrets import redact
-
-
-@dataclass(frozen=True)
-class CsrRow:
-    """One device's new key and CSR, as ``certfleet csr`` reports it."""
-
-    device: str
-    key_kind: str
-    subject: str
-    sans: tuple[str, ...]
-    key_file: Path
-    csr_file: Path
-    public_key_sha256: str
-    encrypted: bool
 
 
 def _cert_facts(cert: x509.Certificate) -> dict[str, Any]:

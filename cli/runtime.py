@@ -3,16 +3,13 @@ run with progress, render, and turn the outcome into the documented exit code.""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import os
-import random
 import re
 import shlex
-import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -20,17 +17,19 @@ import typer
 
 from cli import render
 from cli.machine_output import ndjson_finish, ndjson_handler, write_junit
-from cli.options import REPORTING, Common, OutputFormat
+from cli.options import Common, OutputFormat, Session
 from cli.render_prometheus import emit_prometheus
-from cli.safe_text import scrub, scrub_data
+from cli.safe_text import scrub
 from fleet.durations import parse_duration
+from fleet.engine import RunConfig
+from fleet.engine import run as fleet_run
 from fleet.errors import InputError
 from fleet.hooks import Hooks, parse_hook
 from fleet.inventory import Device, Inventory, load_inventory
 from fleet.journal import Journal, KnownFirmware, default_journal_path
 from fleet.plans.base import Plan
 from fleet.results import EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED, RunResult, run_document
-from fleet.runner import Budget, RunOptions, StopSignal, plan_waves, resolve_secrets, run_plan
+from fleet.runner import Budget, Event, Notice
 from fleet.shard import shard_devices
 from fleet.windows import parse_window
 
@@ -38,15 +37,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 DEFAULT_INVENTORY = Path("inventory.yaml")
-
-# `certfleet -i FILE <verb>`: set by the root callback, which runs on every invocation.
-_root_inventory: Path | None = None
-
-
-def set_root_inventory(path: Path | None) -> None:
-    global _root_inventory
-    _root_inventory = path
-
 
 def guarded(func: Callable[P, R]) -> Callable[P, R]:
     """Input errors become a clear message and exit 2; Ctrl-C becomes exit 130."""
@@ -71,11 +61,12 @@ def guarded(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def inventory_path(explicit: Path | None) -> Path:
+def inventory_path(explicit: Path | None, state: Session | None = None) -> Path:
     if explicit is not None:
         return explicit
-    if _root_inventory is not None:
-        return _root_inventory
+    root = state.inventory if state is not None else None  # `certfleet -i FILE <verb>`
+    if root is not None:
+        return root
     env = os.environ.get("CERTFLEET_INVENTORY")
     if env:
         return Path(env)
@@ -108,10 +99,11 @@ def check_output_path(path: Path, option: str, *, parents: bool = False) -> None
         raise InputError(f"{option} {path}: the file is not writable")
 
 
-def check_outputs() -> None:
+def check_outputs(state: Session) -> None:
     """Every output file the invocation asked for, checked before anything runs."""
-    if REPORTING.junit is not None:
-        check_output_path(REPORTING.junit, "--junit", parents=True)
+    junit = state.junit
+    if junit is not None:
+        check_output_path(junit, "--junit", parents=True)
 
 
 def open_journal(common: Common) -> Journal:
@@ -142,14 +134,15 @@ def uses_recorded(limit: Sequence[str] | None) -> bool:
 
 
 def select(common: Common) -> tuple[Inventory, list[Device]]:
-    check_outputs()
-    inventory = load_inventory(inventory_path(common.inventory))
+    check_outputs(common.session)
+    inventory = load_inventory(inventory_path(common.inventory, common.session))
     known = recorded_firmware(common) if uses_recorded(common.limit) else {}
     devices = inventory.select(common.limit, named_sets=_named_sets(common), known=known)
-    if REPORTING.shard:
-        devices = shard_devices(devices, REPORTING.shard)
+    shard = common.session.shard
+    if shard:
+        devices = shard_devices(devices, shard)
         if not devices:
-            render.note(f"shard {REPORTING.shard} holds none of the selected devices")
+            render.note(f"shard {shard} holds none of the selected devices")
     for line in inventory.warnings:
         render.warning(line)
     return inventory, devices
@@ -169,32 +162,52 @@ def _named_sets(common: Common) -> dict[str, frozenset[str]]:
         raise InputError(f"--limit term {used[0]!r}: {exc}") from None
 
 
-_command_args: list[str] | None = None
-
-
-def set_command_args(args: list[str] | None) -> None:
-    """For in-process callers (the demo): the arguments the run is reported under."""
-    global _command_args
-    _command_args = args
-
-
-def command_line() -> str:
-    args = _command_args if _command_args is not None else sys.argv[1:]
+def command_line(state: Session) -> str:
+    given = state.command_args
+    args = given if given is not None else sys.argv[1:]
     return "certfleet " + " ".join(shlex.quote(a) for a in args)
 
 
 _ENV_REF = re.compile(r"(?:^|=)env:([A-Za-z_][A-Za-z0-9_]*)$")
 
 
-def _secret_env_names(devices: Sequence[Device]) -> frozenset[str]:
+def _secret_env_names(devices: Sequence[Device], state: Session) -> frozenset[str]:
     """The environment variables the run's ``env:`` secret references name: the devices'
     passwords and tokens, and every ``env:VAR`` on the command line (passphrases, challenges,
     ...) — hooks never see them."""
     names = {ref.target for device in devices for ref in (device.password, device.token)
              if ref is not None and ref.scheme == "env"}
-    args = _command_args if _command_args is not None else sys.argv[1:]
+    given = state.command_args
+    args = given if given is not None else sys.argv[1:]
     names.update(m.group(1) for arg in args if (m := _ENV_REF.search(arg)))
     return frozenset(names)
+
+
+def run_config(plan: Plan[Any], devices: Sequence[Device], common: Common, *,
+               command: str | None = None, journal_args: dict[str, Any] | None = None,
+               resumed_from: str | None = None) -> RunConfig:
+    """The options of this invocation as the engine's :class:`RunConfig` (input errors here)."""
+    state = common.session
+    hooks = Hooks(on_changed=parse_hook(state.on_changed, "--on-changed"),
+                  on_failed=parse_hook(state.on_failed, "--on-failed"),
+                  timeout=state.hook_timeout,
+                  drop_env=_secret_env_names(devices, state))
+    if common.output is OutputFormat.prometheus and plan.name != "status":
+        raise InputError("--output prometheus is for status only")
+    return RunConfig(
+        parallel=common.parallel, device_timeout=common.device_timeout, dry_run=common.dry_run,
+        hooks=hooks, windows=tuple(parse_window(w) for w in state.windows),
+        waves=tuple(w for item in common.wave or () for w in item.split(",") if w.strip()),
+        budget=Budget(Budget.parse(common.max_fail, "--max-fail"),
+                      Budget.parse(common.max_unreachable, "--max-unreachable")),
+        jitter=parse_duration(state.jitter).total_seconds() if state.jitter else 0.0,
+        journal=Path(common.journal or default_journal_path()),  # opened after the checks
+        # what the journal keeps of the command line: secrets and URL userinfo masked
+        command=scrub(command or command_line(state)),
+        inventory=str(inventory_path(common.inventory, state).resolve()),
+        journal_args={"limit": common.limit, **(journal_args or {})},
+        resumed_from=resumed_from,
+    )
 
 
 def execute(
@@ -205,98 +218,27 @@ def execute(
     command: str | None = None,
     journal_args: dict[str, Any] | None = None,
     resumed_from: str | None = None,
-    before: Callable[[], Awaitable[None]] | None = None,
-    after: Callable[[], Awaitable[None]] | None = None,
 ) -> RunResult:
-    """Run a plan with progress, journaled. ``before``/``after`` run in the same event loop
-    (for what a plan needs set up there, e.g. a signer's connection)."""
-    check_outputs()
-    hooks = Hooks(on_changed=parse_hook(REPORTING.on_changed, "--on-changed"),
-                  on_failed=parse_hook(REPORTING.on_failed, "--on-failed"),
-                  timeout=REPORTING.hook_timeout,
-                  drop_env=_secret_env_names(devices))
-    if common.output is OutputFormat.prometheus and plan.name != "status":
-        raise InputError("--output prometheus is for status only")
-    windows = tuple(parse_window(w) for w in REPORTING.windows)
-    jitter = parse_duration(REPORTING.jitter).total_seconds() if REPORTING.jitter else 0.0
-    options = RunOptions(
-        parallel=common.parallel, device_timeout=common.device_timeout, dry_run=common.dry_run,
-        hooks=hooks, windows=windows,
-    )
-    budget = Budget(Budget.parse(common.max_fail, "--max-fail"),
-                    Budget.parse(common.max_unreachable, "--max-unreachable"))
-    waves = [w for item in common.wave or () for w in item.split(",") if w.strip()]
-    plan_waves(len(devices), waves)  # a bad --wave is an input error before anything runs
-    secrets = resolve_secrets(devices)  # before anything is touched: exit 2 if one is missing
+    """Run a plan through the engine's front door, with progress, journaled."""
+    check_outputs(common.session)
     label = f"{plan.name}{' (dry run)' if common.dry_run else ''}"
-    # what the journal keeps of the command line and arguments: secrets and URL userinfo masked
-    command = scrub(command or command_line())
-    args = scrub_data({"limit": common.limit, **(journal_args or {})})
-    inventory = str(inventory_path(common.inventory).resolve())
+    config = run_config(plan, devices, common, command=command, journal_args=journal_args,
+                        resumed_from=resumed_from)
+    if common.output is OutputFormat.ndjson:
+        progress: Any = contextlib.nullcontext(ndjson_handler)
+    elif common.session.quiet or common.output is OutputFormat.prometheus:
+        progress = contextlib.nullcontext(None)
+    else:
+        progress = render.progress(len(devices), label)
+    with progress as on_progress:
 
-    stop = StopSignal()
+        def on_event(event: Event) -> None:
+            if isinstance(event, Notice):
+                (render.warning if event.level == "warning" else render.note)(event.text)
+            elif on_progress is not None:
+                on_progress(event)
 
-    async def main(on_event: Any) -> RunResult:
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-
-        def on_signal(name: str) -> None:
-            if stop.aborted:  # a third signal: give up even on the record
-                assert task is not None
-                task.cancel()
-                return
-            if stop:  # the second signal: stop the devices in flight too; the run is recorded
-                render.warning(f"{name} again: stopping the devices in flight now")
-                stop.abort(f"interrupted twice, by {name}")
-                return
-            stop.set(f"interrupted by {name}")
-            render.warning(f"{name}: finishing the devices in flight, starting no new ones "
-                           "(again to stop at once)")
-
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(signum, on_signal, signal.Signals(signum).name)
-        if jitter and not common.dry_run and not getattr(plan, "read_only", False):
-            delay = random.uniform(0, jitter)
-            render.note(f"--jitter: waiting {delay:.0f}s before starting")
-            await asyncio.sleep(delay)
-        if before is not None:
-            await before()
-        try:
-            return await run_plan(
-                devices,
-                plan,
-                options,
-                command=command,
-                on_event=on_event,
-                secrets=secrets,
-                journal=journal,
-                journal_args=args,
-                inventory=inventory,
-                resumed_from=resumed_from,
-                waves=waves,
-                budget=budget,
-                stop=stop,
-            )
-        finally:
-            if after is not None:
-                await after()
-
-    changes_devices = not common.dry_run and not getattr(plan, "read_only", False)
-    with open_journal(common) as journal:
-        lock = journal.lock(command) if changes_devices \
-            else contextlib.nullcontext()
-        if common.output is OutputFormat.ndjson:
-            progress: Any = contextlib.nullcontext(ndjson_handler)
-        elif REPORTING.quiet or common.output is OutputFormat.prometheus:
-            progress = contextlib.nullcontext(None)
-        else:
-            progress = render.progress(len(devices), label)
-        with lock, progress as on_event:
-            try:
-                return asyncio.run(main(on_event))
-            except asyncio.CancelledError:
-                raise KeyboardInterrupt from None
+        return fleet_run(plan, devices, config, on_event)
 
 
 def finish(run: RunResult, common: Common, *, table: Callable[[RunResult], None] | None = None,
@@ -314,17 +256,18 @@ def finish(run: RunResult, common: Common, *, table: Callable[[RunResult], None]
         ndjson_finish(run)
     elif common.output is OutputFormat.prometheus:
         emit_prometheus(run)
-    elif REPORTING.quiet:
+    elif common.session.quiet:
         if run.exit_code():
             render.summary(run)
     else:
         (table or render.run_table)(run)
     problems = list(unwritten)
-    if REPORTING.junit is not None:
+    junit = common.session.junit
+    if junit is not None:
         try:
-            write_junit(run, REPORTING.junit)
+            write_junit(run, junit)
         except OSError as exc:
-            problems.append(f"--junit {REPORTING.junit}: cannot write it: {exc.strerror or exc}")
+            problems.append(f"--junit {junit}: cannot write it: {exc.strerror or exc}")
     for problem in problems:
         render.error(f"{problem} (the run itself is recorded: certfleet runs show {run.run_id})")
     code = run.exit_code() if exit_code is None else exit_code

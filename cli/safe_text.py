@@ -20,11 +20,9 @@ written for people or for XML goes through :func:`visible`.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Mapping
-from typing import Any, Final
+from typing import Final
 
-from fleet.masking import mask_url_userinfo
-from fleet.secrets import redact
+from fleet.masking import mask_url_userinfo, scrub, scrub_data
 
 __all__ = ["mask_url_userinfo", "scrub", "scrub_data", "visible", "xml_text"]
 
@@ -67,47 +65,3 @@ def xml_text(text: str) -> str:
     control characters as visible escapes, line breaks kept. XML escaping of ``<&"`` is the
     serialiser's job."""
     return visible(scrub(text), newlines=True)
-
-
-def scrub(text: str) -> str:
-    """``text`` with every known secret and every URL's userinfo masked."""
-    return mask_url_userinfo(redact(text))
-
-
-def scrub_data(value: Any) -> Any:
-    """The JSON-like ``value`` with every string in it — keys too — scrubbed (a copy where
-    something was masked; ``value`` itself when nothing was).
-
-    Run it on a document *before* it is serialised: the secrets are found as they are, not in
-    whatever escaped form the serialiser would give them. All the strings are searched at once
-    first (a match in one is a match in them all joined), so a clean document costs one search.
-    """
-    strings: list[str] = []
-    _strings(value, strings)
-    joined = "\x00".join(strings)
-    if scrub(joined) == joined:
-        return value
-    return _scrub_each(value)
-
-
-def _strings(value: Any, into: list[str]) -> None:
-    if isinstance(value, str):
-        into.append(value)
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            if isinstance(key, str):
-                into.append(key)
-            _strings(item, into)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            _strings(item, into)
-
-
-def _scrub_each(value: Any) -> Any:
-    if isinstance(value, str):
-        return scrub(value)
-    if isinstance(value, Mapping):
-        return {(scrub(k) if isinstance(k, str) else k): _scrub_each(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_scrub_each(item) for item in value]
-    return value

@@ -36,6 +36,7 @@ from fleet.windows import Window, next_opening, open_now
 from fleet.xapi.commands import Xapi
 from fleet.xapi.connector import Connector, RetryPolicy, Timeouts
 from fleet.xapi.local import fetch_peer_certificate
+from fleet.xapi.transport import interrupted_call
 
 __all__ = [
     "Budget",
@@ -43,6 +44,8 @@ __all__ = [
     "DeviceFinished",
     "DeviceStarted",
     "Event",
+    "EventHandler",
+    "Notice",
     "RunOptions",
     "StopSignal",
     "new_run_id",
@@ -86,7 +89,16 @@ class DeviceFinished:
     total: int
 
 
-Event = DeviceStarted | DeviceFinished
+@dataclass(frozen=True)
+class Notice:
+    """Something a person should be told while the run goes on (``level``: warning or note),
+    e.g. that a signal was received. The runner never prints; a front end shows these."""
+
+    level: str
+    text: str
+
+
+Event = DeviceStarted | DeviceFinished | Notice
 EventHandler = Callable[[Event], None]
 
 
@@ -158,6 +170,7 @@ async def _run_device(
         result.error = ErrorInfo(
             kind="timeout",
             message=f"did not finish within {options.device_timeout:g}s",
+            xpath=interrupted_call(result.calls),  # the call that was in flight
         )
         del exc
     except Exception as exc:  # one device's failure, whatever it is, is that device's result
@@ -312,9 +325,9 @@ async def run_plan(
     starts, devices in flight finish, and the rest are reported ``skipped`` with the reason.
     With a journal, the run and every device's result are recorded as they finish, so a run
     that is killed can be seen (status ``running``) and resumed.
+
+    :func:`fleet.engine.run` is the front door that assembles these arguments.
     """
-    if secrets is None:
-        secrets = resolve_secrets(devices)
     run = RunResult(
         run_id=new_run_id(),
         command=command,
@@ -322,86 +335,122 @@ async def run_plan(
         started=dt.datetime.now(dt.UTC),
         dry_run=options.dry_run,
     )
-    budget = budget or Budget()
-    stop = stop if stop is not None else StopSignal()
-    emit = on_event or (lambda event: None)
-    total = len(devices)
-    sizes = plan_waves(total, waves)
-    results: list[DeviceResult | None] = [None] * total
-    done = failed = unreachable = 0
-    halted: str | None = None
-    connector = Connector(secrets, options)
+    rollout = _Rollout(
+        devices, plan, options, run,
+        connector=Connector(secrets if secrets is not None else resolve_secrets(devices),
+                            options),
+        journal=journal, budget=budget or Budget(),
+        stop=stop if stop is not None else StopSignal(),
+        emit=on_event or (lambda event: None),
+    )
     if journal is not None:
         journal.start_run(run, inventory=inventory, args=journal_args or {},
                           resumed_from=resumed_from)
+    try:
+        await rollout.all_waves(plan_waves(len(devices), waves))
+    finally:
+        await rollout.connector.aclose()
+        run.devices = [r for r in rollout.results if r is not None]
+        run.finished = dt.datetime.now(dt.UTC)
+        if journal is not None:
+            journal.finish_run(run)
+    return run
 
-    in_flight: set[int] = set()
-    workers: list[asyncio.Task[None]] = []
 
-    def cancel_workers() -> None:
-        for task in workers:
+class _Rollout:
+    """The state of one run while its devices go: results in inventory order, the counts the
+    budget is checked against, the devices in flight, the workers of the current wave."""
+
+    def __init__(self, devices: Sequence[Device], plan: Plan[Any], options: RunOptions,
+                 run: RunResult, *, connector: Connector, journal: Journal | None,
+                 budget: Budget, stop: StopSignal, emit: EventHandler) -> None:
+        self.devices, self.plan, self.options, self.run = devices, plan, options, run
+        self.connector, self.journal, self.budget, self.stop = connector, journal, budget, stop
+        self.emit = emit
+        self.total = len(devices)
+        self.results: list[DeviceResult | None] = [None] * self.total
+        self.done = self.failed = self.unreachable = 0
+        self.halted: str | None = None
+        self.in_flight: set[int] = set()
+        self.workers: list[asyncio.Task[None]] = []
+        stop.on_abort(self._cancel_workers)
+
+    def _cancel_workers(self) -> None:
+        for task in self.workers:
             task.cancel()
 
-    stop.on_abort(cancel_workers)
+    async def all_waves(self, sizes: Sequence[int]) -> None:
+        start = 0
+        for size in sizes:
+            if self.halted or self.stop:
+                break
+            await self._wave(range(start, start + size))
+            start += size
+        self._skip_the_rest()
 
-    async def worker(queue: asyncio.Queue[int]) -> None:
-        nonlocal done, failed, unreachable, halted
-        while not halted and not stop:
+    async def _wave(self, indices: range) -> None:
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for index in indices:
+            queue.put_nowait(index)
+        self.workers[:] = [asyncio.create_task(self._worker(queue))
+                           for _ in range(min(self.options.parallel, len(indices)))]
+        try:
+            await asyncio.gather(*self.workers)
+        except BaseException:
+            for task in self.workers:
+                task.cancel()
+            await asyncio.gather(*self.workers, return_exceptions=True)
+            self.run.interrupted = True
+            if not self.stop.aborted:
+                raise
+            _cut_off(self.devices, self.in_flight, self.results, self.stop.aborted,
+                     self.run.run_id, self.journal)
+
+    async def _worker(self, queue: asyncio.Queue[int]) -> None:
+        while not self.halted and not self.stop:
             try:
                 index = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            in_flight.add(index)
-            device = devices[index]
-            emit(DeviceStarted(device=device.name, index=index, total=total))
-            now = dt.datetime.now(dt.UTC)
-            if (options.windows and not options.dry_run and not getattr(plan, "read_only", False)
-                    and not open_now(options.windows, now, device.timezone)):
-                opens = next_opening(options.windows, now, device.timezone)
-                result = DeviceResult(
-                    device=device.name, host=device.host, transport=device.transport,
-                    outcome=Outcome.SKIPPED,
-                    message="outside the maintenance windows"
-                    + (f"; the next opens {opens.isoformat(timespec='minutes')}" if opens else ""),
-                )
-            else:
-                result = await _run_device(device, plan, options, connector, run.run_id,
-                                           journal)
-            if options.hooks and not options.dry_run:
-                await options.hooks.run(result, verb=plan.name, run_id=run.run_id)
-            results[index] = result
-            in_flight.discard(index)
-            if journal is not None:
-                journal.record_device(run.run_id, result)
-                if result.firmware:  # for --limit firmware:/product: later
-                    journal.record_firmware(run.run_id, result.device, result.firmware)
-            done += 1
-            failed += result.outcome is Outcome.FAILED
-            unreachable += result.outcome is Outcome.UNREACHABLE
-            halted = halted or budget.exceeded(failed, unreachable, total)
-            emit(DeviceFinished(result=result, done=done, total=total))
+            self.in_flight.add(index)
+            device = self.devices[index]
+            self.emit(DeviceStarted(device=device.name, index=index, total=self.total))
+            result = await self._one(device)
+            if self.options.hooks and not self.options.dry_run:
+                await self.options.hooks.run(result, verb=self.plan.name, run_id=self.run.run_id)
+            self.results[index] = result
+            self.in_flight.discard(index)
+            self._record(result)
 
-    try:
-        start = 0
-        for size in sizes:
-            if halted or stop:
-                break
-            queue: asyncio.Queue[int] = asyncio.Queue()
-            for index in range(start, start + size):
-                queue.put_nowait(index)
-            start += size
-            workers[:] = [asyncio.create_task(worker(queue))
-                          for _ in range(min(options.parallel, size))]
-            try:
-                await asyncio.gather(*workers)
-            except BaseException:
-                for task in workers:
-                    task.cancel()
-                await asyncio.gather(*workers, return_exceptions=True)
-                run.interrupted = True
-                if not stop.aborted:
-                    raise
-                _cut_off(devices, in_flight, results, stop.aborted, run.run_id, journal)
+    async def _one(self, device: Device) -> DeviceResult:
+        options, now = self.options, dt.datetime.now(dt.UTC)
+        if (options.windows and not options.dry_run and not getattr(self.plan, "read_only", False)
+                and not open_now(options.windows, now, device.timezone)):
+            opens = next_opening(options.windows, now, device.timezone)
+            return DeviceResult(
+                device=device.name, host=device.host, transport=device.transport,
+                outcome=Outcome.SKIPPED,
+                message="outside the maintenance windows"
+                + (f"; the next opens {opens.isoformat(timespec='minutes')}" if opens else ""),
+            )
+        return await _run_device(device, self.plan, options, self.connector, self.run.run_id,
+                                 self.journal)
+
+    def _record(self, result: DeviceResult) -> None:
+        if self.journal is not None:
+            self.journal.record_device(self.run.run_id, result)
+            if result.firmware:  # for --limit firmware:/product: later
+                self.journal.record_firmware(self.run.run_id, result.device, result.firmware)
+        self.done += 1
+        self.failed += result.outcome is Outcome.FAILED
+        self.unreachable += result.outcome is Outcome.UNREACHABLE
+        self.halted = self.halted or self.budget.exceeded(self.failed, self.unreachable,
+                                                          self.total)
+        self.emit(DeviceFinished(result=result, done=self.done, total=self.total))
+
+    def _skip_the_rest(self) -> None:
+        """After the budget or a signal stopped the run: the devices not started, skipped."""
+        run, halted, stop = self.run, self.halted, self.stop
         reason = halted or (f"not started: {stop.reason}" if stop else None)
         if halted:
             run.stopped_by_budget = True
@@ -409,18 +458,11 @@ async def run_plan(
         if stop:
             run.interrupted = True
             run.notes.append(f"stopped: {stop.reason}; resume with certfleet runs resume")
-        for index, result in enumerate(results):
+        for index, result in enumerate(self.results):
             if result is None and reason:
-                device = devices[index]
-                results[index] = DeviceResult(
+                device = self.devices[index]
+                self.results[index] = DeviceResult(
                     device=device.name, host=device.host, transport=device.transport,
                     outcome=Outcome.SKIPPED,
                     message=("not started: " + halted) if halted else (reason or ""),
                 )
-    finally:
-        await connector.aclose()
-        run.devices = [r for r in results if r is not None]
-        run.finished = dt.datetime.now(dt.UTC)
-        if journal is not None:
-            journal.finish_run(run)
-    return run

@@ -20,8 +20,9 @@ import typer
 from cryptography import x509
 from rich.text import Text
 
-from cli import render, runtime
+from cli import render
 from cli.demo_setup import DemoFiles, prepare, scep_responder, simulated_fleet, trust_lab_ca
+from cli.options import Session
 
 
 def command_line(args: list[str]) -> str:
@@ -33,13 +34,12 @@ def _run(args: list[str]) -> int:
 
     render.stdout().print(Text("$ " + command_line(args), style="bold cyan"), soft_wrap=True)
     command = typer.main.get_command(app)
-    runtime.set_command_args(args)
     try:
-        code = command.main(args=args, prog_name="certfleet", standalone_mode=False)
+        # the run is reported under these arguments, not the demo's own command line
+        code = command.main(args=args, prog_name="certfleet", standalone_mode=False,
+                            obj=Session(command_args=args))
     except SystemExit as exc:  # a verb that exits by itself (never the demo's whole process)
         code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        runtime.set_command_args(None)
     return int(code or 0)
 
 

@@ -2,33 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
-import re
 from enum import StrEnum
 from pathlib import Path
 
 import typer
 
 from cli import render
+from cli.options import Session, session_of
 from cli.runtime import DEFAULT_INVENTORY, guarded, inventory_path
 from fleet.cloud_import import (
     DEFAULT_PAGE_SIZE,
     DEFAULT_TOKEN_REF,
-    CloudSettings,
-    DeviceListing,
-    fetch_devices,
-    merge_inventory,
-    read_cloud_settings,
-    write_inventory,
 )
 from fleet.errors import DeviceError, InputError
 from fleet.inventory import (
     DEFAULT_API_RATE_PER_MINUTE,
     DEFAULT_API_URL,
     MAX_API_RATE_PER_MINUTE,
-    parse_verify,
 )
-from fleet.secrets import Secret, parse_secret_ref
+from fleet.webex_import import ImportRequest
+from fleet.webex_import import import_webex as run_import
 
 __all__ = ["ImportOutput", "import_webex"]
 
@@ -38,41 +31,18 @@ class ImportOutput(StrEnum):
     json = "json"
 
 
-def _target(out: Path | None) -> Path:
+def _target(out: Path | None, state: Session) -> Path:
     if out is not None:
         return out
     try:
-        return inventory_path(None)
+        return inventory_path(None, state)
     except InputError:
         return DEFAULT_INVENTORY
 
 
-async def _fetch(api_url: str, verify_text: str, base_dir: Path, token: Secret,
-                 tags: list[str], product: str | None, page_size: int,
-                 rate: float | None) -> DeviceListing:
-    from fleet.xapi.cloud import CloudClients  # httpx: loaded only for this verb
-
-    clients = CloudClients()
-    try:
-        api = clients.api(api_url, parse_verify(verify_text, base_dir=base_dir), token,
-                          rate_per_minute=rate)
-        return await fetch_devices(api, tags=tags, product=product, page_size=page_size)
-    finally:
-        await clients.aclose()
-
-
-def _number(value: str | None) -> float | None:
-    """The file's api_rate_per_minute if it is a usable number (else the default applies;
-    `inventory check` reports a bad one)."""
-    try:
-        rate = float(value) if value is not None else None
-    except ValueError:
-        return None
-    return rate if rate is not None and 0 < rate <= MAX_API_RATE_PER_MINUTE else None
-
-
 @guarded
 def import_webex(
+    ctx: typer.Context,
     tag: list[str] | None = typer.Option(
         None, "--tag", help="Only devices with this Webex tag (repeat: all of them).",
         show_default=False,
@@ -120,39 +90,19 @@ def import_webex(
     Devices already in the file (same device_id) keep their names and keys; everything
     hand-written in the file is kept.
     """
-    path = _target(out)
-    text = path.read_text(encoding="utf-8-sig") if path.exists() else None
-    base_dir = path.parent.absolute()
-    existing = read_cloud_settings(text)
-    token_ref = token or existing.get("token") or DEFAULT_TOKEN_REF
-    secret = parse_secret_ref(token_ref).resolve()  # SecretError: exit 2, nothing written
-    url = (api_url or existing.get("api_url") or DEFAULT_API_URL).strip().rstrip("/")
-    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
-        raise InputError(f"--api-url {url!r} must be an http(s) URL such as {DEFAULT_API_URL}")
-    verify_given: str | None = None
-    if api_verify is not None:
-        # a path given here is relative to where the command runs: written absolute
-        verify_given = str(parse_verify(api_verify, base_dir=Path.cwd()))
-    verify_text = verify_given or existing.get("api_verify") or "system"
+    request = ImportRequest(
+        path=_target(out, session_of(ctx)), tags=tuple(tag or ()), product=product,
+        token=token, api_url=api_url, api_verify=api_verify, api_rate=api_rate,
+        page_size=page_size, dry_run=dry_run,
+    )
     try:
-        rate = api_rate or _number(existing.get("api_rate_per_minute"))
-        listing = asyncio.run(_fetch(url, verify_text, base_dir, secret, tag or [], product,
-                                     page_size, rate))
+        done = run_import(request)
     except DeviceError as exc:
         render.error(f"listing the Webex devices failed: {exc}")
         raise typer.Exit(1) from None
-    merged, summary = merge_inventory(
-        text, listing.devices,
-        CloudSettings(token=token, api_url=api_url and url, api_verify=verify_given,
-                      api_rate_per_minute=api_rate),
-        where=str(path),
-    )
-    summary.pages = listing.pages
-    summary.no_xapi = listing.no_xapi
-    if not dry_run:
-        write_inventory(path, merged)
+    path, summary, listing = done.path, done.summary, done.listing
     if output is ImportOutput.json:
-        render.emit_json({"file": str(path), "written": not dry_run, **summary.to_dict()})
+        render.emit_json({"file": str(path), "written": done.written, **summary.to_dict()})
         return
     verb = "would write" if dry_run else "wrote"
     line = (f"{verb} {path}: {len(summary.added)} added, {len(summary.updated)} updated, "

@@ -5,8 +5,7 @@ from __future__ import annotations
 import typer
 
 from cli import render
-from cli.commands.import_webex import import_webex
-from cli.options import Common, InventoryOpt, LimitOpt, OutputFormat, OutputOpt
+from cli.options import Common, InventoryOpt, LimitOpt, OutputFormat, OutputOpt, session_of
 from cli.runtime import guarded, inventory_path, recorded_firmware, select, uses_recorded
 from fleet.errors import InventoryError, SecretError
 from fleet.inventory import load_inventory
@@ -18,13 +17,14 @@ app = typer.Typer(help="Show and validate the inventory.", no_args_is_help=True)
 @app.command("list")
 @guarded
 def list_devices(
+    ctx: typer.Context,
     inventory: InventoryOpt = None,
     limit: LimitOpt = None,
     output: OutputOpt = OutputFormat.table,
 ) -> None:
     """Show the devices a command with the same --limit would act on, with the RoomOS release
     and product certfleet last read from each (run `certfleet status` to refresh them)."""
-    common = Common(inventory=inventory, limit=limit)
+    common = Common(inventory=inventory, limit=limit, session=session_of(ctx))
     inv, devices = select(common)
     known = recorded_firmware(common)
     if output is OutputFormat.json:
@@ -36,6 +36,7 @@ def list_devices(
 @app.command("check")
 @guarded
 def check(
+    ctx: typer.Context,
     inventory: InventoryOpt = None,
     limit: LimitOpt = None,
     secrets: bool = typer.Option(
@@ -43,7 +44,8 @@ def check(
     ),
 ) -> None:
     """Validate the inventory: every problem with its file, line and key. Exit 2 on any."""
-    path = inventory_path(inventory)
+    state = session_of(ctx)
+    path = inventory_path(inventory, state)
     try:
         inv = load_inventory(path)
     except InventoryError as exc:
@@ -51,7 +53,8 @@ def check(
         for problem in exc.problems:
             render.problem(str(problem))
         raise typer.Exit(2) from None
-    devices = inv.select(limit, known=recorded_firmware(Common(inventory=inventory, limit=limit))
+    devices = inv.select(limit, known=recorded_firmware(Common(inventory=inventory, limit=limit,
+                                                            session=state))
                          if uses_recorded(limit) else None)
     for line in inv.warnings:
         render.warning(line)
@@ -68,5 +71,3 @@ def check(
         soft_wrap=True,
     )
 
-
-app.command("import-webex")(import_webex)

@@ -18,6 +18,7 @@ from cli.options import (
     OutputFormat,
     ParallelOpt,
     TimeoutOpt,
+    session_of,
 )
 from cli.report_html import build_report
 from cli.runtime import check_output_path, execute, finish, guarded, open_journal, select
@@ -44,6 +45,7 @@ def _told(path: Path, *, written: bool) -> Callable[[RunResult], None]:
 
 @guarded
 def report(
+    ctx: typer.Context,
     html_file: Path = typer.Option(
         ..., "--html", help="Write the report to this file: one self-contained HTML page.",
         show_default=False,
@@ -58,7 +60,8 @@ def report(
     """Read every selected device (changes nothing) and write an HTML report: fleet summary,
     certificates with days left, expiries per week over the next year, and the last run."""
     check_output_path(html_file, "--html")
-    common = Common(inventory, limit, parallel, OutputFormat.table, False, device_timeout, journal)
+    common = Common(inventory, limit, parallel, OutputFormat.table, False, device_timeout, journal,
+                    session=session_of(ctx))
     _, devices = select(common)
     run = execute(Status(), devices, common)
     with open_journal(common) as j:

@@ -2,109 +2,16 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
-from typing import Any
 
 import typer
 
 from cli.options import Common, fleet_options
-from cli.runtime import execute, finish, guarded, open_journal, select
-from fleet.durations import format_duration, parse_duration
-from fleet.errors import InputError
-from fleet.pki.keys import KeyFactory
-from fleet.pki.signers.factory import SIGNERS, SignerSpec, build_signer, parse_command
-from fleet.plans.rotate import Rotate, check_journal_passphrase
-from fleet.secrets import Secret, parse_secret_ref
-from fleet.xapi.commands import PURPOSES
-
-DEFAULT_JOURNAL_PASSPHRASE = "env:CERTFLEET_JOURNAL_PASSPHRASE"
-
-
-def parse_purposes(text: str) -> tuple[str, ...]:
-    by_lower = {p.lower(): p for p in PURPOSES}
-    out: list[str] = []
-    for raw in text.split(","):
-        item = raw.strip()
-        if not item:
-            continue
-        purpose = by_lower.get(item.lower())
-        if purpose is None:
-            raise InputError(f"--purpose {item!r} is not one of {', '.join(PURPOSES)}")
-        if purpose not in out:
-            out.append(purpose)
-    if not out:
-        raise InputError("--purpose is empty")
-    return tuple(out)
-
-
-def journal_passphrase(ref: str) -> Secret:
-    try:
-        return parse_secret_ref(ref).resolve_passphrase()
-    except InputError as exc:
-        raise InputError(
-            f"the journal keeps every new private key encrypted and needs a passphrase: {exc}"
-        ) from exc
-
-
-def run_rotate(
-    common: Common,
-    *,
-    purposes: tuple[str, ...],
-    spec: SignerSpec,
-    renew_before: dt.timedelta,
-    force: bool,
-    passphrase_ref: str,
-    resumed_from: str | None = None,
-    override_profile: bool = False,
-) -> None:
-    spec.validate()
-    _, devices = select(common)
-    passphrase = journal_passphrase(passphrase_ref)
-    with open_journal(common) as journal:
-        check_journal_passphrase(journal, passphrase, [d.name for d in devices], purposes)
-    keys = KeyFactory()
-    holder: dict[str, Any] = {}
-
-    async def before() -> None:
-        signer, anchors = await build_signer(spec)
-        plan.signer = signer
-        plan.anchors = anchors
-        holder["signer"] = signer
-
-    async def after() -> None:
-        signer = holder.get("signer")
-        closer = getattr(signer, "aclose", None)
-        if closer is not None:
-            await closer()
-
-    plan = Rotate(purposes=purposes, signer=_Unbuilt(), keys=keys,
-                  journal_passphrase=passphrase, renew_before=renew_before, force=force,
-                  override_profile=override_profile)
-    try:
-        run = execute(
-            plan, devices, common, before=before, after=after, resumed_from=resumed_from,
-            journal_args={
-                "purposes": list(purposes),
-                "signer": spec.to_json(),
-                "renew_before": format_duration(renew_before),
-                "force": force,
-                "override_profile": override_profile,
-                "journal_passphrase": passphrase_ref,
-            },
-        )
-    finally:
-        keys.close()
-    finish(run, common)
-
-
-class _Unbuilt:
-    """Placeholder until the signer is built inside the run's event loop."""
-
-    name = "unbuilt"
-
-    async def sign(self, request: Any) -> Any:
-        raise AssertionError("signer not built")
+from cli.runtime import execute, finish, guarded, select
+from fleet.durations import parse_duration
+from fleet.pki.signers.factory import SIGNERS, SignerSpec, parse_command
+from fleet.plans.install import parse_purposes
+from fleet.plans.rotate import DEFAULT_JOURNAL_PASSPHRASE, Rotate
 
 
 @guarded
@@ -160,6 +67,9 @@ def rotate(
         scep_ca_fingerprint=scep_ca_fingerprint,
         scep_challenge=scep_challenge,
     )
-    run_rotate(common, purposes=parse_purposes(purpose), spec=spec,
-               renew_before=parse_duration(renew_before), force=force,
-               passphrase_ref=journal_passphrase_ref, override_profile=override_profile)
+    purposes, renew = parse_purposes(purpose), parse_duration(renew_before)
+    spec.validate()
+    _, devices = select(common)
+    plan = Rotate(purposes=purposes, signer=spec, journal_passphrase=journal_passphrase_ref,
+                  renew_before=renew, force=force, override_profile=override_profile)
+    finish(execute(plan, devices, common), common)

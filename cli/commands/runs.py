@@ -10,11 +10,12 @@ from rich.table import Table
 from rich.text import Text
 
 from cli import render
-from cli.options import JournalOpt, OutputFormat, OutputOpt
-from cli.runtime import guarded, open_journal_at
+from cli.options import Common, JournalOpt, OutputFormat, OutputOpt, session_of
+from cli.runtime import execute, finish, guarded, open_journal_at
 from fleet.errors import InputError
 from fleet.journal import Journal, KeyRecord
 from fleet.pki.certs import oneline_name
+from fleet.resumable import resume_point
 
 app = typer.Typer(help="The run journal: what ran, per device, and resuming.",
                   no_args_is_help=True)
@@ -176,12 +177,18 @@ def drop_key(
 @app.command("resume")
 @guarded
 def resume(
+    ctx: typer.Context,
     run_id: str = typer.Argument("last", help="The run to finish, or 'last'."),
     journal: JournalOpt = None,
     output: OutputOpt = OutputFormat.table,
 ) -> None:
     """Finish a run that was interrupted or had failures: the same verb and options, on the
     devices that did not end ok or changed. Keys already generated are used, not made anew."""
-    from cli.commands.resume import resume_run
-
-    resume_run(run_id, journal, output)
+    point = resume_point(journal, run_id)
+    if point.plan is None or not point.devices:
+        render.stdout().print(f"run {point.run_id}: every device finished; nothing to resume")
+        return
+    render.note(f"resuming run {point.run_id} on {len(point.devices)} device(s)")
+    common = Common(inventory=point.inventory, limit=[d.name for d in point.devices],
+                    output=output, journal=journal, session=session_of(ctx))
+    finish(execute(point.plan, point.devices, common, resumed_from=point.run_id), common)

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from cryptography import x509
 
@@ -33,7 +33,7 @@ from fleet.results import Change
 from fleet.secrets import Secret
 from fleet.xapi.commands import CertificateInfo, EnrollmentProfile, ScepRequest
 
-__all__ = ["SCEP_REQUEST", "Enroll", "EnrollState", "ScepTarget", "scep_target"]
+__all__ = ["SCEP_REQUEST", "Enroll", "EnrollState", "ScepServer", "ScepTarget", "scep_target"]
 
 SCEP_REQUEST = ("Security", "Certificates", "Services", "Enrollment", "SCEP", "Request")
 
@@ -55,6 +55,29 @@ class ScepTarget:
         return self.ca.sha1
 
 
+@dataclass(frozen=True)
+class ScepServer:
+    """The SCEP server as the admin gave it: its URL and its CA's fingerprint."""
+
+    url: str
+    ca_fingerprint: str
+
+    async def find(self) -> ScepTarget:
+        """Ask the server for its CA (GetCACert), to push it and to check the fingerprint.
+        A server that cannot be asked is every device's failure, not an input error."""
+        from fleet.pki.scep import ScepClient
+
+        client = ScepClient(self.url)
+        try:
+            info = await client.get_ca()
+        except ScepError as exc:
+            return ScepTarget(url=self.url, ca=None,
+                              problem=f"{exc.message}; nothing was changed on the device")
+        finally:
+            await client.aclose()
+        return scep_target(self.url, self.ca_fingerprint, info.certs)
+
+
 @dataclass
 class EnrollState:
     services: list[CertificateInfo]
@@ -64,7 +87,10 @@ class EnrollState:
 
 @dataclass
 class Enroll:
-    target: ScepTarget
+    """Enroll by SCEP where due. ``scep`` is the server as given (its CA is looked up in
+    :meth:`open`, in the run's event loop) or a target already found."""
+
+    scep: ScepServer | ScepTarget
     purposes: tuple[str, ...]
     challenge: Callable[[Device], Secret | None]
     renewal_profile: bool = False
@@ -75,6 +101,34 @@ class Enroll:
     reboot: bool = False
     reboot_timeout: float = 300.0
     name: str = "enroll"
+    _target: ScepTarget | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.scep, ScepTarget):
+            self._target = self.scep
+
+    @property
+    def url(self) -> str:
+        return self.scep.url
+
+    @property
+    def target(self) -> ScepTarget:
+        if self._target is None:
+            raise RuntimeError("Enroll.open() was not called")
+        return self._target
+
+    def check(self, devices: Sequence[Device], journal: object) -> None:
+        """Before any device is contacted: the challenge can be had for every device."""
+        check = getattr(self.challenge, "check", None)
+        if check is not None:
+            check(devices)
+
+    async def open(self) -> None:
+        if isinstance(self.scep, ScepServer):
+            self._target = await self.scep.find()
+
+    async def aclose(self) -> None:
+        """Nothing to release: the SCEP client is closed as soon as the CA is known."""
 
     def _issued_by_ca(self, cert: CertificateInfo) -> bool:
         return self.target.ca is not None and cert.issuer == self.target.ca.subject
@@ -82,10 +136,10 @@ class Enroll:
     async def read(self, ctx: DeviceContext) -> EnrollState:
         # 9.15 and 10.19 have no SCEP at all: left alone, with the release it needs
         ctx.require("SCEP enrollment", SCEP_REQUEST,
-                    {"URL": self.target.url, "Fingerprint": "0" * 40, "CommonName": "cn"})
+                    {"URL": self.url, "Fingerprint": "0" * 40, "CommonName": "cn"})
         if self.renewal_profile:
             ctx.require("a SCEP renewal profile", PROFILES_SET,
-                        {"URL": self.target.url, "Fingerprint": "0" * 40})
+                        {"URL": self.url, "Fingerprint": "0" * 40})
         require_purposes(ctx, self.purposes)
         services = await ctx.xapi.services_show()
         cas = await ctx.xapi.ca_show()

@@ -33,14 +33,14 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
-from fleet.errors import CertificateCheckError, DeviceError, VerifyError
+from fleet.errors import CertificateCheckError, DeviceError, InputError, VerifyError
 from fleet.inventory import Device
 from fleet.pki.bundle import bundle_pem
 from fleet.pki.certs import fingerprint
 from fleet.pki.keys import key_to_pem
 from fleet.plans.base import DeviceContext
 from fleet.secrets import Secret
-from fleet.xapi.commands import CertificateInfo
+from fleet.xapi.commands import PURPOSES, CertificateInfo
 
 __all__ = [
     "ROLLBACK_TIMEOUT",
@@ -50,6 +50,7 @@ __all__ = [
     "certfleet_trust",
     "check_certfleet_keeps_trust",
     "install_certificate",
+    "parse_purposes",
     "require_purposes",
 ]
 
@@ -71,6 +72,24 @@ class NewCertificate:
 
 
 _ACTIVATE = ("Security", "Certificates", "Services", "Activate")
+
+
+def parse_purposes(text: str) -> tuple[str, ...]:
+    """``"https, 802.1x"`` → ``("HTTPS", "802.1X")``: the xAPI's spelling, each once."""
+    by_lower = {p.lower(): p for p in PURPOSES}
+    out: list[str] = []
+    for raw in text.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        purpose = by_lower.get(item.lower())
+        if purpose is None:
+            raise InputError(f"--purpose {item!r} is not one of {', '.join(PURPOSES)}")
+        if purpose not in out:
+            out.append(purpose)
+    if not out:
+        raise InputError("--purpose is empty")
+    return tuple(out)
 
 
 def require_purposes(ctx: DeviceContext, purposes: Sequence[str]) -> None:

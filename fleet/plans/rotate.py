@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from fleet.durations import format_duration
+from fleet.durations import format_duration, parse_duration
 from fleet.errors import CertificateCheckError, DeviceSkipped, InputError, PemError
+from fleet.inventory import Device
 from fleet.journal import Journal, KeyRecord
 from fleet.pki.bundle import parse_bundle
 from fleet.pki.checks import check_for_device
 from fleet.pki.csr import build_csr
-from fleet.pki.keys import KeyFactory, key_to_pem, load_key_pem
+from fleet.pki.keys import KeyFactory, PrivateKey, key_to_pem, load_key_pem
 from fleet.pki.signers.base import SignedCertificate, Signer, SigningRequest
+from fleet.pki.signers.factory import SignerSpec, build_signer
 from fleet.plans.base import DeviceContext
 from fleet.plans.install import (
     NewCertificate,
@@ -36,10 +39,13 @@ from fleet.plans.install import (
 )
 from fleet.plans.renewal import self_renewing
 from fleet.results import Change
-from fleet.secrets import Secret
+from fleet.secrets import Secret, parse_secret_ref
 from fleet.xapi.commands import CertificateInfo
 
-__all__ = ["Rotate", "RotateState", "check_journal_passphrase"]
+__all__ = ["DEFAULT_JOURNAL_PASSPHRASE", "Rotate", "RotateState", "check_journal_passphrase",
+           "journal_passphrase"]
+
+DEFAULT_JOURNAL_PASSPHRASE = "env:CERTFLEET_JOURNAL_PASSPHRASE"
 
 #: journal step naming the certificates a new key's rotation replaces (comma-separated)
 SUPERSEDES = "supersedes"
@@ -76,19 +82,110 @@ def _pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
 
+def journal_passphrase(ref: str) -> Secret:
+    """The passphrase that encrypts new keys in the journal, from its reference."""
+    try:
+        return parse_secret_ref(ref).resolve_passphrase()
+    except InputError as exc:
+        raise InputError(
+            f"the journal keeps every new private key encrypted and needs a passphrase: {exc}"
+        ) from exc
+
+
 @dataclass
 class Rotate:
+    """Rotate the certificates for ``purposes`` where due.
+
+    ``signer`` says how to sign (a :class:`SignerSpec`, built in :meth:`open`, in the run's
+    event loop, and closed in :meth:`aclose`) or is a ready :class:`Signer`.
+    ``journal_passphrase`` is a reference (``env:``, ``keyring:``, ``file:``) to the
+    passphrase that encrypts new keys in the journal; it is resolved when the plan is made.
+    The plan is written to the journal (:meth:`to_journal`) and rebuilt from it
+    (:meth:`from_journal`) by ``runs resume``.
+    """
+
     purposes: tuple[str, ...]
-    signer: Signer
-    keys: KeyFactory
-    journal_passphrase: Secret
-    renew_before: dt.timedelta
+    signer: SignerSpec | Signer
+    journal_passphrase: str = DEFAULT_JOURNAL_PASSPHRASE
+    renew_before: dt.timedelta = dt.timedelta(days=30)
     force: bool = False
     #: rotate even a certificate the device renews by itself under a SCEP profile
     override_profile: bool = False
-    #: CAs a new chain must verify to (the signer's CA); self-signed certs in a chain count too
+    #: CAs a new chain must verify to besides the signer's; self-signed certs in a chain count
     anchors: tuple[x509.Certificate, ...] = ()
     name: str = "rotate"
+    _passphrase: Secret = field(init=False, repr=False)
+    _keys: KeyFactory | None = field(default=None, init=False, repr=False)
+    _built: Signer | None = field(default=None, init=False, repr=False)
+    _signer_anchors: tuple[x509.Certificate, ...] = field(default=(), init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.signer, SignerSpec):
+            self.signer.validate()  # bad signer options: an input error before anything runs
+        self._passphrase = journal_passphrase(self.journal_passphrase)
+
+    def to_journal(self) -> dict[str, Any]:
+        """What rebuilds the plan; a signer given as an object is not recorded (``signer``
+        None: such a run is taken up by running it again, not by ``runs resume``)."""
+        spec = self.signer if isinstance(self.signer, SignerSpec) else None
+        return {
+            "purposes": list(self.purposes),
+            "signer": spec.to_json() if spec is not None else None,
+            "renew_before": format_duration(self.renew_before),
+            "force": self.force,
+            "override_profile": self.override_profile,
+            "journal_passphrase": self.journal_passphrase,
+        }
+
+    @classmethod
+    def from_journal(cls, args: Mapping[str, Any]) -> Rotate:
+        if args.get("signer") is None:
+            raise InputError("this rotation's signer was given as a Python object, which the "
+                             "journal does not keep: run the rotation again to finish it")
+        return cls(
+            purposes=tuple(args["purposes"]),
+            signer=SignerSpec.from_json(args["signer"]),
+            journal_passphrase=args["journal_passphrase"],
+            renew_before=parse_duration(args["renew_before"]),
+            force=bool(args["force"]),
+            override_profile=bool(args.get("override_profile", False)),
+        )
+
+    def check(self, devices: Sequence[Device], journal: Journal | None) -> None:
+        """Before any device is contacted: there is a journal, and the passphrase opens it."""
+        if journal is None:
+            raise InputError("rotate needs a journal to keep the new keys safe")
+        check_journal_passphrase(journal, self._passphrase, [d.name for d in devices],
+                                 self.purposes)
+
+    async def open(self) -> None:
+        """Build the signer (in the run's event loop: a SCEP signer keeps a connection) and
+        the key factory."""
+        if isinstance(self.signer, SignerSpec):
+            self._built, self._signer_anchors = await build_signer(self.signer)
+        else:
+            self._built = self.signer
+        self._keys = KeyFactory()
+
+    async def aclose(self) -> None:
+        if self._keys is not None:
+            self._keys.close()
+            self._keys = None
+        built, self._built = self._built, None
+        closer = getattr(built, "aclose", None)
+        if closer is not None and built is not self.signer:
+            await closer()
+
+    async def _generate(self, kind: str) -> PrivateKey:
+        if self._keys is None:
+            raise RuntimeError("Rotate.open() was not called")
+        return await self._keys.generate(kind)
+
+    @property
+    def _signer(self) -> Signer:
+        if self._built is None:
+            raise RuntimeError("Rotate.open() was not called")
+        return self._built
 
     async def read(self, ctx: DeviceContext) -> RotateState:
         require_purposes(ctx, self.purposes)
@@ -143,7 +240,7 @@ class Rotate:
             return []
         ctx.result.message = ""
         return [Change("cert.rotate", ",".join(self.purposes),
-                       f"{reason} → new key, signed by {self.signer.name}")]
+                       f"{reason} → new key, signed by {self._signer.name}")]
 
     async def apply(
         self, ctx: DeviceContext, state: RotateState, changes: list[Change]
@@ -152,59 +249,82 @@ class Rotate:
         journal = ctx.journal
         if journal is None:
             raise InputError("rotate needs a journal to keep the new keys safe")
-        record = state.pending
-        signed: SignedCertificate | None = None
-        superseded: list[str] = []
-        if record is not None:
-            key = load_key_pem(record.key_pem_encrypted, self.journal_passphrase,
-                               source=f"journal key {record.id}")
-            csr = x509.load_pem_x509_csr(record.csr_pem.encode())
-            key_id = record.id
-            ctx.step("key reused", f"journal key {key_id} from run {record.run_id}")
-            # what the run that made the key set out to replace (its new certificate may be
-            # in use already, so this run's device list no longer shows the old ones)
-            superseded = [
-                fp
-                for step in journal.steps_of(record.run_id, device.name)
-                if step["step"] == SUPERSEDES
-                for fp in step["detail"].split(",")
-                if fp
-            ]
-            if record.cert_pem:
-                bundle = parse_bundle(record.cert_pem.encode(), source=f"journal key {key_id}")
-                signed = SignedCertificate(bundle.leaf, bundle.chain)
+        if state.pending is not None:
+            key = await self._reuse(ctx, journal, state.pending)
         else:
-            rendered = device.certificate.render(device)
-            key = await self.keys.generate(rendered.key)
-            csr = build_csr(key, rendered)
-            public = key.public_key().public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-            # Durable before the CSR leaves the machine: a crash from here on loses no key.
-            key_id = journal.store_key(
-                run_id=ctx.run_id,
-                device=device.name,
-                purposes=self.purposes,
-                key_kind=rendered.key,
-                key_pem_encrypted=key_to_pem(key, self.journal_passphrase),
-                public_sha256=hashlib.sha256(public).hexdigest(),
-                csr_pem=csr.public_bytes(serialization.Encoding.PEM).decode("ascii"),
-            )
-            ctx.step("key generated", f"{rendered.key}, journal key {key_id}")
-            ctx.step(SUPERSEDES, ",".join(sorted(set(state.active.values()))))
-        if signed is None:
-            journal.update_key(key_id, "submitted")
-            signed = await self.signer.sign(
-                SigningRequest(device=device, csr=csr, key=key, purposes=self.purposes,
+            key = await self._new_key(ctx, journal, state)
+        if key.signed is None:
+            journal.update_key(key.id, "submitted")
+            key.signed = await self._signer.sign(
+                SigningRequest(device=device, csr=key.csr, key=key.key, purposes=self.purposes,
                                metadata={"run_id": ctx.run_id})
             )
             journal.update_key(
-                key_id, "signed",
-                cert_pem="".join(_pem(c) for c in (signed.cert, *signed.chain)),
+                key.id, "signed",
+                cert_pem="".join(_pem(c) for c in (key.signed.cert, *key.signed.chain)),
             )
-            ctx.step("signed", f"by {self.signer.name}")
-        source = f"certificate from signer {self.signer.name}"
-        anchors = [*self.anchors, *(c for c in signed.chain if c.issuer == c.subject),
+            ctx.step("signed", f"by {self._signer.name}")
+        new = self._checked(ctx, journal, key.id, key.key, key.signed)
+        journal.update_key(key.id, "uploaded")
+        notes = await install_certificate(ctx, new, self.purposes, state.current,
+                                          key.superseded)
+        journal.update_key(key.id, "done")
+        changes[0].applied = True
+        if notes:
+            ctx.result.message = "; ".join(notes)
+
+    async def _reuse(self, ctx: DeviceContext, journal: Journal, record: KeyRecord) -> _Key:
+        """A key an earlier run made and journaled (maybe signed already): finished with it."""
+        key = _Key(
+            id=record.id,
+            key=load_key_pem(record.key_pem_encrypted, self._passphrase,
+                             source=f"journal key {record.id}"),
+            csr=x509.load_pem_x509_csr(record.csr_pem.encode()),
+            # what the run that made the key set out to replace (its new certificate may be
+            # in use already, so this run's device list no longer shows the old ones)
+            superseded=[
+                fp
+                for step in journal.steps_of(record.run_id, ctx.device.name)
+                if step["step"] == SUPERSEDES
+                for fp in step["detail"].split(",")
+                if fp
+            ],
+        )
+        ctx.step("key reused", f"journal key {key.id} from run {record.run_id}")
+        if record.cert_pem:
+            bundle = parse_bundle(record.cert_pem.encode(), source=f"journal key {key.id}")
+            key.signed = SignedCertificate(bundle.leaf, bundle.chain)
+        return key
+
+    async def _new_key(self, ctx: DeviceContext, journal: Journal, state: RotateState) -> _Key:
+        device = ctx.device
+        rendered = device.certificate.render(device)
+        private = await self._generate(rendered.key)
+        csr = build_csr(private, rendered)
+        public = private.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        # Durable before the CSR leaves the machine: a crash from here on loses no key.
+        key_id = journal.store_key(
+            run_id=ctx.run_id,
+            device=device.name,
+            purposes=self.purposes,
+            key_kind=rendered.key,
+            key_pem_encrypted=key_to_pem(private, self._passphrase),
+            public_sha256=hashlib.sha256(public).hexdigest(),
+            csr_pem=csr.public_bytes(serialization.Encoding.PEM).decode("ascii"),
+        )
+        ctx.step("key generated", f"{rendered.key}, journal key {key_id}")
+        ctx.step(SUPERSEDES, ",".join(sorted(set(state.active.values()))))
+        return _Key(id=key_id, key=private, csr=csr)
+
+    def _checked(self, ctx: DeviceContext, journal: Journal, key_id: int, key: PrivateKey,
+                 signed: SignedCertificate) -> NewCertificate:
+        """The signed certificate, checked for the device before anything is sent to it."""
+        device = ctx.device
+        source = f"certificate from signer {self._signer.name}"
+        anchors = [*self.anchors, *self._signer_anchors,
+                   *(c for c in signed.chain if c.issuer == c.subject),
                    *(certfleet_trust(device) if "HTTPS" in self.purposes else ())]
         try:
             check_for_device(device, signed.cert, signed.chain, key, trusted=anchors,
@@ -219,12 +339,17 @@ class Rotate:
             raise
         if "HTTPS" in self.purposes:
             check_certfleet_keeps_trust(device, signed.cert, signed.chain)
-        new = NewCertificate(leaf=signed.cert, chain=tuple(c for c in signed.chain
+        return NewCertificate(leaf=signed.cert, chain=tuple(c for c in signed.chain
                                                              if c.issuer != c.subject),
-                             key=key, source=source)
-        journal.update_key(key_id, "uploaded")
-        notes = await install_certificate(ctx, new, self.purposes, state.current, superseded)
-        journal.update_key(key_id, "done")
-        changes[0].applied = True
-        if notes:
-            ctx.result.message = "; ".join(notes)
+                              key=key, source=source)
+
+
+@dataclass
+class _Key:
+    """The key a rotation installs a certificate for, journaled under ``id``."""
+
+    id: int
+    key: PrivateKey
+    csr: x509.CertificateSigningRequest
+    superseded: list[str] = field(default_factory=list)
+    signed: SignedCertificate | None = None

@@ -23,6 +23,18 @@ def test_slow_device_times_out_alone(sim: Any, cli: Any) -> None:
     assert all(by_name[n]["duration_ms"] < 3000 for n in names[1:])
 
 
+def test_a_timed_out_device_names_the_call_in_flight(sim: Any, cli: Any) -> None:
+    name = next(iter(sim.devices))
+    sim.set_fault(name, latency=1.2)  # logs in and reads its release, then runs out of time
+    result = cli("status", "-i", str(sim.inventory_path), "--limit", name,
+                 "--device-timeout", "3", "-o", "json")
+    assert result.exit_code == 1
+    [device] = result.json()["devices"]
+    assert device["error"]["kind"] == "timeout"
+    in_flight = [c["path"] for c in device["calls"] if c.get("interrupted")]
+    assert in_flight and device["error"]["xpath"] == in_flight[-1]
+
+
 def test_plain_progress_lines_on_stderr(sim: Any, cli: Any) -> None:
     result = cli("status", "-i", str(sim.inventory_path), "-o", "json", "--parallel", "1")
     assert result.exit_code == 0

@@ -196,7 +196,7 @@ def scep_ca() -> CaCertificate:
 
 def enroll_plan() -> Enroll:
     target = ScepTarget(url="http://127.0.0.1:8080/scep", ca=scep_ca())
-    return Enroll(target=target, purposes=("802.1X",), challenge=lambda d: Secret("chal-123"),
+    return Enroll(scep=target, purposes=("802.1X",), challenge=lambda d: Secret("chal-123"),
                   renewal_profile=True)
 
 

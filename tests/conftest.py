@@ -22,6 +22,12 @@ from typer.testing import CliRunner
 from cli.main import app
 from fleet.pki.local_ca import LocalCa, create_ca
 
+# Output is checked as a CI job that pipes it sees it (rich's width for a pipe, cli/render.py):
+# xdist's workers come with COLUMNS=80 and LINES=24, and a developer's shell may export its
+# own; tests that want a width set COLUMNS themselves.
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
+
 # Property tests have no per-example deadline: a parallel worker on a loaded machine is no
 # reason to fail one (tests that want a bound on time assert it themselves).
 settings.register_profile("certfleet", deadline=None)

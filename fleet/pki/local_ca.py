@@ -96,29 +96,10 @@ class LocalCa:
         now = now or dt.datetime.now(dt.UTC)
         if days < 1:
             raise InputError(f"a certificate must be valid for at least one day, not {days}")
-        if not csr.is_signature_valid:
-            raise InputError("the CSR's signature does not verify (altered or corrupt CSR)")
         ca_end = self.cert.not_valid_after_utc
         if ca_end <= now:
             raise InputError(f"the local CA expired on {ca_end:%Y-%m-%d %H:%M} UTC")
-        public = csr.public_key()
-        if isinstance(public, rsa.RSAPublicKey):
-            if public.key_size < 2048:
-                raise InputError(f"the CSR's RSA key has {public.key_size} bits; 2048 at least")
-            encipher = True
-        elif isinstance(public, ec.EllipticCurvePublicKey):
-            encipher = False
-        else:
-            raise InputError(
-                f"the CSR's key is a {type(public).__name__}; RoomOS devices use RSA or EC keys"
-            )
-        try:
-            san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-        except x509.ExtensionNotFound:
-            san = None
-        if not len(csr.subject) and san is None:
-            raise InputError("the CSR has neither a subject nor a subjectAltName")
-        ca_ski = self._ski()
+        public, san = _checked_csr(csr)
         builder = (
             x509.CertificateBuilder()
             .subject_name(csr.subject)
@@ -127,28 +108,9 @@ class LocalCa:
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - _BACKDATE)
             .not_valid_after(min(now + dt.timedelta(days=days), ca_end))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True, content_commitment=False,
-                    key_encipherment=encipher, data_encipherment=False, key_agreement=False,
-                    key_cert_sign=False, crl_sign=False, encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
-                critical=False,
-            )
         )
+        for extension, critical in _device_extensions(public, self._ski()):
+            builder = builder.add_extension(extension, critical=critical)
         if san is not None:
             builder = builder.add_extension(san.value, critical=san.critical)
         return builder.sign(self.key, _hash_for(self.key))
@@ -158,6 +120,53 @@ class LocalCa:
             return self.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         except x509.ExtensionNotFound:
             return x509.SubjectKeyIdentifier.from_public_key(self.key.public_key())
+
+
+def _checked_csr(
+    csr: x509.CertificateSigningRequest,
+) -> tuple[rsa.RSAPublicKey | ec.EllipticCurvePublicKey,
+           x509.Extension[x509.SubjectAlternativeName] | None]:
+    """The CSR's public key and subjectAltName extension, once the CSR is fit to sign:
+    its signature verifies, its key is RSA (2048 bits at least) or EC, and it names someone."""
+    if not csr.is_signature_valid:
+        raise InputError("the CSR's signature does not verify (altered or corrupt CSR)")
+    public = csr.public_key()
+    if isinstance(public, rsa.RSAPublicKey):
+        if public.key_size < 2048:
+            raise InputError(f"the CSR's RSA key has {public.key_size} bits; 2048 at least")
+    elif not isinstance(public, ec.EllipticCurvePublicKey):
+        raise InputError(
+            f"the CSR's key is a {type(public).__name__}; RoomOS devices use RSA or EC keys"
+        )
+    try:
+        san: x509.Extension[x509.SubjectAlternativeName] | None = \
+            csr.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        san = None
+    if not len(csr.subject) and san is None:
+        raise InputError("the CSR has neither a subject nor a subjectAltName")
+    return public, san
+
+
+def _device_extensions(
+    public: rsa.RSAPublicKey | ec.EllipticCurvePublicKey, ca_ski: x509.SubjectKeyIdentifier,
+) -> list[tuple[x509.ExtensionType, bool]]:
+    """(extension, critical) of a device certificate: CA:FALSE, digitalSignature (+
+    keyEncipherment for RSA), serverAuth + clientAuth, SKI and the CA's AKI."""
+    return [
+        (x509.BasicConstraints(ca=False, path_length=None), True),
+        (x509.KeyUsage(
+            digital_signature=True, content_commitment=False,
+            key_encipherment=isinstance(public, rsa.RSAPublicKey), data_encipherment=False,
+            key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False,
+            decipher_only=False,
+        ), True),
+        (x509.ExtendedKeyUsage(
+            [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+        ), False),
+        (x509.SubjectKeyIdentifier.from_public_key(public), False),
+        (x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), False),
+    ]
 
 
 def _ca_certificate(

@@ -194,27 +194,12 @@ async def activate_verified(
     ``current``, each is deleted only when no longer in use for anything.
     """
     xapi = ctx.xapi
-    notes: list[str] = []
     before = active_leaves(current, purposes)
     try:
         for purpose in purposes:
             await xapi.services_activate(new_fp, purpose)
             ctx.step("activated", f"{purpose} {new_fp}")
-        after = await xapi.services_show()
-        in_use = active_leaves(after, purposes)
-        missing = [p for p in purposes if in_use.get(p) != new_fp]
-        if missing:
-            raise VerifyError(
-                f"activated {new_fp} but the device does not show it in use for "
-                + ", ".join(missing)
-            )
-        if "HTTPS" in purposes and ctx.peer_certificate is not None:
-            served = hashlib.sha1(await ctx.peer_certificate()).hexdigest()
-            if served != new_fp:
-                raise VerifyError(
-                    f"the device's HTTPS server still presents {served}, not the new {new_fp} "
-                    "(RoomOS may need its web server restarted)"
-                )
+        await _verify_in_use(ctx, new_fp, purposes)
         ctx.step("verified", new_fp)
     except (Exception, asyncio.CancelledError) as exc:
         # Cancelled too: out of the device's time budget, or a run stopped at once. The new
@@ -229,20 +214,45 @@ async def activate_verified(
         elif isinstance(exc, asyncio.CancelledError):
             ctx.result.message = f"cut off before the new certificate was verified; {rolled}"
         raise
-    # clean up what this change superseded, and nothing else
-    after = await xapi.services_show()
-    by_fp = {c.fingerprint: c for c in after}
-    for old_fp in sorted((set(before.values()) | set(superseded)) - {new_fp}):
+    notes = await _clean_up(ctx, new_fp, set(before.values()) | set(superseded))
+    ctx.result.fingerprints_before = sorted(set(before.values()))
+    ctx.result.fingerprints_after = [new_fp]
+    return notes
+
+
+async def _verify_in_use(ctx: DeviceContext, new_fp: str, purposes: Sequence[str]) -> None:
+    """VerifyError unless the device shows ``new_fp`` in use for every purpose and, for
+    HTTPS, its web server presents it."""
+    in_use = active_leaves(await ctx.xapi.services_show(), purposes)
+    missing = [p for p in purposes if in_use.get(p) != new_fp]
+    if missing:
+        raise VerifyError(
+            f"activated {new_fp} but the device does not show it in use for "
+            + ", ".join(missing)
+        )
+    if "HTTPS" in purposes and ctx.peer_certificate is not None:
+        served = hashlib.sha1(await ctx.peer_certificate()).hexdigest()
+        if served != new_fp:
+            raise VerifyError(
+                f"the device's HTTPS server still presents {served}, not the new {new_fp} "
+                "(RoomOS may need its web server restarted)"
+            )
+
+
+async def _clean_up(ctx: DeviceContext, new_fp: str, replaced: set[str]) -> list[str]:
+    """Delete what this change superseded, and nothing else: a replaced certificate still in
+    use for something is kept, with a note saying so."""
+    notes: list[str] = []
+    by_fp = {c.fingerprint: c for c in await ctx.xapi.services_show()}
+    for old_fp in sorted(replaced - {new_fp}):
         old = by_fp.get(old_fp)
         if old is None:
             continue
         if old.purposes:
             notes.append(f"kept {old_fp}: still in use for {', '.join(old.purposes)}")
             continue
-        await xapi.services_delete(old_fp)
+        await ctx.xapi.services_delete(old_fp)
         ctx.step("deleted", old_fp)
-    ctx.result.fingerprints_before = sorted(set(before.values()))
-    ctx.result.fingerprints_after = [new_fp]
     return notes
 
 

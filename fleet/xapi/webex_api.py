@@ -293,6 +293,8 @@ class WebexApi:
         Raises for transport failures and for 429s past the limit; other statuses are the
         caller's to judge.
         """
+        # One loop, kept whole (~70 lines): pacing, the login gate, retry and 429 handling share
+        # its counters, and one request's life reads top to bottom.
         if not self.same_origin(url):
             raise BadReplyError(f"refused to send the Webex token to {url}: not the API at "
                                 f"{self.base_url}")

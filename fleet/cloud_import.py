@@ -143,6 +143,8 @@ async def fetch_devices(
     page_size: int = DEFAULT_PAGE_SIZE,
 ) -> DeviceListing:
     """Every device of the list, all pages; raises DeviceError subclasses on API failures."""
+    from fleet.xapi.webex_api import json_object  # httpx only when listing (see the top)
+
     params: list[tuple[str, str | int]] = [("max", page_size)]
     if tags:
         params.append(("tag", ",".join(tags)))
@@ -159,12 +161,8 @@ async def fetch_devices(
                                   idempotent=True)
         api.raise_for_status(response, "the device list")
         listing.pages += 1
-        try:
-            data = response.json()
-        except (ValueError, UnicodeDecodeError):
-            raise BadReplyError("Webex answered the device list with a body that is not JSON") \
-                from None
-        items = data.get("items") if isinstance(data, dict) else None
+        # not JSON, not an object, or nested deeper than any real reply: a BadReplyError
+        items = json_object(response, "the device list").get("items")
         if not isinstance(items, list):
             raise BadReplyError("the Webex device list has no items")
         for item in items:

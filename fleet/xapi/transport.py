@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -33,6 +33,7 @@ __all__ = [
     "describe_body",
     "describe_params",
     "interrupted_call",
+    "nested_too_deep",
     "normalise_json",
     "recorded",
     "xpath",
@@ -51,6 +52,24 @@ SECRET_PARAMS = frozenset({"PrivateKeyPassword", "ChallengePassword", "Password"
 def xpath(path: Sequence[str]) -> str:
     """``("Security", "Certificates", "CA", "Add")`` → ``"Security/Certificates/CA/Add"``."""
     return "/".join(path)
+
+
+def nested_too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether parsed JSON nests structures more than ``limit`` deep (walked without recursion,
+    so a hostile reply cannot make the check itself a RecursionError)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Iterable[Any] = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def normalise_json(value: Any, *, item: bool = False, depth: int = 0) -> Any:

@@ -40,7 +40,9 @@ from fleet.xapi._pacer import (
     Sleep,
 )
 from fleet.xapi.transport import (
+    MAX_JSON_DEPTH,
     Exchange,
+    nested_too_deep,
 )
 
 __all__ = [
@@ -410,6 +412,9 @@ def json_object(response: httpx.Response, what: str) -> dict[str, Any]:
             from None
     if not isinstance(data, dict):
         raise BadReplyError(f"Webex answered {what} with JSON that is not an object")
+    if nested_too_deep(data):
+        raise BadReplyError(f"Webex answered {what} with JSON nested more than "
+                            f"{MAX_JSON_DEPTH} deep: refused")
     return data
 
 

@@ -701,6 +701,22 @@ async def test_a_next_link_to_another_host_never_gets_the_token(fake: FakeTime) 
     assert evil.call_count == 0
 
 
+@respx.mock
+@pytest.mark.parametrize("depth", [500, 100_000])
+async def test_a_device_list_nested_too_deep_is_a_bad_reply(fake: FakeTime, depth: int) -> None:
+    # a hostile (or broken) cloud: one item's tags nested deeper than any real reply
+    deep = "[" * depth + "]" * depth
+    respx.get(f"{API}/v1/devices").mock(return_value=httpx.Response(
+        200, text=f'{{"items": [{{"id": "DEV-1", "displayName": "x", "tags": {deep}}}]}}',
+        headers={"content-type": "application/json"}))
+    shared = clients(fake)
+    try:
+        with pytest.raises(BadReplyError, match=r"device list.*nested"):
+            await fetch_devices(make_api(shared))
+    finally:
+        await shared.aclose()
+
+
 # ----------------------------------------------------------------------- the import
 
 

@@ -35,8 +35,6 @@ from typing import Final, Literal
 from urllib.parse import quote
 from xml.sax.saxutils import escape as xml_escape
 
-import keyring
-
 from fleet.errors import SecretError
 from fleet.files import NotARegularFileError, read_file
 
@@ -365,6 +363,8 @@ def _resolve_env(name: str) -> str:
 def _resolve_keyring(service: str, user: str) -> str:
     how = f"set it with `keyring set {service} {user}` or use an env:VAR reference instead"
     try:
+        import keyring  # only for keyring: references: its backends cost ~50 ms at start-up
+
         value = keyring.get_password(service, user)
     except Exception as exc:  # any backend failure: locked, missing, no D-Bus, ...
         detail = redact(str(exc)) or type(exc).__name__

@@ -55,13 +55,13 @@ def _commands(app: typer.Typer, prefix: tuple[str, ...]) -> list[tuple[tuple[str
     return found
 
 
-def add_examples(app: typer.Typer) -> None:
-    """Set the epilog of every command of ``app`` that has no epilog of its own, and of the
-    root command (where to start)."""
-    if not app.info.epilog:
+def add_examples(app: typer.Typer, prefix: tuple[str, ...] = ()) -> None:
+    """Set the epilog of every command of ``app`` (the verbs ``prefix`` + its command names)
+    that has no epilog of its own, and of the root command (where to start)."""
+    if not prefix and not app.info.epilog:
         app.info.epilog = ("Example: certfleet demo (the whole story on a simulated fleet, "
                            "every command printed as it runs)")
-    for words, info in _commands(app, ()):
+    for words, info in _commands(app, prefix):
         example = EXAMPLES.get(words)
         if example is not None and not info.epilog:
             info.epilog = f"Example: certfleet {example}"

@@ -2,32 +2,107 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from importlib import import_module
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
+from typer.core import TyperGroup
 
-from cli.commands import (
-    ca,
-    csr,
-    demo,
-    enroll,
-    import_webex,
-    inventory,
-    network,
-    push_ca,
-    push_cert,
-    renewal,
-    report,
-    rotate,
-    runs,
-    sim,
-    status,
-)
 from cli.examples import add_examples
 from cli.options import Session
 from fleet import __version__
 
+if TYPE_CHECKING:  # Typer 0.29 carries its own click: its commands are of these classes
+    from typer._click import Command, Context
+
+#: verb -> (its module under cli.commands, the command function; None: the module's ``app``,
+#: a group of verbs). A verb's module -- and what it imports (the SCEP client, ruamel.yaml, the
+#: HTML report, ...) -- is imported only when that verb runs or its help is shown, so
+#: `certfleet status` pays for status alone (start-up cost, issue 18). Order: as in --help.
+VERBS: dict[str, tuple[str, str | None]] = {
+    "status": ("status", "status"),
+    "push-ca": ("push_ca", "push_ca"),
+    "push-cert": ("push_cert", "push_cert"),
+    "rotate": ("rotate", "rotate"),
+    "csr": ("csr", "csr"),
+    "enroll": ("enroll", "enroll"),
+    "dot1x": ("network", "dot1x"),
+    "wifi": ("network", "wifi"),
+    "report": ("report", "report"),
+    "demo": ("demo", "demo"),
+    "inventory": ("inventory", None),
+    "sim": ("sim", None),
+    "runs": ("runs", None),
+    "ca": ("ca", None),
+    "renewal": ("renewal", None),
+}
+
+
+def _module(name: str) -> Any:
+    return import_module(f".{name}", "cli.commands")
+
+
+def _with_import_webex(group: typer.Typer) -> typer.Typer:
+    """`inventory import-webex` lives in its own module (added once)."""
+    if not any(info.name == "import-webex" for info in group.registered_commands):
+        group.command("import-webex")(_module("import_webex").import_webex)
+    return group
+
+
+def load_verb(name: str) -> Command:
+    """The click command of one verb, its module imported now, its example as its epilog."""
+    module_name, function = VERBS[name]
+    module = _module(module_name)
+    if function is None:
+        sub: typer.Typer = module.app
+        if name == "inventory":
+            _with_import_webex(sub)
+        add_examples(sub, (name,))
+        command: Command = typer.main.get_group(sub)
+    else:
+        single = typer.Typer()
+        single.command(name)(getattr(module, function))
+        add_examples(single, ())
+        command = typer.main.get_command(single)
+    command.name = name
+    return command
+
+
+class LazyVerbs(TyperGroup):
+    """The root group: a verb is loaded (:func:`load_verb`) when it is looked up; listing the
+    names loads nothing; ``commands`` (every verb, e.g. for a walk over all of them) loads all."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._loaded: dict[str, Command] = {}
+        self._load: Callable[[str], Command] = load_verb
+        super().__init__(*args, **kwargs)
+
+    @property  # type: ignore[override]
+    def commands(self) -> dict[str, Command]:
+        for name in VERBS:
+            self._verb(name)
+        return self._loaded
+
+    @commands.setter
+    def commands(self, value: dict[str, Command]) -> None:
+        self._loaded.update(value)
+
+    def _verb(self, name: str) -> Command | None:
+        if name not in self._loaded and name in VERBS:
+            self._loaded[name] = self._load(name)
+        return self._loaded.get(name)
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        return self._verb(cmd_name)
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        return [*VERBS, *(name for name in self._loaded if name not in VERBS)]
+
+
 app = typer.Typer(
+    cls=LazyVerbs,
     name="certfleet",
     help="Keep certificates right across fleets of Cisco RoomOS devices.",
     no_args_is_help=True,
@@ -83,22 +158,6 @@ def root(
     state.windows, state.jitter = tuple(window or ()), jitter
 
 
-inventory.app.command("import-webex")(import_webex.import_webex)
-app.add_typer(inventory.app, name="inventory")
-app.add_typer(sim.app, name="sim")
-app.add_typer(runs.app, name="runs")
-app.add_typer(ca.app, name="ca")
-app.add_typer(renewal.app, name="renewal")
-app.command("status")(status.status)
-app.command("push-ca")(push_ca.push_ca)
-app.command("push-cert")(push_cert.push_cert)
-app.command("rotate")(rotate.rotate)
-app.command("csr")(csr.csr)
-app.command("enroll")(enroll.enroll)
-app.command("dot1x")(network.dot1x)
-app.command("wifi")(network.wifi)
-app.command("report")(report.report)
-app.command("demo")(demo.demo)
 add_examples(app)
 
 

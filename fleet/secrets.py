@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from html import escape as html_escape
 from typing import Final, Literal
 from urllib.parse import quote
-from xml.sax.saxutils import escape as xml_escape
 
 from fleet.errors import SecretError
 from fleet.files import NotARegularFileError, read_file
@@ -195,7 +194,8 @@ def _variants(value: str) -> set[str]:
             base,
             json.dumps(base)[1:-1],
             json.dumps(base, ensure_ascii=False)[1:-1],
-            xml_escape(base, {'"': "&quot;", "'": "&apos;"}),
+            # XML's form (xml.sax.saxutils.escape would import urllib.request at start-up)
+            html_escape(base).replace("&#x27;", "&apos;"),
             html_escape(base),
             quote(base, safe=""),
             repr(base)[1:-1],

@@ -144,7 +144,9 @@ async def test_a_reply_too_deep_or_too_many_elements_is_a_bad_reply(
         async with transport(server.device(tmp_path)) as xapi:
             await Xapi(xapi).ca_show()
     assert info.value.kind == "bad-reply"
-    assert time.perf_counter() - started < 3.0
+    # stopped at the bound (unbounded, the 3M elements took ~20 s and a gigabyte); generous,
+    # as parallel workers share the cores
+    assert time.perf_counter() - started < 10.0
 
 
 async def test_a_large_reply_is_parsed_off_the_event_loop(hostile: Start, tmp_path: Path) -> None:

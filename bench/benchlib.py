@@ -237,7 +237,7 @@ def run_measured(command: list[str], work: Path, tag: str, *, env: dict[str, str
 
 
 class Sim:
-    """`python -m roomsim serve` in its own process, stopped on exit whatever happens."""
+    """`python -m certfleet.roomsim serve` in its own process, stopped on exit whatever happens."""
 
     def __init__(self, devices: int, state: Path, delay_s: float) -> None:
         self.devices = devices
@@ -251,7 +251,7 @@ class Sim:
     stdin: int = subprocess.DEVNULL
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "roomsim", "serve", "--devices", str(self.devices),
+        return [sys.executable, "-m", "certfleet.roomsim", "serve", "--devices", str(self.devices),
                 "--state", str(self.state), "--inventory-out", str(self.inventory),
                 "--request-delay", repr(self.delay_s)]
 

@@ -213,7 +213,7 @@ class CloudRows:
 
         def one(k: int) -> None:
             tag = f"cloud-shard-{k}"
-            command = [sys.executable, "-m", "cli.main", "--shard", f"{k}/{s}", "push-ca",
+            command = [sys.executable, "-m", "certfleet.cli.main", "--shard", f"{k}/{s}", "push-ca",
                        str(ca), "-i", str(self.inventory(k + 1)), "-o", "json"]
             env = {"CERTFLEET_JOURNAL": str(b.work / f"journal-{tag}.sqlite"), **b.secrets}
             try:

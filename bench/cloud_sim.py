@@ -4,7 +4,8 @@
 
 Serves N devices on 127.0.0.1 and the cloud API allowing R requests per token per minute
 (roomsim's sliding 60 s window, 429 with Retry-After above it), exactly as
-``python -m roomsim serve --cloud --cloud-rate R`` does, writing ``DIR/inventory-cloud.yaml``.
+``python -m certfleet.roomsim serve --cloud --cloud-rate R`` does, writing
+``DIR/inventory-cloud.yaml``.
 With ``--tokens T`` the API also accepts T-1 more bearer tokens (``DIR/cloud-token-2`` ...,
 mode 0600), each limited on its own as another user's would be: N shards with N tokens.
 
@@ -28,8 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from roomsim.fleet import SimFleet  # noqa: E402
-from roomsim.serve import serve  # noqa: E402
+from certfleet.roomsim.fleet import SimFleet  # noqa: E402
+from certfleet.roomsim.serve import serve  # noqa: E402
 
 
 def token_path(state: Path, number: int) -> Path:

@@ -15,9 +15,9 @@ of the children it waited for):
 keygen      certfleet's ``KeyFactory`` (bench/keygen_certfleet.py) making N RSA-2048 keys, against
             ``openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048`` looping in one
             process per core, all cores at once. Keys per wall second.
-            roomsim starts (``python -m roomsim serve``, its own process) with N devices, the real
-            per-device limits (Basic auth 1 req/s, queue 30; session 15 req/s, queue 90; session
-            caps; lockout) and ``--request-delay`` = ``--delay-ms`` on every reply.
+            roomsim starts (``python -m certfleet.roomsim serve``, its own process) with N devices,
+            the real per-device limits (Basic auth 1 req/s, queue 30; session 15 req/s, queue
+            90; session caps; lockout) and ``--request-delay`` = ``--delay-ms`` on every reply.
 push-ca     ``certfleet push-ca`` of a fresh CA (made here) that no device has; every device
             must come back ``changed`` and the CA must be in every device's stored state.
 status      ``certfleet status``; every device must be ``ok``.
@@ -154,7 +154,7 @@ class Bench:
         if profile:
             assert self.args.profile is not None
             prefix += ["-m", "cProfile", "-o", str(self.args.profile / f"{tag}.prof")]
-        command = [*prefix, "-m", "cli.main", *verb_args, "-o", "json"]
+        command = [*prefix, "-m", "certfleet.cli.main", *verb_args, "-o", "json"]
         env = {"CERTFLEET_JOURNAL": str(journal), **self.secrets}
         measured = run_measured(command, self.work, tag, env=env,
                                 sim_pid=self.sim.pid if self.sim else None,
@@ -275,7 +275,7 @@ class Bench:
         if self.lab is None:
             lab = self.work / "lab-ca"
             done = subprocess.run(
-                [sys.executable, "-m", "cli.main", "ca", "init", "--dir", str(lab),
+                [sys.executable, "-m", "certfleet.cli.main", "ca", "init", "--dir", str(lab),
                  "--cn", "Bench Lab CA", "--passphrase", "env:CERTFLEET_CA_PASSPHRASE"],
                 cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **self.secrets},
                 capture_output=True, text=True, check=False, timeout=300)
@@ -537,7 +537,7 @@ class Bench:
         with Sim(m, self.work / "sim-memory", self.delay) as sim:
             row.extra["sim_start_s"] = round(sim.start_s or 0, 2)
             measured = run_measured(
-                [sys.executable, "-m", "cli.main", "status", "-i", str(sim.inventory),
+                [sys.executable, "-m", "certfleet.cli.main", "status", "-i", str(sim.inventory),
                  "--parallel", str(p), "-o", "json"],
                 self.work, "memory-status", sim_pid=sim.pid,
                 env={"CERTFLEET_JOURNAL": str(self.work / "journal-memory.sqlite")})

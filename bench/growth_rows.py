@@ -31,7 +31,7 @@ def growth_row(bench: Bench, size: int) -> Row:
         with Sim(size, bench.work / f"sim-growth-{size}", bench.delay) as sim:
             row.extra["sim_start_s"] = round(sim.start_s or 0, 2)
             measured = run_measured(
-                [sys.executable, "-m", "cli.main", "status", "-i", str(sim.inventory),
+                [sys.executable, "-m", "certfleet.cli.main", "status", "-i", str(sim.inventory),
                  "--parallel", str(p), "-o", "json"],
                 bench.work, f"growth-{size}", sim_pid=sim.pid, sample_tree=True,
                 env={"CERTFLEET_JOURNAL": str(bench.work / f"journal-growth-{size}.sqlite")})

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fleet.pki.keys import KeyFactory
+from certfleet.fleet.pki.keys import KeyFactory
 
 
 async def measure(keys: int, kind: str) -> dict[str, float | int | str]:

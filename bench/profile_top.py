@@ -3,7 +3,7 @@ the top functions by own and by inclusive time, and every sample put in one cost
 (TLS, event loop, HTTP client, XML, journal, JSON output, ...) by its innermost frame that
 belongs to one. Used for the analysis in bench/results/README.md (issue 18, parts 2 and 3).
 
-    py-spy record -r 250 -f raw -o status.raw -- python -m cli.main status -i inv.yaml ...
+    py-spy record -r 250 -f raw -o status.raw -- python -m certfleet.cli.main status -i inv.yaml ...
     python bench/profile_top.py status.raw [--devices N] [--top 25]
 
 On a machine busy with other work py-spy's figures are wall time on a runnable thread, not CPU

@@ -2,7 +2,7 @@
 
     python bench/ws_vs_http.py [--devices 200] [--parallel 20] [--rounds 1] [--json FILE]
 
-Starts roomsim in its own process (``python -m roomsim serve``, waits for its ``ready``
+Starts roomsim in its own process (``python -m certfleet.roomsim serve``, waits for its ``ready``
 line), then runs ``certfleet status`` as a child process against the same devices, once with
 the inventory as roomsim wrote it (``transport: local``: putxml/getxml with a session cookie)
 and once with ``transport: websocket``, alternating when ``--rounds`` > 1. For each run it
@@ -66,7 +66,7 @@ def _children_cpu() -> float:
 
 def start_sim(devices: int, state: Path, inventory: Path) -> subprocess.Popen[str]:
     sim = subprocess.Popen(
-        [sys.executable, "-m", "roomsim", "serve", "--devices", str(devices),
+        [sys.executable, "-m", "certfleet.roomsim", "serve", "--devices", str(devices),
          "--state", str(state), "--inventory-out", str(inventory)],
         cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -111,7 +111,7 @@ def websocket_inventory(inventory: Path, out: Path) -> Path:
 
 def run_status(transport: str, inventory: Path, parallel: int, journal: Path, sim_pid: int,
                round_: int) -> Figures:
-    command = [sys.executable, "-m", "cli.main", "status", "-i", str(inventory),
+    command = [sys.executable, "-m", "certfleet.cli.main", "status", "-i", str(inventory),
                "--parallel", str(parallel), "-o", "json"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CERTFLEET_JOURNAL": str(journal)}
     cpu_before, sim_before = _children_cpu(), _sim_cpu(sim_pid)

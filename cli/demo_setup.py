@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from fleet.pki.keys import write_atomic
-from fleet.pki.local_ca import create_ca
+from certfleet.fleet.pki.keys import write_atomic
+from certfleet.fleet.pki.local_ca import create_ca
 
 #: The demo's simulated firmware (roomsim's `--firmware`): "mix" gives the fleet old and new
 #: releases and products (see roomsim/firmware.py), so the demo also shows devices left alone,
@@ -94,7 +94,7 @@ def trust_lab_ca(files: DemoFiles) -> None:
 @contextlib.contextmanager
 def simulated_fleet(folder: Path, devices: int) -> Iterator[Any]:
     """The simulated fleet on loopback: each device's local xAPI, and the Webex cloud API."""
-    from roomsim import SimFleetThread
+    from certfleet.roomsim import SimFleetThread
 
     options: dict[str, Any] = {"cloud": True}
     if SIM_FIRMWARE is not None:
@@ -104,6 +104,6 @@ def simulated_fleet(folder: Path, devices: int) -> Iterator[Any]:
 
 
 def scep_responder(challenge_file: Path) -> Any:
-    from roomsim.scep_responder import SimScepResponder
+    from certfleet.roomsim.scep_responder import SimScepResponder
 
     return SimScepResponder(challenge=challenge_file.read_text().strip())

@@ -12,9 +12,10 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from cli.safe_text import scrub_data, xml_text
-from fleet.results import Outcome, RunResult, run_document
-from fleet.runner import DeviceFinished, DeviceStarted, Event
+from certfleet.fleet.results import Outcome, RunResult, run_document
+from certfleet.fleet.runner import DeviceFinished, DeviceStarted, Event
+
+from .safe_text import scrub_data, xml_text
 
 EVENT_SCHEMA = "certfleet/event/v1"
 

@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 import typer
 from typer.core import TyperGroup
 
-from cli.examples import add_examples
-from cli.options import Session
-from fleet import __version__
+from certfleet.fleet import __version__
+
+from .examples import add_examples
+from .options import Session
 
 if TYPE_CHECKING:  # Typer 0.29 carries its own click: its commands are of these classes
     from typer._click import Command, Context
@@ -41,7 +42,7 @@ VERBS: dict[str, tuple[str, str | None]] = {
 
 
 def _module(name: str) -> Any:
-    return import_module(f".{name}", "cli.commands")
+    return import_module(f".{name}", "certfleet.cli.commands")
 
 
 def _with_import_webex(group: typer.Typer) -> typer.Typer:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from fleet.runner import DEFAULT_PARALLEL
+from certfleet.fleet.runner import DEFAULT_PARALLEL
 
 
 class OutputFormat(StrEnum):

@@ -27,12 +27,13 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
-from cli.safe_text import scrub, scrub_data, visible
-from fleet.inventory import Device, Inventory
-from fleet.journal import KnownFirmware
-from fleet.plans.status import Expiring
-from fleet.results import DeviceResult, Outcome, RunResult, run_document
-from fleet.runner import DeviceFinished, Event
+from certfleet.fleet.inventory import Device, Inventory
+from certfleet.fleet.journal import KnownFirmware
+from certfleet.fleet.plans.status import Expiring
+from certfleet.fleet.results import DeviceResult, Outcome, RunResult, run_document
+from certfleet.fleet.runner import DeviceFinished, Event
+
+from .safe_text import scrub, scrub_data, visible
 
 OUTCOME_STYLE = {
     Outcome.OK: "green",

@@ -16,12 +16,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from rich.table import Table
 from rich.text import Text
 
-from cli import render
-from fleet.pki.certs import fingerprint, oneline_name
-from fleet.pki.csr import san_strings
-from fleet.pki.csr_batch import CsrRow
-from fleet.pki.keys import key_kind
-from fleet.secrets import redact
+from certfleet.fleet.pki.certs import fingerprint, oneline_name
+from certfleet.fleet.pki.csr import san_strings
+from certfleet.fleet.pki.csr_batch import CsrRow
+from certfleet.fleet.pki.keys import key_kind
+from certfleet.fleet.secrets import redact
+
+from . import render
 
 
 def _cert_facts(cert: x509.Certificate) -> dict[str, Any]:

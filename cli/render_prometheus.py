@@ -13,8 +13,9 @@ from __future__ import annotations
 import datetime as dt
 import sys
 
-from cli.safe_text import scrub, visible
-from fleet.results import RunResult
+from certfleet.fleet.results import RunResult
+
+from .safe_text import scrub, visible
 
 
 def _label(value: str) -> str:

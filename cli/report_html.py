@@ -17,10 +17,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cli.safe_text import scrub, visible
-from fleet.journal import RunRecord
-from fleet.plans.status import expiring_certificates
-from fleet.results import DeviceResult, Outcome, RunResult
+from certfleet.fleet.journal import RunRecord
+from certfleet.fleet.plans.status import expiring_certificates
+from certfleet.fleet.results import DeviceResult, Outcome, RunResult
+
+from .safe_text import scrub, visible
 
 __all__ = [
     "AMBER_DAYS",

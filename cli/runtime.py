@@ -15,23 +15,30 @@ from typing import Any, ParamSpec, TypeVar
 
 import typer
 
-from cli import render
-from cli.machine_output import ndjson_finish, ndjson_handler, write_junit
-from cli.options import Common, OutputFormat, Session
-from cli.render_prometheus import emit_prometheus
-from cli.safe_text import scrub
-from fleet.durations import parse_duration
-from fleet.engine import RunConfig
-from fleet.engine import run as fleet_run
-from fleet.errors import InputError
-from fleet.hooks import Hooks, parse_hook
-from fleet.inventory import Device, Inventory, load_inventory
-from fleet.journal import Journal, KnownFirmware, default_journal_path
-from fleet.plans.base import Plan
-from fleet.results import EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED, RunResult, run_document
-from fleet.runner import Budget, Event, Notice
-from fleet.shard import shard_devices
-from fleet.windows import parse_window
+from certfleet.fleet.durations import parse_duration
+from certfleet.fleet.engine import RunConfig
+from certfleet.fleet.engine import run as fleet_run
+from certfleet.fleet.errors import InputError
+from certfleet.fleet.hooks import Hooks, parse_hook
+from certfleet.fleet.inventory import Device, Inventory, load_inventory
+from certfleet.fleet.journal import Journal, KnownFirmware, default_journal_path
+from certfleet.fleet.plans.base import Plan
+from certfleet.fleet.results import (
+    EXIT_FAILED,
+    EXIT_INPUT,
+    EXIT_INTERRUPTED,
+    RunResult,
+    run_document,
+)
+from certfleet.fleet.runner import Budget, Event, Notice
+from certfleet.fleet.shard import shard_devices
+from certfleet.fleet.windows import parse_window
+
+from . import render
+from .machine_output import ndjson_finish, ndjson_handler, write_junit
+from .options import Common, OutputFormat, Session
+from .render_prometheus import emit_prometheus
+from .safe_text import scrub
 
 P = ParamSpec("P")
 R = TypeVar("R")

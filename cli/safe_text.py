@@ -22,7 +22,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Final
 
-from fleet.masking import mask_url_userinfo, scrub, scrub_data
+from certfleet.fleet.masking import mask_url_userinfo, scrub, scrub_data
 
 __all__ = ["mask_url_userinfo", "scrub", "scrub_data", "visible", "xml_text"]
 

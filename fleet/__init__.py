@@ -2,7 +2,7 @@
 
 The front door (loaded when first used, so ``import fleet`` stays cheap)::
 
-    import fleet
+    from certfleet import fleet
     result = fleet.run(plan, devices, fleet.RunConfig(parallel=50))
 
 ``run``, ``run_async``, ``RunConfig`` (:mod:`fleet.engine`), ``resume`` (:mod:`fleet.resumable`),
@@ -18,18 +18,18 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "run": "fleet.engine",
-    "run_async": "fleet.engine",
-    "RunConfig": "fleet.engine",
-    "resume": "fleet.resumable",
-    "load_inventory": "fleet.inventory",
-    "Budget": "fleet.runner",
-    "DeviceStarted": "fleet.runner",
-    "DeviceFinished": "fleet.runner",
-    "Notice": "fleet.runner",
-    "RunResult": "fleet.results",
-    "DeviceResult": "fleet.results",
-    "Outcome": "fleet.results",
+    "run": ".engine",
+    "run_async": ".engine",
+    "RunConfig": ".engine",
+    "resume": ".resumable",
+    "load_inventory": ".inventory",
+    "Budget": ".runner",
+    "DeviceStarted": ".runner",
+    "DeviceFinished": ".runner",
+    "Notice": ".runner",
+    "RunResult": ".results",
+    "DeviceResult": ".results",
+    "Outcome": ".results",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -39,4 +39,4 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'fleet' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    return getattr(importlib.import_module(module, __name__), name)

@@ -15,9 +15,9 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from fleet.errors import InputError, SecretError
-from fleet.inventory import Device
-from fleet.secrets import Secret, parse_secret_ref, redact, register_secret
+from .errors import InputError, SecretError
+from .inventory import Device
+from .secrets import Secret, parse_secret_ref, redact, register_secret
 
 __all__ = ["ChallengeSource", "env_name"]
 

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
-from fleet.errors import BadReplyError
-from fleet.inventory_merge import (
+from .errors import BadReplyError
+from .inventory_merge import (
     DEFAULT_GROUP,
     DEFAULT_TOKEN_REF,
     CloudSettings,
@@ -49,7 +49,7 @@ from fleet.inventory_merge import (
 if TYPE_CHECKING:  # the CLI imports this module for every verb; httpx only when listing
     import httpx
 
-    from fleet.xapi.cloud import WebexApi
+    from .xapi.cloud import WebexApi
 
 __all__ = [
     "DEFAULT_GROUP",
@@ -143,7 +143,7 @@ async def fetch_devices(
     page_size: int = DEFAULT_PAGE_SIZE,
 ) -> DeviceListing:
     """Every device of the list, all pages; raises DeviceError subclasses on API failures."""
-    from fleet.xapi.webex_api import json_object  # httpx only when listing (see the top)
+    from .xapi.webex_api import json_object  # httpx only when listing (see the top)
 
     params: list[tuple[str, str | int]] = [("max", page_size)]
     if tags:

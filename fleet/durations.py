@@ -13,7 +13,7 @@ import re
 from datetime import timedelta
 from typing import Final
 
-from fleet.errors import InputError
+from .errors import InputError
 
 __all__ = ["UNITS", "format_duration", "parse_duration"]
 

@@ -2,8 +2,8 @@
 
 ::
 
-    import fleet
-    from fleet.plans import PushCa
+    from certfleet import fleet
+    from certfleet.fleet.plans import PushCa
 
     inventory = fleet.load_inventory("inventory.yaml")
     result = fleet.run(PushCa(cas=cas), inventory.select(["tag:lobby"]),
@@ -31,13 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fleet.hooks import Hooks
-from fleet.inventory import Device
-from fleet.journal import Journal
-from fleet.masking import scrub_data
-from fleet.plans.base import Plan
-from fleet.results import RunResult
-from fleet.runner import (
+from .hooks import Hooks
+from .inventory import Device
+from .journal import Journal
+from .masking import scrub_data
+from .plans.base import Plan
+from .results import RunResult
+from .runner import (
     DEFAULT_PARALLEL,
     Budget,
     EventHandler,
@@ -48,8 +48,8 @@ from fleet.runner import (
     resolve_secrets,
     run_plan,
 )
-from fleet.windows import Window
-from fleet.xapi.connector import RetryPolicy, Timeouts
+from .windows import Window
+from .xapi.connector import RetryPolicy, Timeouts
 
 __all__ = ["RunConfig", "changes_devices", "run", "run_async"]
 

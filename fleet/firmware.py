@@ -29,8 +29,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fleet.errors import DeviceSkipped
-from fleet.xapi.releases import (
+from .errors import DeviceSkipped
+from .xapi.releases import (
     SUPPORTED,
     ParamSpec,
     ReleaseModel,
@@ -38,7 +38,7 @@ from fleet.xapi.releases import (
     model_for,
     product_code,
 )
-from fleet.xapi.transport import SECRET_PARAMS, ParamValue
+from .xapi.transport import SECRET_PARAMS, ParamValue
 
 __all__ = [
     "Firmware",

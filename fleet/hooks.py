@@ -25,9 +25,9 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from fleet.errors import InputError
-from fleet.results import DeviceResult, ErrorInfo, Outcome
-from fleet.secrets import redact
+from .errors import InputError
+from .results import DeviceResult, ErrorInfo, Outcome
+from .secrets import redact
 
 __all__ = ["Hooks", "hook_environment", "parse_hook"]
 

@@ -23,11 +23,11 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
-from fleet.errors import InventoryError
-from fleet.inventory import DEFAULT_API_URL, load_inventory, parse_verify
+from .errors import InventoryError
+from .inventory import DEFAULT_API_URL, load_inventory, parse_verify
 
 if TYPE_CHECKING:
-    from fleet.cloud_import import CloudDevice
+    from .cloud_import import CloudDevice
 
 __all__ = [
     "DEFAULT_GROUP",

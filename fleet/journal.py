@@ -31,11 +31,11 @@ from typing import Any
 
 import platformdirs
 
-from fleet.errors import InputError
-from fleet.journal_file import make_private, run_lock
-from fleet.journal_keys import KEY_ABANDONED_STEP, KEY_STATES, KeyRecord, KeyTable, _now
-from fleet.masking import mask_command_line
-from fleet.results import DeviceResult, Outcome, RunResult
+from .errors import InputError
+from .journal_file import make_private, run_lock
+from .journal_keys import KEY_ABANDONED_STEP, KEY_STATES, KeyRecord, KeyTable, _now
+from .masking import mask_command_line
+from .results import DeviceResult, Outcome, RunResult
 
 __all__ = [
     "KEY_ABANDONED_STEP",

@@ -14,8 +14,8 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from fleet.errors import InputError
-from fleet.masking import mask_command_line
+from .errors import InputError
+from .masking import mask_command_line
 
 __all__ = ["make_private", "run_lock"]
 

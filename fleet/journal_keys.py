@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from fleet.errors import InputError
+from .errors import InputError
 
 __all__ = ["KEY_ABANDONED_STEP", "KEY_STATES", "KeyRecord", "KeyTable"]
 

@@ -13,7 +13,7 @@ import shlex
 from collections.abc import Mapping
 from typing import Any, Final
 
-from fleet.secrets import MASK, redact
+from .secrets import MASK, redact
 
 __all__ = ["MASK", "SECRET_OPTIONS", "mask_command_line", "mask_url_userinfo", "scrub",
            "scrub_data"]

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from fleet.errors import CertfleetError, DeviceError, XapiError
-from fleet.masking import mask_url_userinfo
-from fleet.secrets import redact
-from fleet.xapi.transport import Exchange
+from .errors import CertfleetError, DeviceError, XapiError
+from .masking import mask_url_userinfo
+from .secrets import redact
+from .xapi.transport import Exchange
 
 __all__ = [
     "EXIT_BUDGET",

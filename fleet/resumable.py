@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fleet.engine import RunConfig, run
-from fleet.errors import InputError
-from fleet.inventory import Device, load_inventory
-from fleet.journal import Journal
-from fleet.plans.base import Plan
-from fleet.plans.rotate import Rotate
-from fleet.results import RunResult
-from fleet.runner import EventHandler
+from .engine import RunConfig, run
+from .errors import InputError
+from .inventory import Device, load_inventory
+from .journal import Journal
+from .plans.base import Plan
+from .plans.rotate import Rotate
+from .results import RunResult
+from .runner import EventHandler
 
 __all__ = ["RESUMABLE", "ResumePoint", "resume", "resume_point"]
 

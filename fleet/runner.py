@@ -19,24 +19,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleet.errors import (
+from .errors import (
     DeviceSkipped,
     InputError,
     SecretError,
     SigningPending,
     UnreachableError,
 )
-from fleet.hooks import Hooks
-from fleet.inventory import Device
-from fleet.journal import Journal
-from fleet.plans.base import DeviceContext, Plan
-from fleet.results import DeviceResult, ErrorInfo, Outcome, RunResult
-from fleet.secrets import Secret, SecretRef
-from fleet.windows import Window, next_opening, open_now
-from fleet.xapi.commands import Xapi
-from fleet.xapi.connector import Connector, RetryPolicy, Timeouts
-from fleet.xapi.local import fetch_peer_certificate
-from fleet.xapi.transport import interrupted_call
+from .hooks import Hooks
+from .inventory import Device
+from .journal import Journal
+from .plans.base import DeviceContext, Plan
+from .results import DeviceResult, ErrorInfo, Outcome, RunResult
+from .secrets import Secret, SecretRef
+from .windows import Window, next_opening, open_now
+from .xapi.commands import Xapi
+from .xapi.connector import Connector, RetryPolicy, Timeouts
+from .xapi.local import fetch_peer_certificate
+from .xapi.transport import interrupted_call
 
 __all__ = [
     "Budget",

@@ -34,8 +34,8 @@ from html import escape as html_escape
 from typing import Final, Literal
 from urllib.parse import quote
 
-from fleet.errors import SecretError
-from fleet.files import NotARegularFileError, read_file
+from .errors import SecretError
+from .files import NotARegularFileError, read_file
 
 __all__ = [
     "MASK",

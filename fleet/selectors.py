@@ -4,7 +4,7 @@ The whole ``--limit`` language now lives in :mod:`fleet.inventory.select`; this 
 the old import path working.
 """
 
-from fleet.inventory.select import (
+from .inventory.select import (
     Recorded,
     firmware_test,
     no_record_hint,

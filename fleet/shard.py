@@ -10,8 +10,8 @@ import hashlib
 import re
 from collections.abc import Sequence
 
-from fleet.errors import InputError
-from fleet.inventory import Device
+from .errors import InputError
+from .inventory import Device
 
 __all__ = ["parse_shard", "shard_devices", "shard_of"]
 

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fleet.cloud_import import (
+from .cloud_import import (
     DEFAULT_PAGE_SIZE,
     DEFAULT_TOKEN_REF,
     CloudSettings,
@@ -24,9 +24,9 @@ from fleet.cloud_import import (
     read_cloud_settings,
     write_inventory,
 )
-from fleet.errors import InputError
-from fleet.inventory import DEFAULT_API_URL, MAX_API_RATE_PER_MINUTE, parse_verify
-from fleet.secrets import Secret, parse_secret_ref
+from .errors import InputError
+from .inventory import DEFAULT_API_URL, MAX_API_RATE_PER_MINUTE, parse_verify
+from .secrets import Secret, parse_secret_ref
 
 __all__ = ["ImportRequest", "Imported", "import_webex"]
 
@@ -66,7 +66,7 @@ def _number(value: str | None) -> float | None:
 
 async def _fetch(api_url: str, verify_text: str, base_dir: Path, token: Secret,
                  request: ImportRequest, rate: float | None) -> DeviceListing:
-    from fleet.xapi.cloud import CloudClients  # httpx: loaded only for this job
+    from .xapi.cloud import CloudClients  # httpx: loaded only for this job
 
     clients = CloudClients()
     try:

@@ -17,7 +17,7 @@ import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from fleet.errors import InputError
+from .errors import InputError
 
 __all__ = ["Window", "next_opening", "open_now", "parse_window"]
 

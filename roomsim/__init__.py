@@ -3,8 +3,8 @@ loopback, speaking the real local xAPI over HTTPS (getxml/putxml, sessions, limi
 
 from __future__ import annotations
 
-from roomsim.device import SimDevice
-from roomsim.faults import Faults
-from roomsim.fleet import SimFleet, SimFleetThread
+from .device import SimDevice
+from .faults import Faults
+from .fleet import SimFleet, SimFleetThread
 
 __all__ = ["Faults", "SimDevice", "SimFleet", "SimFleetThread"]

@@ -1,10 +1,10 @@
-"""`python -m roomsim serve --devices N --state DIR`."""
+"""`python -m certfleet.roomsim serve --devices N --state DIR`."""
 
 from __future__ import annotations
 
 import sys
 
-from roomsim.serve import main
+from .serve import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,10 +6,10 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 
-from roomsim.certs import CertInfo, detail_fields
-from roomsim.commands import Args, CommandContext, CommandFailed, CommandRegistry, Param
-from roomsim.store import PURPOSES
-from roomsim.xml_wire import leaf
+from .certs import CertInfo, detail_fields
+from .commands import Args, CommandContext, CommandFailed, CommandRegistry, Param
+from .store import PURPOSES
+from .xml_wire import leaf
 
 REJECTED_BY_POLICY = "Certificate rejected by device policy"
 

@@ -47,14 +47,14 @@ from aiohttp import hdrs, web
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
-from roomsim import cloud_api, jsonrpc
-from roomsim.certs import cert_pem, issue_server_cert, key_pem
-from roomsim.cloud_api import CloudError, JsonObject
-from roomsim.commands import CommandContext, CommandRegistry, execute
-from roomsim.configuration import SCHEMA, accepts
-from roomsim.device import LOOPBACK, SimDevice
-from roomsim.server import DeviceServer
-from roomsim.state import PRIVATE, StateDir, write_atomic
+from . import cloud_api, jsonrpc
+from .certs import cert_pem, issue_server_cert, key_pem
+from .cloud_api import CloudError, JsonObject
+from .commands import CommandContext, CommandRegistry, execute
+from .configuration import SCHEMA, accepts
+from .device import LOOPBACK, SimDevice
+from .server import DeviceServer
+from .state import PRIVATE, StateDir, write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from roomsim.commands import CommandRegistry, CommandSpec, Param
-from roomsim.configuration import SCHEMA, ConfigLeaf, NodeFor
+from .commands import CommandRegistry, CommandSpec, Param
+from .configuration import SCHEMA, ConfigLeaf, NodeFor
 
 JsonObject = dict[str, Any]
 # A node path: (name, item number or None) per level, e.g. (("Network", 1), ("IEEE8021X", None)).

@@ -16,14 +16,15 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from fleet.xapi.releases import CommandSpec as ReleaseCommand
-from fleet.xapi.releases import ParamSpec
-from roomsim.errors import DeviceError
-from roomsim.xml_wire import NO_ACTION, action_error
+from certfleet.fleet.xapi.releases import CommandSpec as ReleaseCommand
+from certfleet.fleet.xapi.releases import ParamSpec
+
+from .errors import DeviceError
+from .xml_wire import NO_ACTION, action_error
 
 if TYPE_CHECKING:
-    from roomsim.device import SimDevice
-    from roomsim.firmware import Firmware
+    from .device import SimDevice
+    from .firmware import Firmware
 
 
 class CommandFailed(DeviceError):
@@ -219,7 +220,7 @@ class CommandRegistry:
 
 def default_registry() -> CommandRegistry:
     """A registry with every command roomsim implements."""
-    from roomsim import cert_commands, enrollment_commands, network_commands, system_commands
+    from . import cert_commands, enrollment_commands, network_commands, system_commands
 
     registry = CommandRegistry()
     cert_commands.register(registry)

@@ -7,8 +7,9 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fleet.xapi.releases import NodeSpec
-from roomsim.xml_wire import NO_ACTION, Segment, action_error, ensure_path, leaf, sort_tree
+from certfleet.fleet.xapi.releases import NodeSpec
+
+from .xml_wire import NO_ACTION, Segment, action_error, ensure_path, leaf, sort_tree
 
 
 @dataclass(frozen=True)

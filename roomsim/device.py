@@ -13,17 +13,18 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
-from fleet.xapi.releases import NodeSpec, ReleaseModel
-from roomsim import configuration, enrollment, status
-from roomsim.certs import (
+from certfleet.fleet.xapi.releases import NodeSpec, ReleaseModel
+
+from . import configuration, enrollment, status
+from .certs import (
     CertInfo,
     issue_server_cert,
     serial_number_for,
     temporary_default_cert,
 )
-from roomsim.enrollment import EnrollmentProfile, RenewalResult, profile_from_state
-from roomsim.faults import Faults
-from roomsim.firmware import (
+from .enrollment import EnrollmentProfile, RenewalResult, profile_from_state
+from .faults import Faults
+from .firmware import (
     DEFAULT_RELEASE,
     Firmware,
     Product,
@@ -31,11 +32,11 @@ from roomsim.firmware import (
     firmware_for,
     record_violations,
 )
-from roomsim.network import WifiProfile
-from roomsim.state import StateDir
-from roomsim.store import CertStore, ServiceCert
-from roomsim.tls import DeviceTLS
-from roomsim.xml_wire import parse_path, select
+from .network import WifiProfile
+from .state import StateDir
+from .store import CertStore, ServiceCert
+from .tls import DeviceTLS
+from .xml_wire import parse_path, select
 
 GROUPS: tuple[str, ...] = ("oslo", "bergen", "trondheim")
 LOOPBACK = "127.0.0.1"

@@ -33,15 +33,16 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from fleet.errors import ScepError
-from fleet.pki.scep import ScepClient, build_scep_csr
-from fleet.secrets import Secret
-from roomsim.certs import CertInfo, normalize_fingerprint
-from roomsim.errors import DeviceError
-from roomsim.store import ServiceCert
+from certfleet.fleet.errors import ScepError
+from certfleet.fleet.pki.scep import ScepClient, build_scep_csr
+from certfleet.fleet.secrets import Secret
+
+from .certs import CertInfo, normalize_fingerprint
+from .errors import DeviceError
+from .store import ServiceCert
 
 if TYPE_CHECKING:
-    from roomsim.device import SimDevice
+    from .device import SimDevice
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 
-from fleet.secrets import Secret
-from roomsim import enrollment
-from roomsim.commands import Args, CommandContext, CommandFailed, CommandRegistry, Param
-from roomsim.enrollment import EnrollmentProfile
-from roomsim.xml_wire import leaf
+from certfleet.fleet.secrets import Secret
+
+from . import enrollment
+from .commands import Args, CommandContext, CommandFailed, CommandRegistry, Param
+from .enrollment import EnrollmentProfile
+from .xml_wire import leaf
 
 
 def register(registry: CommandRegistry) -> None:

@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from fleet.xapi.releases import SUPPORTED, ReleaseModel, Version, model_for
+from certfleet.fleet.xapi.releases import SUPPORTED, ReleaseModel, Version, model_for
 
 DEFAULT_RELEASE = "26.4.1"
 MIX_CHOICE = "mix"

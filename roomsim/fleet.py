@@ -15,12 +15,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from roomsim.cloud import TOKEN_FILE, CloudServer
-from roomsim.cloud_api import device_id_for as cloud_device_id
-from roomsim.commands import CommandRegistry, default_registry
-from roomsim.device import SCEP_TIMEOUT, SimDevice
-from roomsim.enrollment import RenewalResult
-from roomsim.faults import (
+from .cloud import TOKEN_FILE, CloudServer
+from .cloud_api import device_id_for as cloud_device_id
+from .commands import CommandRegistry, default_registry
+from .device import SCEP_TIMEOUT, SimDevice
+from .enrollment import RenewalResult
+from .faults import (
     ALL_DEVICES,
     FaultError,
     FaultPlan,
@@ -29,10 +29,10 @@ from roomsim.faults import (
     parse_percent,
     pick_fraction,
 )
-from roomsim.firmware import DEFAULT_RELEASE, check_choice, firmware_for
-from roomsim.inventory import CloudInventory, write_inventory
-from roomsim.server import DeviceServer, ServerSettings
-from roomsim.state import StateDir
+from .firmware import DEFAULT_RELEASE, check_choice, firmware_for
+from .inventory import CloudInventory, write_inventory
+from .server import DeviceServer, ServerSettings
+from .state import StateDir
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

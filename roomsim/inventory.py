@@ -10,8 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from roomsim.device import GROUPS, SimDevice
-from roomsim.state import write_atomic
+from .device import GROUPS, SimDevice
+from .state import write_atomic
 
 _PLAIN = re.compile(r"^[A-Za-z0-9_./@+\-][A-Za-z0-9_./@+:\-]*$")
 

@@ -33,8 +33,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from roomsim.commands import Args, CommandSpec, ParameterError
-from roomsim.configuration import SCHEMA
+from .commands import Args, CommandSpec, ParameterError
+from .configuration import SCHEMA
 
 JsonId = str | int | float | None
 # A node path: (name, item number or None) per level, from the top node down.

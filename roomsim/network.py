@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from roomsim.device import SimDevice
+    from .device import SimDevice
 
 # Schema 26.4.1 `Network Wifi Configure Type`: current names, then the deprecated ones.
 WIFI_TYPES: tuple[str, ...] = (

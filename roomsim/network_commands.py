@@ -11,9 +11,9 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 
-from roomsim.commands import Args, CommandContext, CommandFailed, CommandRegistry, Param
-from roomsim.network import ALL_WIFI_TYPES, CONNECT_MODES, WifiProfile, canonical_wifi_type
-from roomsim.xml_wire import leaf
+from .commands import Args, CommandContext, CommandFailed, CommandRegistry, Param
+from .network import ALL_WIFI_TYPES, CONNECT_MODES, WifiProfile, canonical_wifi_type
+from .xml_wire import leaf
 
 
 def _profile_id(value: str) -> int:

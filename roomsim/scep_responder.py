@@ -393,9 +393,10 @@ class SimScepResponder:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python3 -m roomsim.scep_responder --state DIR`: serve until Ctrl-C or SIGTERM. Prints
-    the three values an enrollment needs as shell `export` lines (the challenge as a `file:`
-    reference to a mode-0600 file in DIR, never the value), then `ready`."""
+    """`python3 -m certfleet.roomsim.scep_responder --state DIR`: serve until Ctrl-C or
+    SIGTERM. Prints the three values an enrollment needs as shell `export` lines (the
+    challenge as a `file:` reference to a mode-0600 file in DIR, never the value), then
+    `ready`."""
     import argparse
     import contextlib
     import os
@@ -403,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     import sys
     from pathlib import Path
 
-    parser = argparse.ArgumentParser(prog="python3 -m roomsim.scep_responder",
+    parser = argparse.ArgumentParser(prog="python3 -m certfleet.roomsim.scep_responder",
                                      description=f"{SIMULATED_LABEL} on 127.0.0.1")
     parser.add_argument("--state", type=Path, required=True,
                         help="folder for the challenge file (made if missing)")

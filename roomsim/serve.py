@@ -1,4 +1,4 @@
-"""`python -m roomsim serve`: run a simulated fleet until SIGINT/SIGTERM.
+"""`python -m certfleet.roomsim serve`: run a simulated fleet until SIGINT/SIGTERM.
 
 Prints exactly one line, `ready`, on stdout once every device listens; everything else
 goes to stderr (including which devices got which faults).
@@ -18,10 +18,11 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from fleet.xapi.releases import SUPPORTED
-from roomsim.faults import FaultError, FaultPlan, load_faults_file, plan_from_specs
-from roomsim.firmware import DEFAULT_RELEASE, check_choice
-from roomsim.fleet import SimFleet
+from certfleet.fleet.xapi.releases import SUPPORTED
+
+from .faults import FaultError, FaultPlan, load_faults_file, plan_from_specs
+from .firmware import DEFAULT_RELEASE, check_choice
+from .fleet import SimFleet
 
 CLOUD_INVENTORY = "inventory-cloud.yaml"
 
@@ -127,7 +128,7 @@ def run_serve(
     fault_seed: int | None = None,
     firmware: str = DEFAULT_RELEASE,
 ) -> int:
-    """Blocking entry point for `python -m roomsim serve` and `certfleet sim serve`.
+    """Blocking entry point for `python -m certfleet.roomsim serve` and `certfleet sim serve`.
     Returns the exit code: 0 after a clean stop, 2 on bad input, 1 on an OS error."""
 
     def ready(fleet: SimFleet, inventory: Path) -> None:
@@ -185,7 +186,7 @@ def run_serve(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m roomsim", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m certfleet.roomsim", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     serve_cmd = commands.add_parser("serve", help="serve a simulated fleet on 127.0.0.1")
     serve_cmd.add_argument("--devices", type=int, default=5, help="number of devices (5)")

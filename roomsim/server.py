@@ -22,12 +22,12 @@ from http import HTTPStatus
 
 from aiohttp import BasicAuth, hdrs, web
 
-from roomsim.commands import CommandContext, CommandRegistry, execute
-from roomsim.configuration import apply_document, settings_of
-from roomsim.device import SimDevice
-from roomsim.limits import LoginGuard, QueueFull, RateLimiter, SessionLimitError, SessionTable
-from roomsim.websocket import WS_PATH, WebSocketHub
-from roomsim.xml_wire import (
+from .commands import CommandContext, CommandRegistry, execute
+from .configuration import apply_document, settings_of
+from .device import SimDevice
+from .limits import LoginGuard, QueueFull, RateLimiter, SessionLimitError, SessionTable
+from .websocket import WS_PATH, WebSocketHub
+from .xml_wire import (
     NO_ACTION,
     XML_CONTENT_TYPE,
     WireError,

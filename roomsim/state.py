@@ -14,7 +14,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from roomsim.certs import cert_pem, create_sim_ca, key_pem, load_key_pem
+from .certs import cert_pem, create_sim_ca, key_pem, load_key_pem
 
 STATE_VERSION = 1
 PRIVATE = 0o600

@@ -6,16 +6,16 @@ import hashlib
 import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING
 
-from roomsim.network import (
+from .network import (
     DEPRECATED_WIFI_TYPES,
     active_wifi_profile,
     ieee8021x_status,
     wifi_status,
 )
-from roomsim.xml_wire import Segment, ensure_path, sort_tree
+from .xml_wire import Segment, ensure_path, sort_tree
 
 if TYPE_CHECKING:
-    from roomsim.device import SimDevice
+    from .device import SimDevice
 
 _NETWORK = Segment("Network", 1)
 

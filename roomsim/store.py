@@ -10,7 +10,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from roomsim.certs import (
+from .certs import (
     CertificateInputError,
     CertInfo,
     is_temporary_default,
@@ -22,7 +22,7 @@ from roomsim.certs import (
     parse_certificate,
     pem_blocks,
 )
-from roomsim.errors import DeviceError
+from .errors import DeviceError
 
 PURPOSES: tuple[str, ...] = (
     "802.1X",

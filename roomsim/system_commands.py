@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from roomsim.commands import Args, CommandContext, CommandRegistry, Param
+from .commands import Args, CommandContext, CommandRegistry, Param
 
 
 def register(registry: CommandRegistry) -> None:

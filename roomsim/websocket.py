@@ -40,14 +40,14 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import BasicAuth, WSCloseCode, WSMsgType, hdrs, web
 
-from roomsim import jsonrpc
-from roomsim.commands import CommandContext, ParameterError, run_command
-from roomsim.configuration import SCHEMA, accepts
-from roomsim.jsonrpc import RpcError, Step
-from roomsim.limits import QueueFull, SessionLimitError
+from . import jsonrpc
+from .commands import CommandContext, ParameterError, run_command
+from .configuration import SCHEMA, accepts
+from .jsonrpc import RpcError, Step
+from .limits import QueueFull, SessionLimitError
 
 if TYPE_CHECKING:
-    from roomsim.server import DeviceServer
+    from .server import DeviceServer
 
 log = logging.getLogger(__name__)
 

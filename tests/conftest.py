@@ -19,8 +19,8 @@ from hypothesis import settings
 from scep_fixture import scep_server, scep_servers  # noqa: F401  (fixtures for every test)
 from typer.testing import CliRunner
 
-from cli.main import app
-from fleet.pki.local_ca import LocalCa, create_ca
+from certfleet.cli.main import app
+from certfleet.fleet.pki.local_ca import LocalCa, create_ca
 
 # Output is checked as a CI job that pipes it sees it (rich's width for a pipe, cli/render.py):
 # xdist's workers come with COLUMNS=80 and LINES=24, and a developer's shell may export its
@@ -134,7 +134,7 @@ def cli() -> Any:
 @pytest.fixture
 def sim(tmp_path: Path) -> Iterator[Any]:
     """Five simulated devices with real TLS on 127.0.0.1; fast limits are the real ones."""
-    from roomsim import SimFleetThread
+    from certfleet.roomsim import SimFleetThread
 
     with SimFleetThread(tmp_path / "sim", devices=5) as fleet:
         yield fleet

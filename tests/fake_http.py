@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from fleet.xapi._http import HttpReply
+from certfleet.fleet.xapi._http import HttpReply
 
 
 @dataclass

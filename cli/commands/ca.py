@@ -13,14 +13,11 @@ import typer
 from cryptography.hazmat.primitives import serialization
 from rich.text import Text
 
-from cli import render, render_pki
-from cli.options import OutputFormat, OutputOpt
-from cli.runtime import guarded
-from fleet.errors import InputError, PemError
-from fleet.files import read_file
-from fleet.pki.csr import load_csr_pem
-from fleet.pki.keys import write_atomic
-from fleet.pki.local_ca import (
+from certfleet.fleet.errors import InputError, PemError
+from certfleet.fleet.files import read_file
+from certfleet.fleet.pki.csr import load_csr_pem
+from certfleet.fleet.pki.keys import write_atomic
+from certfleet.fleet.pki.local_ca import (
     CA_CERT_FILE,
     CA_KEY_FILE,
     CA_KEY_KINDS,
@@ -28,7 +25,11 @@ from fleet.pki.local_ca import (
     load_ca_certificate,
     load_local_ca,
 )
-from fleet.secrets import Secret, parse_secret_ref
+from certfleet.fleet.secrets import Secret, parse_secret_ref
+
+from .. import render, render_pki
+from ..options import OutputFormat, OutputOpt
+from ..runtime import guarded
 
 PASSPHRASE_ENV = "CERTFLEET_CA_PASSPHRASE"
 DEFAULT_CA_PASSPHRASE = f"env:{PASSPHRASE_ENV}"

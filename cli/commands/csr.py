@@ -7,13 +7,14 @@ from typing import Annotated
 
 import typer
 
-from cli import render, render_pki
-from cli.options import Common, InventoryOpt, LimitOpt, OutputFormat, OutputOpt, session_of
-from cli.runtime import guarded, select
-from fleet.errors import InputError
-from fleet.pki.csr_batch import make_csrs
-from fleet.pki.keys import KEY_KINDS
-from fleet.secrets import Secret, parse_secret_ref
+from certfleet.fleet.errors import InputError
+from certfleet.fleet.pki.csr_batch import make_csrs
+from certfleet.fleet.pki.keys import KEY_KINDS
+from certfleet.fleet.secrets import Secret, parse_secret_ref
+
+from .. import render, render_pki
+from ..options import Common, InventoryOpt, LimitOpt, OutputFormat, OutputOpt, session_of
+from ..runtime import guarded, select
 
 
 @guarded

@@ -20,9 +20,9 @@ import typer
 from cryptography import x509
 from rich.text import Text
 
-from cli import render
-from cli.demo_setup import DemoFiles, prepare, scep_responder, simulated_fleet, trust_lab_ca
-from cli.options import Session
+from .. import render
+from ..demo_setup import DemoFiles, prepare, scep_responder, simulated_fleet, trust_lab_ca
+from ..options import Session
 
 
 def command_line(args: list[str]) -> str:
@@ -30,7 +30,7 @@ def command_line(args: list[str]) -> str:
 
 
 def _run(args: list[str]) -> int:
-    from cli.main import app  # the real commands, exactly as a user would type them
+    from ..main import app  # the real commands, exactly as a user would type them
 
     render.stdout().print(Text("$ " + command_line(args), style="bold cyan"), soft_wrap=True)
     command = typer.main.get_command(app)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from cli.options import Common, fleet_options
-from cli.runtime import execute, finish, guarded, select
-from fleet.challenges import ChallengeSource
-from fleet.durations import parse_duration
-from fleet.pki.signers.factory import check_scep_options
-from fleet.plans.enroll import Enroll, ScepServer
-from fleet.plans.install import parse_purposes
+from certfleet.fleet.challenges import ChallengeSource
+from certfleet.fleet.durations import parse_duration
+from certfleet.fleet.pki.signers.factory import check_scep_options
+from certfleet.fleet.plans.enroll import Enroll, ScepServer
+from certfleet.fleet.plans.install import parse_purposes
+
+from ..options import Common, fleet_options
+from ..runtime import execute, finish, guarded, select
 
 
 @guarded

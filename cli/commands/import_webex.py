@@ -7,21 +7,22 @@ from pathlib import Path
 
 import typer
 
-from cli import render
-from cli.options import Session, session_of
-from cli.runtime import DEFAULT_INVENTORY, guarded, inventory_path
-from fleet.cloud_import import (
+from certfleet.fleet.cloud_import import (
     DEFAULT_PAGE_SIZE,
     DEFAULT_TOKEN_REF,
 )
-from fleet.errors import DeviceError, InputError
-from fleet.inventory import (
+from certfleet.fleet.errors import DeviceError, InputError
+from certfleet.fleet.inventory import (
     DEFAULT_API_RATE_PER_MINUTE,
     DEFAULT_API_URL,
     MAX_API_RATE_PER_MINUTE,
 )
-from fleet.webex_import import ImportRequest
-from fleet.webex_import import import_webex as run_import
+from certfleet.fleet.webex_import import ImportRequest
+from certfleet.fleet.webex_import import import_webex as run_import
+
+from .. import render
+from ..options import Session, session_of
+from ..runtime import DEFAULT_INVENTORY, guarded, inventory_path
 
 __all__ = ["ImportOutput", "import_webex"]
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from cli import render
-from cli.options import Common, InventoryOpt, LimitOpt, OutputFormat, OutputOpt, session_of
-from cli.runtime import guarded, inventory_path, recorded_firmware, select, uses_recorded
-from fleet.errors import InventoryError, SecretError
-from fleet.inventory import load_inventory
-from fleet.runner import resolve_secrets
+from certfleet.fleet.errors import InventoryError, SecretError
+from certfleet.fleet.inventory import load_inventory
+from certfleet.fleet.runner import resolve_secrets
+
+from .. import render
+from ..options import Common, InventoryOpt, LimitOpt, OutputFormat, OutputOpt, session_of
+from ..runtime import guarded, inventory_path, recorded_firmware, select, uses_recorded
 
 app = typer.Typer(help="Show and validate the inventory.", no_args_is_help=True)
 

@@ -6,12 +6,13 @@ from collections.abc import Callable
 
 import typer
 
-from cli import render
-from cli.options import Common, fleet_options
-from cli.runtime import execute, finish, guarded, select
-from fleet.errors import InputError
-from fleet.inventory import Device
-from fleet.plans.network import Dot1x, Wifi
+from certfleet.fleet.errors import InputError
+from certfleet.fleet.inventory import Device
+from certfleet.fleet.plans.network import Dot1x, Wifi
+
+from .. import render
+from ..options import Common, fleet_options
+from ..runtime import execute, finish, guarded, select
 
 _PLACEHOLDERS = ("{name}", "{host}")
 

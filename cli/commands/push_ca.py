@@ -8,12 +8,13 @@ from pathlib import Path
 
 import typer
 
-from cli import render
-from cli.options import Common, fleet_options
-from cli.runtime import execute, finish, guarded, select
-from fleet.errors import InputError
-from fleet.pki.certs import load_ca_files
-from fleet.plans.push_ca import PushCa
+from certfleet.fleet.errors import InputError
+from certfleet.fleet.pki.certs import load_ca_files
+from certfleet.fleet.plans.push_ca import PushCa
+
+from .. import render
+from ..options import Common, fleet_options
+from ..runtime import execute, finish, guarded, select
 
 
 @guarded

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import typer
 
-from cli.options import Common, fleet_options
-from cli.runtime import execute, finish, guarded, select
-from fleet.errors import InputError
-from fleet.pki.cert_files import certificate_source, load_anchors
-from fleet.plans.install import parse_purposes
-from fleet.plans.push_cert import PushCert
-from fleet.secrets import parse_secret_ref
+from certfleet.fleet.errors import InputError
+from certfleet.fleet.pki.cert_files import certificate_source, load_anchors
+from certfleet.fleet.plans.install import parse_purposes
+from certfleet.fleet.plans.push_cert import PushCert
+from certfleet.fleet.secrets import parse_secret_ref
+
+from ..options import Common, fleet_options
+from ..runtime import execute, finish, guarded, select
 
 
 @guarded

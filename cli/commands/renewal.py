@@ -5,14 +5,15 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from cli import render
-from cli.options import Common, fleet_options
-from cli.runtime import execute, finish, guarded, select
-from fleet.errors import InputError
-from fleet.pki.certs import normalize_fingerprint
-from fleet.plans.renewal import RenewalDelete, RenewalList, RenewalSet
-from fleet.results import RunResult
-from fleet.secrets import parse_secret_ref
+from certfleet.fleet.errors import InputError
+from certfleet.fleet.pki.certs import normalize_fingerprint
+from certfleet.fleet.plans.renewal import RenewalDelete, RenewalList, RenewalSet
+from certfleet.fleet.results import RunResult
+from certfleet.fleet.secrets import parse_secret_ref
+
+from .. import render
+from ..options import Common, fleet_options
+from ..runtime import execute, finish, guarded, select
 
 app = typer.Typer(help="The devices' SCEP renewal profiles (the device renews by itself).",
                   no_args_is_help=True)

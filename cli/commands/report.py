@@ -9,8 +9,13 @@ from pathlib import Path
 
 import typer
 
-from cli import render
-from cli.options import (
+from certfleet.fleet.pki.keys import write_atomic
+from certfleet.fleet.plans.status import Status
+from certfleet.fleet.results import RunResult
+from certfleet.fleet.runner import DEFAULT_PARALLEL
+
+from .. import render
+from ..options import (
     Common,
     InventoryOpt,
     JournalOpt,
@@ -20,12 +25,8 @@ from cli.options import (
     TimeoutOpt,
     session_of,
 )
-from cli.report_html import build_report
-from cli.runtime import check_output_path, execute, finish, guarded, open_journal, select
-from fleet.pki.keys import write_atomic
-from fleet.plans.status import Status
-from fleet.results import RunResult
-from fleet.runner import DEFAULT_PARALLEL
+from ..report_html import build_report
+from ..runtime import check_output_path, execute, finish, guarded, open_journal, select
 
 DEFAULT_TITLE = "certfleet certificate report"
 

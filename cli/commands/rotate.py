@@ -6,12 +6,13 @@ from pathlib import Path
 
 import typer
 
-from cli.options import Common, fleet_options
-from cli.runtime import execute, finish, guarded, select
-from fleet.durations import parse_duration
-from fleet.pki.signers.factory import SIGNERS, SignerSpec, parse_command
-from fleet.plans.install import parse_purposes
-from fleet.plans.rotate import DEFAULT_JOURNAL_PASSPHRASE, Rotate
+from certfleet.fleet.durations import parse_duration
+from certfleet.fleet.pki.signers.factory import SIGNERS, SignerSpec, parse_command
+from certfleet.fleet.plans.install import parse_purposes
+from certfleet.fleet.plans.rotate import DEFAULT_JOURNAL_PASSPHRASE, Rotate
+
+from ..options import Common, fleet_options
+from ..runtime import execute, finish, guarded, select
 
 
 @guarded

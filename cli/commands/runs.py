@@ -9,13 +9,14 @@ from cryptography import x509
 from rich.table import Table
 from rich.text import Text
 
-from cli import render
-from cli.options import Common, JournalOpt, OutputFormat, OutputOpt, session_of
-from cli.runtime import execute, finish, guarded, open_journal_at
-from fleet.errors import InputError
-from fleet.journal import Journal, KeyRecord
-from fleet.pki.certs import oneline_name
-from fleet.resumable import resume_point
+from certfleet.fleet.errors import InputError
+from certfleet.fleet.journal import Journal, KeyRecord
+from certfleet.fleet.pki.certs import oneline_name
+from certfleet.fleet.resumable import resume_point
+
+from .. import render
+from ..options import Common, JournalOpt, OutputFormat, OutputOpt, session_of
+from ..runtime import execute, finish, guarded, open_journal_at
 
 app = typer.Typer(help="The run journal: what ran, per device, and resuming.",
                   no_args_is_help=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from fleet.xapi.releases import SUPPORTED
+from certfleet.fleet.xapi.releases import SUPPORTED
 
 app = typer.Typer(help="Simulated RoomOS devices for trying certfleet out.", no_args_is_help=True)
 
@@ -56,7 +56,7 @@ def serve(
     ),
 ) -> None:
     """Serve N simulated devices on 127.0.0.1; prints `ready` when all listen. Ctrl-C stops."""
-    from roomsim.serve import run_serve
+    from certfleet.roomsim.serve import run_serve
 
     raise typer.Exit(
         run_serve(

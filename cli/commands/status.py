@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from cli import render
-from cli.options import Common, fleet_options
-from cli.runtime import execute, finish, guarded, select
-from fleet.durations import format_duration, parse_duration
-from fleet.plans.status import Status, expiring_certificates
-from fleet.results import EXIT_FAILED
+from certfleet.fleet.durations import format_duration, parse_duration
+from certfleet.fleet.plans.status import Status, expiring_certificates
+from certfleet.fleet.results import EXIT_FAILED
+
+from .. import render
+from ..options import Common, fleet_options
+from ..runtime import execute, finish, guarded, select
 
 
 @guarded

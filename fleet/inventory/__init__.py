@@ -28,8 +28,8 @@ alias budget), :mod:`~fleet.inventory.fields` (each setting's reader),
 :mod:`~fleet.inventory.checks` (single values) and :mod:`~fleet.inventory.loader`.
 """
 
-from fleet.inventory.loader import load_inventory
-from fleet.inventory.model import (
+from .loader import load_inventory
+from .model import (
     DEFAULT_API_RATE_PER_MINUTE,
     DEFAULT_API_URL,
     MAX_API_RATE_PER_MINUTE,
@@ -42,7 +42,7 @@ from fleet.inventory.model import (
     VerifyMode,
     parse_verify,
 )
-from fleet.inventory.template import (
+from .template import (
     KEY_TYPES,
     PLACEHOLDERS,
     SUBJECT_KEYS,

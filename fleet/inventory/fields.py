@@ -14,18 +14,19 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode
 
-from fleet.errors import InputError, SecretError
-from fleet.inventory.checks import _did_you_mean, _host_problem, _key_hint, _timezone_problem
-from fleet.inventory.layers import _CertLayer, _Layer
-from fleet.inventory.model import MAX_API_RATE_PER_MINUTE, TRANSPORTS, Verify, parse_verify
-from fleet.inventory.template import (
+from ..errors import InputError, SecretError
+from ..secrets import SecretRef, parse_secret_ref
+from .checks import _did_you_mean, _host_problem, _key_hint, _timezone_problem
+from .layers import _CertLayer, _Layer
+from .model import MAX_API_RATE_PER_MINUTE, TRANSPORTS, Verify, parse_verify
+from .template import (
     _SAN_KINDS,
     KEY_TYPES,
     SUBJECT_KEYS,
     _san_problem,
     _subject_problem,
 )
-from fleet.inventory.yaml_nodes import (
+from .yaml_nodes import (
     _T_FLOAT,
     _T_INT,
     _T_NULL,
@@ -35,7 +36,6 @@ from fleet.inventory.yaml_nodes import (
     _line,
     _YamlReader,
 )
-from fleet.secrets import SecretRef, parse_secret_ref
 
 _COMMON_KEYS: Final = (
     "transport",

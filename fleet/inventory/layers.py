@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from fleet.inventory.model import Verify
-from fleet.inventory.template import _SAN_KINDS, CertificateTemplate
-from fleet.secrets import SecretRef
+from ..secrets import SecretRef
+from .model import Verify
+from .template import _SAN_KINDS, CertificateTemplate
 
 
 @dataclass(slots=True)

@@ -11,14 +11,14 @@ from typing import Final
 
 from yaml.nodes import MappingNode, Node
 
-from fleet.errors import InputError, InventoryError
-from fleet.files import read_file
-from fleet.inventory.checks import _listing
-from fleet.inventory.fields import _COMMON_KEYS, _DEVICE_KEYS, _Fields
-from fleet.inventory.layers import _SCALARS, _Layer, _merge, _template
-from fleet.inventory.model import DEFAULT_API_URL, Device, Group, Inventory, Verify
-from fleet.inventory.template import CertificateTemplate
-from fleet.inventory.yaml_nodes import _BUDGET_BASE, _is_null, _kind, _line
+from ..errors import InputError, InventoryError
+from ..files import read_file
+from .checks import _listing
+from .fields import _COMMON_KEYS, _DEVICE_KEYS, _Fields
+from .layers import _SCALARS, _Layer, _merge, _template
+from .model import DEFAULT_API_URL, Device, Group, Inventory, Verify
+from .template import CertificateTemplate
+from .yaml_nodes import _BUDGET_BASE, _is_null, _kind, _line
 
 _TOP_KEYS: Final = ("defaults", "groups", "devices")
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")

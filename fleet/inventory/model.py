@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
 
-from fleet.errors import InputError
-from fleet.fingerprints import normalize_fingerprint
-from fleet.inventory.checks import _ca_file_problem
-from fleet.inventory.select import Recorded, select_devices
-from fleet.inventory.template import CertificateTemplate
-from fleet.secrets import SecretRef
+from ..errors import InputError
+from ..fingerprints import normalize_fingerprint
+from ..secrets import SecretRef
+from .checks import _ca_file_problem
+from .select import Recorded, select_devices
+from .template import CertificateTemplate
 
 TRANSPORTS: Final = ("local", "cloud", "websocket")
 VERIFY_FORMS: Final = "ca:PATH, pin:sha256:<64 hex digits>, system or insecure"

@@ -31,11 +31,11 @@ import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Final, Protocol
 
-from fleet.errors import SelectionError
-from fleet.inventory.checks import _did_you_mean, _listing
+from ..errors import SelectionError
+from .checks import _did_you_mean, _listing
 
 if TYPE_CHECKING:
-    from fleet.inventory.model import Device, Inventory
+    from .model import Device, Inventory
 
 __all__ = [
     "Recorded",
@@ -111,7 +111,7 @@ def product_test(value: str, term: str) -> Callable[[Recorded | None], bool]:
     def test(record: Recorded | None) -> bool:
         if record is None or not (record.product or record.platform):
             return False
-        from fleet.xapi.releases import product_code
+        from ..xapi.releases import product_code
 
         names = {_loose(n) for n in (record.product, record.platform) if n}
         code = product_code(record.product or "", record.platform)

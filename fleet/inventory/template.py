@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Final
 
-from fleet.errors import InputError
-from fleet.inventory.checks import _is_dns_name, _is_ip
+from ..errors import InputError
+from .checks import _is_dns_name, _is_ip
 
 if TYPE_CHECKING:
-    from fleet.inventory.model import Device
+    from .model import Device
 
 KEY_TYPES: Final = ("rsa-2048", "rsa-3072", "rsa-4096", "ec-p256", "ec-p384")
 #: subject RDNs, in the order they appear in a rendered subject

@@ -14,7 +14,7 @@ from typing import Final
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from fleet.errors import InventoryError
+from ..errors import InventoryError
 
 try:
     from yaml import CSafeLoader as _YamlLoader

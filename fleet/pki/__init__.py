@@ -1,6 +1,6 @@
 """fleet.pki — keys, certificates, fingerprints, PEM bundles and signers."""
 
-from fleet.pki.certs import (
+from .certs import (
     CaCertificate,
     fingerprint,
     load_ca_files,

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from fleet.errors import PemError
-from fleet.pki.certs import fingerprint, oneline_name, parse_pem_certificates
-from fleet.pki.checks import ChainProblem, describe_cert, is_ca, verify_issued_by
-from fleet.pki.keys import PrivateKey, load_key_pem
+from ..errors import PemError
+from .certs import fingerprint, oneline_name, parse_pem_certificates
+from .checks import ChainProblem, describe_cert, is_ca, verify_issued_by
+from .keys import PrivateKey, load_key_pem
 
 if TYPE_CHECKING:
-    from fleet.secrets import Secret
+    from ..secrets import Secret
 
 __all__ = ["Bundle", "bundle_pem", "order_chain", "parse_bundle"]
 

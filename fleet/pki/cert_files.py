@@ -14,14 +14,14 @@ from pathlib import Path
 
 from cryptography import x509
 
-from fleet.errors import InputError, PemError
-from fleet.files import read_file
-from fleet.inventory import Device
-from fleet.pki.bundle import parse_bundle
-from fleet.pki.certs import parse_pem_certificates
-from fleet.pki.keys import load_key_pem, same_public_key
-from fleet.plans.install import NewCertificate
-from fleet.secrets import Secret
+from ..errors import InputError, PemError
+from ..files import read_file
+from ..inventory import Device
+from ..plans.install import NewCertificate
+from ..secrets import Secret
+from .bundle import parse_bundle
+from .certs import parse_pem_certificates
+from .keys import load_key_pem, same_public_key
 
 __all__ = ["certificate_source", "load_anchors", "load_new_certificate"]
 

@@ -17,9 +17,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from fleet.errors import PemError
-from fleet.files import read_file
-from fleet.fingerprints import normalize_fingerprint
+from ..errors import PemError
+from ..files import read_file
+from ..fingerprints import normalize_fingerprint
 
 __all__ = [
     "CaCertificate",

@@ -34,10 +34,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from fleet.errors import CertificateCheckError, InputError
-from fleet.inventory import Device
-from fleet.pki.certs import fingerprint, oneline_name
-from fleet.pki.keys import describe_key, same_public_key
+from ..errors import CertificateCheckError, InputError
+from ..inventory import Device
+from .certs import fingerprint, oneline_name
+from .keys import describe_key, same_public_key
 
 __all__ = [
     "PURPOSES",

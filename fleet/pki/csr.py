@@ -14,9 +14,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from fleet.errors import InputError, PemError
-from fleet.inventory import SUBJECT_KEYS, RenderedCertificate
-from fleet.pki.keys import PrivateKey
+from ..errors import InputError, PemError
+from ..inventory import SUBJECT_KEYS, RenderedCertificate
+from .keys import PrivateKey
 
 __all__ = [
     "SUBJECT_OIDS",

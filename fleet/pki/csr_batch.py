@@ -16,11 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleet.errors import InputError
-from fleet.inventory import Device, RenderedCertificate
-from fleet.pki.certs import oneline_name
-from fleet.pki.csr import build_csr, csr_pem, san_strings
-from fleet.pki.keys import (
+from ..errors import InputError
+from ..inventory import Device, RenderedCertificate
+from ..secrets import Secret
+from .certs import oneline_name
+from .csr import build_csr, csr_pem, san_strings
+from .keys import (
     KEY_KINDS,
     KeyFactory,
     key_to_pem,
@@ -28,7 +29,6 @@ from fleet.pki.keys import (
     write_atomic,
     write_private_key,
 )
-from fleet.secrets import Secret
 
 __all__ = ["CsrRow", "check_out_files", "csr_path", "key_path", "make_csrs"]
 

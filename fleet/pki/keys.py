@@ -39,11 +39,11 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     PublicKeyTypes,
 )
 
-from fleet.errors import InputError, PemError
-from fleet.pki import pkcs8
+from ..errors import InputError, PemError
+from . import pkcs8
 
 if TYPE_CHECKING:
-    from fleet.secrets import Secret
+    from ..secrets import Secret
 
 __all__ = [
     "KEY_KINDS",

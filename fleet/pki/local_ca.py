@@ -21,11 +21,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from fleet.errors import InputError, PemError
-from fleet.files import read_file
-from fleet.pki.certs import parse_pem_certificates
-from fleet.pki.checks import is_ca, normalize_purposes
-from fleet.pki.keys import (
+from ..errors import InputError, PemError
+from ..files import read_file
+from .certs import parse_pem_certificates
+from .checks import is_ca, normalize_purposes
+from .keys import (
     PrivateKey,
     generate_key,
     key_to_pem,
@@ -36,7 +36,7 @@ from fleet.pki.keys import (
 )
 
 if TYPE_CHECKING:
-    from fleet.secrets import Secret
+    from ..secrets import Secret
 
 __all__ = [
     "CA_CERT_FILE",

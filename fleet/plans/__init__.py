@@ -4,13 +4,13 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from fleet.plans.base import DeviceContext, Plan
-    from fleet.plans.enroll import Enroll, ScepServer
-    from fleet.plans.network import Dot1x, Wifi
-    from fleet.plans.push_ca import PushCa
-    from fleet.plans.push_cert import PushCert
-    from fleet.plans.rotate import Rotate
-    from fleet.plans.status import DeviceStatus, Expiring, Status, expiring_certificates
+    from .base import DeviceContext, Plan
+    from .enroll import Enroll, ScepServer
+    from .network import Dot1x, Wifi
+    from .push_ca import PushCa
+    from .push_cert import PushCert
+    from .rotate import Rotate
+    from .status import DeviceStatus, Expiring, Status, expiring_certificates
 
 #: name -> its module in this package: imported on first use, so `certfleet status` does not
 #: load the SCEP client, the network plans and the rest (start-up cost, issue 18)

@@ -18,14 +18,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from fleet.firmware import Firmware, firmware_of
-from fleet.inventory import Device
-from fleet.results import Change, DeviceResult
-from fleet.xapi.commands import SystemUnit, Xapi
-from fleet.xapi.transport import ParamValue
+from ..firmware import Firmware, firmware_of
+from ..inventory import Device
+from ..results import Change, DeviceResult
+from ..xapi.commands import SystemUnit, Xapi
+from ..xapi.transport import ParamValue
 
 if TYPE_CHECKING:
-    from fleet.journal import Journal
+    from ..journal import Journal
 
 __all__ = ["DeviceContext", "Plan", "StateT"]
 

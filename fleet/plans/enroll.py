@@ -23,15 +23,15 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 
-from fleet.errors import DeviceError, ParameterError, ScepError, VerifyError
-from fleet.inventory import Device
-from fleet.pki.certs import CaCertificate
-from fleet.plans.base import DeviceContext
-from fleet.plans.install import activate_verified, active_leaves, require_purposes
-from fleet.plans.renewal import PROFILES_SET, renewal_challenge
-from fleet.results import Change
-from fleet.secrets import Secret
-from fleet.xapi.commands import CertificateInfo, EnrollmentProfile, ScepRequest
+from ..errors import DeviceError, ParameterError, ScepError, VerifyError
+from ..inventory import Device
+from ..pki.certs import CaCertificate
+from ..results import Change
+from ..secrets import Secret
+from ..xapi.commands import CertificateInfo, EnrollmentProfile, ScepRequest
+from .base import DeviceContext
+from .install import activate_verified, active_leaves, require_purposes
+from .renewal import PROFILES_SET, renewal_challenge
 
 __all__ = ["SCEP_REQUEST", "Enroll", "EnrollState", "ScepServer", "ScepTarget", "scep_target"]
 
@@ -65,7 +65,7 @@ class ScepServer:
     async def find(self) -> ScepTarget:
         """Ask the server for its CA (GetCACert), to push it and to check the fingerprint.
         A server that cannot be asked is every device's failure, not an input error."""
-        from fleet.pki.scep import ScepClient
+        from ..pki.scep import ScepClient
 
         client = ScepClient(self.url)
         try:

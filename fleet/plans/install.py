@@ -33,14 +33,14 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
-from fleet.errors import CertificateCheckError, DeviceError, InputError, VerifyError
-from fleet.inventory import Device
-from fleet.pki.bundle import bundle_pem
-from fleet.pki.certs import fingerprint
-from fleet.pki.keys import key_to_pem
-from fleet.plans.base import DeviceContext
-from fleet.secrets import Secret
-from fleet.xapi.commands import PURPOSES, CertificateInfo
+from ..errors import CertificateCheckError, DeviceError, InputError, VerifyError
+from ..inventory import Device
+from ..pki.bundle import bundle_pem
+from ..pki.certs import fingerprint
+from ..pki.keys import key_to_pem
+from ..secrets import Secret
+from ..xapi.commands import PURPOSES, CertificateInfo
+from .base import DeviceContext
 
 __all__ = [
     "ROLLBACK_TIMEOUT",

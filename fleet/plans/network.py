@@ -14,13 +14,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleet.errors import CertificateCheckError, DeviceSkipped, VerifyError
-from fleet.inventory import Device
-from fleet.plans.base import DeviceContext
-from fleet.plans.install import active_leaves
-from fleet.results import Change
-from fleet.xapi.commands import CertificateInfo
-from fleet.xapi.transport import ParamValue
+from ..errors import CertificateCheckError, DeviceSkipped, VerifyError
+from ..inventory import Device
+from ..results import Change
+from ..xapi.commands import CertificateInfo
+from ..xapi.transport import ParamValue
+from .base import DeviceContext
+from .install import active_leaves
 
 __all__ = ["WIFI_EAP_TLS_TYPES", "Dot1x", "NetworkState", "Wifi", "wifi_parameters"]
 

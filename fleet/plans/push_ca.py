@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from fleet.errors import CommandError
-from fleet.pki.certs import CaCertificate
-from fleet.plans.base import DeviceContext
-from fleet.results import Change
-from fleet.xapi.commands import CertificateInfo
+from ..errors import CommandError
+from ..pki.certs import CaCertificate
+from ..results import Change
+from ..xapi.commands import CertificateInfo
+from .base import DeviceContext
 
 __all__ = ["PushCa"]
 

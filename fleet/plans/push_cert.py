@@ -15,9 +15,11 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from fleet.pki.checks import check_for_device
-from fleet.plans.base import DeviceContext
-from fleet.plans.install import (
+from ..pki.checks import check_for_device
+from ..results import Change
+from ..xapi.commands import CertificateInfo
+from .base import DeviceContext
+from .install import (
     NewCertificate,
     active_leaves,
     certfleet_trust,
@@ -25,8 +27,6 @@ from fleet.plans.install import (
     install_certificate,
     require_purposes,
 )
-from fleet.results import Change
-from fleet.xapi.commands import CertificateInfo
 
 __all__ = ["PushCert"]
 

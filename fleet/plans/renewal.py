@@ -10,11 +10,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from fleet.firmware import first_release
-from fleet.plans.base import DeviceContext
-from fleet.results import Change
-from fleet.secrets import Secret
-from fleet.xapi.commands import CertificateInfo, EnrollmentProfile
+from ..firmware import first_release
+from ..results import Change
+from ..secrets import Secret
+from ..xapi.commands import CertificateInfo, EnrollmentProfile
+from .base import DeviceContext
 
 __all__ = ["DEVICE_RENEWAL_WINDOW", "PROFILES_DELETE", "PROFILES_LIST", "PROFILES_SET",
            "RenewalDelete", "RenewalList", "RenewalSet", "renewal_challenge", "self_renewing"]

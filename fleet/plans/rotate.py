@@ -18,18 +18,21 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from fleet.durations import format_duration, parse_duration
-from fleet.errors import CertificateCheckError, DeviceSkipped, InputError, PemError
-from fleet.inventory import Device
-from fleet.journal import Journal, KeyRecord
-from fleet.pki.bundle import parse_bundle
-from fleet.pki.checks import check_for_device
-from fleet.pki.csr import build_csr
-from fleet.pki.keys import KeyFactory, PrivateKey, key_to_pem, load_key_pem
-from fleet.pki.signers.base import SignedCertificate, Signer, SigningRequest
-from fleet.pki.signers.factory import SignerSpec, build_signer
-from fleet.plans.base import DeviceContext
-from fleet.plans.install import (
+from ..durations import format_duration, parse_duration
+from ..errors import CertificateCheckError, DeviceSkipped, InputError, PemError
+from ..inventory import Device
+from ..journal import Journal, KeyRecord
+from ..pki.bundle import parse_bundle
+from ..pki.checks import check_for_device
+from ..pki.csr import build_csr
+from ..pki.keys import KeyFactory, PrivateKey, key_to_pem, load_key_pem
+from ..pki.signers.base import SignedCertificate, Signer, SigningRequest
+from ..pki.signers.factory import SignerSpec, build_signer
+from ..results import Change
+from ..secrets import Secret, parse_secret_ref
+from ..xapi.commands import CertificateInfo
+from .base import DeviceContext
+from .install import (
     NewCertificate,
     active_leaves,
     certfleet_trust,
@@ -37,10 +40,7 @@ from fleet.plans.install import (
     install_certificate,
     require_purposes,
 )
-from fleet.plans.renewal import self_renewing
-from fleet.results import Change
-from fleet.secrets import Secret, parse_secret_ref
-from fleet.xapi.commands import CertificateInfo
+from .renewal import self_renewing
 
 __all__ = ["DEFAULT_JOURNAL_PASSPHRASE", "Rotate", "RotateState", "check_journal_passphrase",
            "journal_passphrase"]

@@ -9,10 +9,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from fleet.plans.base import DeviceContext
-from fleet.plans.renewal import DEVICE_RENEWAL_WINDOW, self_renewing
-from fleet.results import Change, RunResult
-from fleet.xapi.commands import CertificateInfo, SystemUnit
+from ..results import Change, RunResult
+from ..xapi.commands import CertificateInfo, SystemUnit
+from .base import DeviceContext
+from .renewal import DEVICE_RENEWAL_WINDOW, self_renewing
 
 __all__ = ["DeviceStatus", "Expiring", "Status", "expiring_certificates"]
 

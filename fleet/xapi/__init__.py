@@ -1,7 +1,7 @@
 """fleet.xapi — one xAPI vocabulary (``commands``) over several wires (``local``, later
 ``cloud`` and ``websocket``), behind the small ``XapiTransport`` interface."""
 
-from fleet.xapi.commands import PURPOSES, CertificateInfo, SystemUnit, Xapi
-from fleet.xapi.transport import Exchange, XapiTransport
+from .commands import PURPOSES, CertificateInfo, SystemUnit, Xapi
+from .transport import Exchange, XapiTransport
 
 __all__ = ["PURPOSES", "CertificateInfo", "Exchange", "SystemUnit", "Xapi", "XapiTransport"]

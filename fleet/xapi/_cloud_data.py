@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fleet.errors import (
+from ..errors import (
     CommandError,
     ParameterError,
 )

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import metadata
 
-from fleet.inventory import Verify
+from ..inventory import Verify
 
 __all__ = [
     "USER_AGENT",

@@ -22,7 +22,7 @@ from urllib.parse import urlencode, urlsplit
 
 import h11
 
-from fleet.errors import (
+from ..errors import (
     BadReplyError,
     DeviceError,
     TimeoutError_,
@@ -30,8 +30,8 @@ from fleet.errors import (
     TransportError,
     UnreachableError,
 )
-from fleet.secrets import redact
-from fleet.xapi._config import USER_AGENT, is_ip_literal
+from ..secrets import redact
+from ._config import USER_AGENT, is_ip_literal
 
 __all__ = [
     "ConnectFailed",

@@ -17,10 +17,10 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
-from fleet.errors import InputError
-from fleet.inventory import Verify
-from fleet.xapi._config import USER_AGENT, Timeouts, ssl_context_for
-from fleet.xapi._http import (
+from ..errors import InputError
+from ..inventory import Verify
+from ._config import USER_AGENT, Timeouts, ssl_context_for
+from ._http import (
     ConnectFailed,
     ConnectionBroke,
     ConnectTimedOut,

@@ -11,7 +11,7 @@ from typing import Any, Final
 
 import aiohttp
 
-from fleet.errors import (
+from ..errors import (
     AuthError,
     BadReplyError,
     CommandError,
@@ -19,7 +19,7 @@ from fleet.errors import (
     NotSupportedError,
     ParameterError,
 )
-from fleet.xapi.transport import (
+from .transport import (
     normalise_json,
 )
 

@@ -25,12 +25,12 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Final, Literal
 
-from fleet.errors import AuthError, DeviceError, TransportError
+from ..errors import AuthError, DeviceError, TransportError
 
 __all__ = ["NOT_RESENT", "LoginGuard", "LoginGuards", "after_failure", "device_label"]
 
 if TYPE_CHECKING:
-    from fleet.inventory import Device
+    from ..inventory import Device
 
 State = Literal["unsent", "in flight", "accepted", "refused", "unknown"]
 

@@ -9,11 +9,11 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 
-from fleet.errors import (
+from ..errors import (
     InputError,
     RateLimitedError,
 )
-from fleet.inventory import DEFAULT_API_RATE_PER_MINUTE
+from ..inventory import DEFAULT_API_RATE_PER_MINUTE
 
 __all__ = ["DEFAULT_BURST", "DEFAULT_RATE_PER_MINUTE", "MAX_RETRY_AFTER", "Clock", "RatePacer",
            "Sleep"]

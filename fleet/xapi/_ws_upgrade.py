@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import aiohttp
 
-from fleet.errors import (
+from ..errors import (
     AuthError,
     BadReplyError,
     DeviceError,
@@ -19,8 +19,8 @@ from fleet.errors import (
     TransportError,
     UnreachableError,
 )
-from fleet.inventory import Device
-from fleet.xapi.transport import (
+from ..inventory import Device
+from .transport import (
     Exchange,
 )
 

@@ -25,8 +25,8 @@ from typing import Any
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
-from fleet.errors import BadReplyError, CommandError, NotSupportedError, ParameterError
-from fleet.xapi.transport import ParamValue
+from ..errors import BadReplyError, CommandError, NotSupportedError, ParameterError
+from .transport import ParamValue
 
 __all__ = [
     "MAX_DEPTH",

@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from fleet.errors import (
+from ..errors import (
     AuthError,
     BadReplyError,
     CommandError,
@@ -44,8 +44,8 @@ from fleet.errors import (
     TransportError,
     UnreachableError,
 )
-from fleet.inventory import Device
-from fleet.xapi._cloud_data import (
+from ..inventory import Device
+from ._cloud_data import (
     ConfigInfo,
     config_key,
     config_tree,
@@ -53,15 +53,15 @@ from fleet.xapi._cloud_data import (
     dotted,
     raise_in_band,
 )
-from fleet.xapi._pacer import DEFAULT_BURST, DEFAULT_RATE_PER_MINUTE, MAX_RETRY_AFTER, RatePacer
-from fleet.xapi.transport import (
+from ._pacer import DEFAULT_BURST, DEFAULT_RATE_PER_MINUTE, MAX_RETRY_AFTER, RatePacer
+from .transport import (
     Exchange,
     ParamValue,
     Recorder,
     normalise_json,
     recorded,
 )
-from fleet.xapi.webex_api import (
+from .webex_api import (
     DEFAULT_RETRY_AFTER,
     CloudClients,
     WebexApi,

@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from fleet.errors import BadReplyError, DeviceError, NotSupportedError, ParameterError
-from fleet.pki.certs import normalize_fingerprint
-from fleet.secrets import Secret
-from fleet.xapi.transport import ParamValue, XapiTransport, xpath
+from ..errors import BadReplyError, DeviceError, NotSupportedError, ParameterError
+from ..pki.certs import normalize_fingerprint
+from ..secrets import Secret
+from .transport import ParamValue, XapiTransport, xpath
 
 if TYPE_CHECKING:
-    from fleet.firmware import Firmware
+    from ..firmware import Firmware
 
 __all__ = [
     "PURPOSES",

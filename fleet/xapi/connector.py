@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from fleet.errors import InputError
-from fleet.inventory import Device
-from fleet.secrets import Secret, SecretRef
-from fleet.xapi._config import RetryPolicy, Timeouts
-from fleet.xapi._login import LoginGuard, LoginGuards
-from fleet.xapi.local import LocalClients, LocalTransport
-from fleet.xapi.transport import Exchange, XapiTransport
+from ..errors import InputError
+from ..inventory import Device
+from ..secrets import Secret, SecretRef
+from ._config import RetryPolicy, Timeouts
+from ._login import LoginGuard, LoginGuards
+from .local import LocalClients, LocalTransport
+from .transport import Exchange, XapiTransport
 
 __all__ = ["ConnectionSettings", "Connector", "RetryPolicy", "Timeouts"]
 
@@ -68,8 +68,8 @@ class Connector:
                 login=self._login(device),
             )
         if device.transport == "websocket":
-            from fleet.xapi._config import ssl_context_for
-            from fleet.xapi.websocket import WebSocketTransport
+            from ._config import ssl_context_for
+            from .websocket import WebSocketTransport
 
             return WebSocketTransport(
                 device,
@@ -83,7 +83,7 @@ class Connector:
             )
         if device.transport == "cloud":
             # imported when a cloud device is met: a local-only run need not load httpx
-            from fleet.xapi.cloud import CloudClients, CloudTransport
+            from .cloud import CloudClients, CloudTransport
 
             token = self._secret(device, device.token, "token")
             shared = self._shared.get("cloud")

@@ -30,7 +30,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fleet.errors import (
+from ..errors import (
     AuthError,
     BadReplyError,
     DeviceError,
@@ -38,11 +38,11 @@ from fleet.errors import (
     RateLimitedError,
     UnreachableError,
 )
-from fleet.inventory import Device, Verify
-from fleet.secrets import Secret, redact, register_secret
-from fleet.xapi import _xml
-from fleet.xapi._config import Backoff, RetryPolicy, Timeouts, bracket_host, ssl_context_for
-from fleet.xapi._http import (
+from ..inventory import Device, Verify
+from ..secrets import Secret, redact, register_secret
+from . import _xml
+from ._config import Backoff, RetryPolicy, Timeouts, bracket_host, ssl_context_for
+from ._http import (
     HttpClient,
     HttpFailure,
     HttpReply,
@@ -51,8 +51,8 @@ from fleet.xapi._http import (
     failure_error,
     open_tls,
 )
-from fleet.xapi._login import LoginGuard, after_failure, device_label
-from fleet.xapi.transport import Exchange, ParamValue, Recorder, recorded
+from ._login import LoginGuard, after_failure, device_label
+from .transport import Exchange, ParamValue, Recorder, recorded
 
 __all__ = [
     "LocalClients",

@@ -350,7 +350,8 @@ def _strip_top(tokens: list[Token], kind: str) -> list[Token]:
 
 @functools.cache
 def _load() -> dict[str, ReleaseModel]:
-    text = resources.files("fleet.xapi").joinpath("releases.json").read_text(encoding="utf-8")
+    text = resources.files("certfleet.fleet.xapi").joinpath("releases.json").read_text(
+        encoding="utf-8")
     data = json.loads(text)
     sets = [frozenset(s) for s in data["product_sets"]]
     models: dict[str, ReleaseModel] = {}

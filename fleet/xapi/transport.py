@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from fleet.errors import BadReplyError, DeviceError
+from ..errors import BadReplyError, DeviceError
 
 __all__ = [
     "MAX_JSON_DEPTH",

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from fleet.errors import (
+from ..errors import (
     AuthError,
     BadReplyError,
     DeviceError,
@@ -26,20 +26,20 @@ from fleet.errors import (
     TlsVerifyError,
     TransportError,
 )
-from fleet.inventory import Verify
-from fleet.secrets import Secret, redact
-from fleet.xapi._config import USER_AGENT, Backoff, RetryPolicy, Timeouts, retry_after_seconds
-from fleet.xapi._http import failure_error
-from fleet.xapi._httpx import build_client, failure_from_httpx, redact_url
-from fleet.xapi._login import LoginGuard, LoginGuards, after_failure
-from fleet.xapi._pacer import (
+from ..inventory import Verify
+from ..secrets import Secret, redact
+from ._config import USER_AGENT, Backoff, RetryPolicy, Timeouts, retry_after_seconds
+from ._http import failure_error
+from ._httpx import build_client, failure_from_httpx, redact_url
+from ._login import LoginGuard, LoginGuards, after_failure
+from ._pacer import (
     DEFAULT_BURST,
     DEFAULT_RATE_PER_MINUTE,
     Clock,
     RatePacer,
     Sleep,
 )
-from fleet.xapi.transport import (
+from .transport import (
     MAX_JSON_DEPTH,
     Exchange,
     nested_too_deep,

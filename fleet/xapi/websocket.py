@@ -38,7 +38,7 @@ from typing import Any, Final
 
 import aiohttp
 
-from fleet.errors import (
+from ..errors import (
     AuthError,
     BadReplyError,
     InputError,
@@ -46,10 +46,10 @@ from fleet.errors import (
     TimeoutError_,
     TransportError,
 )
-from fleet.inventory import Device
-from fleet.secrets import Secret, redact, register_secret
-from fleet.xapi._config import USER_AGENT, Backoff, RetryPolicy, Timeouts, bracket_host
-from fleet.xapi._jsonrpc import (
+from ..inventory import Device
+from ..secrets import Secret, redact, register_secret
+from ._config import USER_AGENT, Backoff, RetryPolicy, Timeouts, bracket_host
+from ._jsonrpc import (
     MISSING,
     NOT_READY,
     ConnectionLost,
@@ -61,16 +61,16 @@ from fleet.xapi._jsonrpc import (
     decode,
     rpc_error,
 )
-from fleet.xapi._login import LoginGuard, after_failure, device_label
-from fleet.xapi._ws_upgrade import (
+from ._login import LoginGuard, after_failure, device_label
+from ._ws_upgrade import (
     Redirected,
     auth_subprotocol,
     handshake_error,
     refuse_redirect,
     upgrade_was_answered_or_never_sent,
 )
-from fleet.xapi._xml import PARSE_OFF_LOOP_BYTES
-from fleet.xapi.transport import (
+from ._xml import PARSE_OFF_LOOP_BYTES
+from .transport import (
     Exchange,
     ParamValue,
     Recorder,

@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from debian_packages import openssl
 
-from fleet.secrets import register_secret
+from certfleet.fleet.secrets import register_secret
 
 CA_PASSPHRASE = "cli-ca-passphrase-0b7e41"
 KEY_PASSPHRASE = "cli-key-passphrase-5aa9c2"

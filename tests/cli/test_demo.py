@@ -39,7 +39,7 @@ PARTS = [
 @pytest.mark.slow
 def test_demo_runs_the_whole_story() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CERTFLEET_")}
-    done = subprocess.run([sys.executable, "-m", "cli.main", "demo", "--keep"],
+    done = subprocess.run([sys.executable, "-m", "certfleet.cli.main", "demo", "--keep"],
                           capture_output=True, text=True, timeout=300, env=env, check=False)
     kept = re.search(r"The demo's folder is kept: (\S+)", done.stdout)
     folder = Path(kept[1]) if kept else None

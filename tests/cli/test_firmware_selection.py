@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fleet.journal import Journal
+from certfleet.fleet.journal import Journal
 
 INVENTORY = """\
 defaults: {username: admin, password: 'env:CF_NO_SUCH_PW', verify: insecure}

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import typer
 
-from cli.main import app
-from fleet import __version__
+from certfleet.cli.main import app
+from certfleet.fleet import __version__
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from fleet.pki.local_ca import create_ca
+from certfleet.fleet.pki.local_ca import create_ca
 
 
 @pytest.fixture

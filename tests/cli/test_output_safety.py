@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 
-from cli import render
-from cli.machine_output import ndjson_finish, ndjson_handler, write_junit
-from cli.render_prometheus import prometheus_text
-from cli.report_html import build_report
-from cli.safe_text import visible, xml_text
-from fleet.plans.status import Expiring
-from fleet.results import Change, DeviceResult, ErrorInfo, Outcome, RunResult
-from fleet.runner import DeviceFinished
-from fleet.xapi.transport import Exchange
+from certfleet.cli import render
+from certfleet.cli.machine_output import ndjson_finish, ndjson_handler, write_junit
+from certfleet.cli.render_prometheus import prometheus_text
+from certfleet.cli.report_html import build_report
+from certfleet.cli.safe_text import visible, xml_text
+from certfleet.fleet.plans.status import Expiring
+from certfleet.fleet.results import Change, DeviceResult, ErrorInfo, Outcome, RunResult
+from certfleet.fleet.runner import DeviceFinished
+from certfleet.fleet.xapi.transport import Exchange
 
 #: ESC, OSC-8 hyperlink, BEL, NUL, CR, backspace, DEL, C1 CSI/OSC, bidi override, ZW space,
 #: line separator, a non-character
@@ -151,8 +151,8 @@ def test_json_keeps_the_data_exact_and_valid(capsys: pytest.CaptureFixture[str])
 def test_structured_redaction_finds_a_secret_before_json_escapes_it(
     capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from cli.safe_text import scrub_data
-    from fleet.secrets import MASK, register_secret
+    from certfleet.cli.safe_text import scrub_data
+    from certfleet.fleet.secrets import MASK, register_secret
 
     secret = 'tök"en\\9931\n'
     register_secret(secret)

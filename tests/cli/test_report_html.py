@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 from debian_packages import missing
 
-from cli.report_html import CertRow, build_report, expiry_weeks
-from fleet.journal import RunRecord
-from fleet.pki.local_ca import LocalCa, create_ca
-from fleet.results import DeviceResult, ErrorInfo, Outcome, RunResult
-from fleet.secrets import MASK, register_secret
+from certfleet.cli.report_html import CertRow, build_report, expiry_weeks
+from certfleet.fleet.journal import RunRecord
+from certfleet.fleet.pki.local_ca import LocalCa, create_ca
+from certfleet.fleet.results import DeviceResult, ErrorInfo, Outcome, RunResult
+from certfleet.fleet.secrets import MASK, register_secret
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_PACKAGE = "chromium"

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fleet.journal import Journal
+from certfleet.fleet.journal import Journal
 
 
 def test_a_journal_readable_by_others_is_made_private_and_warned_about(

@@ -7,8 +7,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from fleet.pki.local_ca import LocalCa
-from fleet.shard import shard_of
+from certfleet.fleet.pki.local_ca import LocalCa
+from certfleet.fleet.shard import shard_of
 
 
 def test_ndjson_events_as_the_run_goes(sim: Any, corp_ca: tuple[LocalCa, Path], cli: Any) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fleet.inventory import load_inventory
+from certfleet.fleet.inventory import load_inventory
 
 # Most tests here (all but the mixed inventory and the refused commands, which are short) serve
 # the simulated cloud at a higher per-token limit than Webex's 300/min so they finish in a
@@ -30,7 +30,7 @@ JOURNAL_PASS = "journal-passphrase-for-cloud-tests-19"
 
 @pytest.fixture
 def cloud_sim(tmp_path: Path) -> Iterator[Any]:
-    from roomsim import SimFleetThread
+    from certfleet.roomsim import SimFleetThread
 
     with SimFleetThread(tmp_path / "sim", devices=8, cloud=True,
                         cloud_rate_per_minute=FAST_CLOUD) as fleet:
@@ -144,7 +144,7 @@ def test_forced_429s_are_waited_out_and_every_device_completes(
 def test_a_mixed_local_and_cloud_inventory(
     tmp_path: Path, corp_ca: Any, cli: Any
 ) -> None:
-    from roomsim import SimFleetThread
+    from certfleet.roomsim import SimFleetThread
 
     with SimFleetThread(tmp_path / "sim", devices=4, cloud=True) as sim:
         # the simulator's own local inventory, with the cloud devices merged in
@@ -172,7 +172,7 @@ def test_a_mixed_local_and_cloud_inventory(
 def test_commands_the_cloud_refuses_fail_with_its_reply(
     tmp_path: Path, corp_ca: Any, cli: Any
 ) -> None:
-    from roomsim import SimFleetThread
+    from certfleet.roomsim import SimFleetThread
 
     with SimFleetThread(tmp_path / "sim", devices=2, cloud=True,
                         cloud_disallowed_commands=("Security.Certificates.CA.Add",)) as sim:
@@ -198,7 +198,7 @@ def test_commands_the_cloud_refuses_fail_with_its_reply(
 def test_many_devices_import_push_ca_and_rotate(
     tmp_path: Path, lab: Path, corp_ca: Any, cli: Any, devices: int, page_size: str
 ) -> None:
-    from roomsim import SimFleetThread
+    from certfleet.roomsim import SimFleetThread
 
     with SimFleetThread(tmp_path / "sim", devices=devices, cloud=True,
                         cloud_rate_per_minute=FAST_CLOUD) as sim:
@@ -239,7 +239,7 @@ def test_many_devices_import_push_ca_and_rotate(
 def test_the_pacer_alone_never_meets_a_429(
     tmp_path: Path, corp_ca: Any, cli: Any, devices: int
 ) -> None:
-    from roomsim import SimFleetThread
+    from certfleet.roomsim import SimFleetThread
 
     with SimFleetThread(tmp_path / "sim", devices=devices, cloud=True,
                         cloud_rate_per_minute=9000) as sim:
@@ -269,9 +269,9 @@ def test_sim_serve_cloud_from_another_shell(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from fleet.pki.local_ca import create_ca
+    from certfleet.fleet.pki.local_ca import create_ca
 
-    cmd = [sys.executable, "-m", "cli.main"]
+    cmd = [sys.executable, "-m", "certfleet.cli.main"]
     state = tmp_path / "state"
     server = subprocess.Popen(
         [*cmd, "sim", "serve", "--devices", "12", "--state", str(state), "--cloud",

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fleet.xapi.cloud import proxy_for
+from certfleet.fleet.xapi.cloud import proxy_for
 
 
 class ConnectProxy:
@@ -81,7 +81,7 @@ def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[ConnectProxy]:
 def test_cloud_calls_go_through_the_proxy_and_device_calls_do_not(
     proxy: ConnectProxy, tmp_path: Path, cli: Any
 ) -> None:
-    from roomsim import SimFleetThread
+    from certfleet.roomsim import SimFleetThread
 
     with SimFleetThread(tmp_path / "sim", devices=3, cloud=True) as sim:
         # one inventory with the three devices twice: locally and through the cloud
@@ -106,7 +106,7 @@ def test_cloud_calls_go_through_the_proxy_and_device_calls_do_not(
 def test_no_proxy_exempts_the_api_host(
     proxy: ConnectProxy, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cli: Any
 ) -> None:
-    from roomsim import SimFleetThread
+    from certfleet.roomsim import SimFleetThread
 
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     with SimFleetThread(tmp_path / "sim", devices=2, cloud=True) as sim:
@@ -128,7 +128,7 @@ def test_proxy_for_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_a_socks_or_https_proxy_is_refused_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
-    from fleet.errors import InputError
+    from certfleet.fleet.errors import InputError
 
     for name in ("NO_PROXY", "no_proxy", "https_proxy"):
         monkeypatch.delenv(name, raising=False)

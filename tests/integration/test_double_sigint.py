@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from fleet.pki.local_ca import LocalCa
+from certfleet.fleet.pki.local_ca import LocalCa
 
 
 @pytest.fixture
 def slow_sim(tmp_path: Path) -> Iterator[Any]:
-    from roomsim import SimFleetThread
+    from certfleet.roomsim import SimFleetThread
 
     with SimFleetThread(tmp_path / "slow", devices=6, request_delay=0.3) as fleet:
         yield fleet
@@ -31,7 +31,7 @@ def test_a_second_sigint_stops_at_once_and_keeps_the_record(
     slow_sim: Any, corp_ca: tuple[LocalCa, Path], cli: Any
 ) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "push-ca", str(corp_ca[1]), "-i",
+        [sys.executable, "-m", "certfleet.cli.main", "push-ca", str(corp_ca[1]), "-i",
          str(slow_sim.inventory_path), "--parallel", "2", "-o", "json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
     )

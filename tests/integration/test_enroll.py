@@ -11,7 +11,7 @@ import pytest
 import yaml
 from cryptography import x509
 
-from fleet.pki.certs import fingerprint
+from certfleet.fleet.pki.certs import fingerprint
 
 
 def device_snapshot(device: Any) -> tuple[Any, ...]:
@@ -25,7 +25,7 @@ def device_snapshot(device: Any) -> tuple[Any, ...]:
 
 @pytest.fixture
 def sim20(tmp_path: Path) -> Iterator[Any]:
-    from roomsim import SimFleetThread
+    from certfleet.roomsim import SimFleetThread
 
     with SimFleetThread(tmp_path / "sim20", devices=20) as fleet:
         yield fleet
@@ -178,7 +178,7 @@ def test_push_ca_sync_to_peripherals(sim: Any, corp_ca: Any, cli: Any) -> None:
 
 def test_enroll_with_reboot_waits_until_back(tmp_path: Path, scep_server: Any, cli: Any,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from roomsim import SimFleetThread
+    from certfleet.roomsim import SimFleetThread
 
     monkeypatch.setenv("TEST_SCEP_CHALLENGE", scep_server.challenge)
     with SimFleetThread(tmp_path / "reboot-sim", devices=3, reboot_seconds=2.0) as sim:

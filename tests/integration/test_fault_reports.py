@@ -174,7 +174,7 @@ def test_slow_reboot_is_waited_for_within_the_budget(tmp_path: Path, scep_server
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from test_enroll import enroll_args, enroll_inventory
 
-    from roomsim import SimFleetThread
+    from certfleet.roomsim import SimFleetThread
 
     monkeypatch.setenv("TEST_SCEP_CHALLENGE", scep_server.challenge)
     with SimFleetThread(tmp_path / "reboot-sim", devices=2, reboot_seconds=0.5) as sim:

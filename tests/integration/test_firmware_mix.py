@@ -21,7 +21,7 @@ import pytest
 import yaml
 from cryptography import x509
 
-from fleet.pki.certs import fingerprint
+from certfleet.fleet.pki.certs import fingerprint
 
 CA_PASS = "mix-ca-passphrase-5521"
 JOURNAL_PASS = "mix-journal-passphrase-8817"
@@ -30,7 +30,7 @@ RELEASE = re.compile(r"RoomOS \d+\.\d+")
 
 @pytest.fixture
 def mix(tmp_path: Path) -> Iterator[Any]:
-    from roomsim import SimFleetThread
+    from certfleet.roomsim import SimFleetThread
 
     with SimFleetThread(tmp_path / "mix", devices=8, firmware="mix") as fleet:
         yield fleet
@@ -191,7 +191,7 @@ def test_other_transports_fit_every_release(tmp_path: Path, cli: Any, corp_ca: A
     """The same reading and choices over JSON-RPC and the Webex cloud: status reports each
     release, push-ca syncs where the product can, renewal list and wifi skip what a release
     lacks — and nothing outside a device's release reaches it."""
-    from roomsim import SimFleetThread
+    from certfleet.roomsim import SimFleetThread
 
     with SimFleetThread(tmp_path / "mix", devices=8, firmware="mix",
                         cloud=transport == "cloud") as sim:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fleet.pki.local_ca import LocalCa
+from certfleet.fleet.pki.local_ca import LocalCa
 
 HOOK = """
 import json, os, sys

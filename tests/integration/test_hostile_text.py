@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from hostile_device import hostile_device
 
-from fleet.pki.local_ca import create_ca
+from certfleet.fleet.pki.local_ca import create_ca
 
 WIDE = {"COLUMNS": "600"}  # tables one row a line, so a text is found whole
 MARKUP_CN = "Evil [/] [bold]X[link=https://127.0.0.1/]Y[/link]"

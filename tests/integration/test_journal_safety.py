@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from test_rotate import JOURNAL_PASS, trusting_inventory
 
-from fleet.pki.keys import load_key_pem
-from fleet.secrets import Secret
+from certfleet.fleet.pki.keys import load_key_pem
+from certfleet.fleet.secrets import Secret
 
 
 def requests_seen(sim: Any) -> int:

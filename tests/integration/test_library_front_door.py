@@ -29,7 +29,8 @@ if __name__ == "__main__":
     exec(compile(open(sys.argv[1]).read(), "README example", "exec"), scope)
     result = scope["main"]()
     loaded = sorted(m for m in sys.modules
-                    if m.split(".")[0] in ("cli", "typer", "click", "rich"))
+                    if m.split(".")[0] in ("typer", "click", "rich")
+                    or m.split(".")[:2] == ["certfleet", "cli"])
     print("REPORT " + json.dumps({"outcome": [d.outcome.value for d in result.devices],
                                   "loaded": loaded}))
 """
@@ -100,9 +101,9 @@ def test_resume_rebuilds_the_rotation_from_the_journal(
         sim: Any, lab: Path, tmp_path: Path, monkeypatch: Any) -> None:
     """A rotation that left a device unreachable is finished by ``fleet.resume`` with nothing
     but the journal: the plan is rebuilt from what it wrote there."""
-    import fleet
-    from fleet.pki.signers.factory import SignerSpec
-    from fleet.plans import Rotate
+    from certfleet import fleet
+    from certfleet.fleet.pki.signers.factory import SignerSpec
+    from certfleet.fleet.plans import Rotate
 
     monkeypatch.setenv("CERTFLEET_JOURNAL_PASSPHRASE", JOURNAL_PASS)
     folder = tmp_path / "work"
@@ -134,10 +135,10 @@ def test_run_checks_secrets_before_anything_and_reports_events(
         sim: Any, corp_ca: Any, tmp_path: Path) -> None:
     """Bad input stops ``fleet.run`` before any device is contacted or journal is made; a
     good run reports each device as it starts and finishes, in the order it happens."""
-    import fleet
-    from fleet.errors import SecretError
-    from fleet.pki.certs import load_ca_files
-    from fleet.plans import PushCa
+    from certfleet import fleet
+    from certfleet.fleet.errors import SecretError
+    from certfleet.fleet.pki.certs import load_ca_files
+    from certfleet.fleet.plans import PushCa
 
     inv = yaml.safe_load(sim.inventory_path.read_text())
     inv["defaults"]["password"] = "env:CERTFLEET_TEST_NO_SUCH_VARIABLE_93"

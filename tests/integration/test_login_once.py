@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 import yaml
 
-from fleet.errors import DeviceError
-from fleet.inventory import Device, load_inventory
-from fleet.secrets import Secret
-from fleet.xapi._config import RetryPolicy, Timeouts, ssl_context_for
-from fleet.xapi._login import LoginGuard
-from fleet.xapi.commands import Xapi
-from fleet.xapi.local import LocalClients, LocalTransport
-from fleet.xapi.websocket import WebSocketTransport
+from certfleet.fleet.errors import DeviceError
+from certfleet.fleet.inventory import Device, load_inventory
+from certfleet.fleet.secrets import Secret
+from certfleet.fleet.xapi._config import RetryPolicy, Timeouts, ssl_context_for
+from certfleet.fleet.xapi._login import LoginGuard
+from certfleet.fleet.xapi.commands import Xapi
+from certfleet.fleet.xapi.local import LocalClients, LocalTransport
+from certfleet.fleet.xapi.websocket import WebSocketTransport
 
 FAST = RetryPolicy(attempts=4, base=0.01, cap=0.05)
 
@@ -47,7 +47,7 @@ FAULTS: dict[str, dict[str, Any]] = {
 
 @pytest.fixture
 def faulty_sim(tmp_path: Path) -> Any:
-    from roomsim import SimFleetThread
+    from certfleet.roomsim import SimFleetThread
 
     with SimFleetThread(tmp_path / "sim", devices=len(FAULTS), basic_rate=1000.0) as fleet:
         for name, faults in zip(sorted(fleet.devices), FAULTS.values(), strict=True):

@@ -24,7 +24,7 @@ import pytest
 import yaml
 from hostile_device import hostile_device
 
-from fleet.pki.local_ca import create_ca
+from certfleet.fleet.pki.local_ca import create_ca
 
 PASSWORD = 'pä"ss\\wörd-leak-4471\r\n'
 TOKEN_TAIL = "\n"
@@ -63,7 +63,7 @@ def assert_no_secret(artefacts: dict[str, bytes], secrets: list[str]) -> None:
 
 @pytest.fixture
 def cloud_sim(tmp_path: Path) -> Iterator[Any]:
-    from roomsim import SimFleetThread
+    from certfleet.roomsim import SimFleetThread
 
     with SimFleetThread(tmp_path / "sim", devices=2, cloud=True) as fleet:
         yield fleet

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from fleet.pki.local_ca import LocalCa
+from certfleet.fleet.pki.local_ca import LocalCa
 
 
 def _ca_count(sim: Any) -> dict[str, int]:

@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
-from fleet.pki.certs import fingerprint
-from fleet.pki.local_ca import LocalCa, create_ca
+from certfleet.fleet.pki.certs import fingerprint
+from certfleet.fleet.pki.local_ca import LocalCa, create_ca
 
 
 def ca_fingerprints(doc: dict[str, Any], device: str) -> list[str]:

@@ -1,7 +1,7 @@
 """The README's three walkthroughs, run exactly as written (issue 17 part 6): each marked
 code block (`<!-- walkthrough: NAME -->`) is run by bash -euo pipefail in a new folder while
 the marked `serve` block runs a simulated fleet in the background, as a user would in two
-shells. `certfleet` on the PATH is this checkout (a shim running `python -m cli.main`). The
+shells. `certfleet` on the PATH is this checkout (a shim running `python -m certfleet.cli.main`). The
 SCEP walkthrough enrolls against Debian's real scepserver when it is installed (the
 `scep_server` fixture), else against roomsim's simulated SCEP responder."""
 
@@ -38,7 +38,7 @@ def shell(tmp_path: Path) -> dict[str, str]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     shim = bin_dir / "certfleet"
-    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m cli.main "$@"\n')
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m certfleet.cli.main "$@"\n')
     shim.chmod(0o755)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CERTFLEET_", "SCEP_"))}
     env.update({
@@ -105,7 +105,7 @@ def test_walkthrough_push_a_corporate_ca(folder: Path, shell: dict[str, str]) ->
 def test_walkthrough_scep_enrollment_then_dot1x_and_wifi(
     folder: Path, shell: dict[str, str], tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    from roomsim.scep_responder import SimScepResponder
+    from certfleet.roomsim.scep_responder import SimScepResponder
 
     challenge_file = tmp_path / "scep-challenge"
     responder: SimScepResponder | None = None

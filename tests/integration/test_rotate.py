@@ -150,7 +150,7 @@ def test_push_cert_from_files(sim: Any, lab: Path, tmp_path: Path, cli: Any) -> 
 
 @pytest.fixture
 def slow_sim(tmp_path: Path) -> Iterator[Any]:
-    from roomsim import SimFleetThread
+    from certfleet.roomsim import SimFleetThread
 
     with SimFleetThread(tmp_path / "slow-sim", devices=8, request_delay=0.15) as fleet:
         yield fleet
@@ -164,7 +164,7 @@ def test_sigkill_mid_rotation_then_resume(slow_sim: Any, lab: Path, tmp_path: Pa
     journal = Path(os.environ["CERTFLEET_JOURNAL"])
     env = {**os.environ}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "rotate", "-i", inv, "--purpose", "HTTPS",
+        [sys.executable, "-m", "certfleet.cli.main", "rotate", "-i", inv, "--purpose", "HTTPS",
          "--signer", "local-ca", "--ca-dir", str(lab), "--force", "--parallel", "2",
          "-o", "json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
@@ -248,8 +248,8 @@ import os, sys
 from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from fleet.pki.local_ca import load_local_ca
-from fleet.secrets import Secret
+from certfleet.fleet.pki.local_ca import load_local_ca
+from certfleet.fleet.secrets import Secret
 csr = x509.load_pem_x509_csr(sys.stdin.buffer.read())
 ca = load_local_ca(Path(sys.argv[1]), Secret(os.environ["CERTFLEET_CA_PASSPHRASE"]))
 assert os.environ["CERTFLEET_DEVICE"]
@@ -276,7 +276,7 @@ def test_rotate_with_an_external_command(sim: Any, lab: Path, tmp_path: Path, cl
 
 @pytest.fixture
 def fleet_of_50(tmp_path: Path) -> Iterator[Any]:
-    from roomsim import SimFleetThread
+    from certfleet.roomsim import SimFleetThread
 
     with SimFleetThread(tmp_path / "sim50", devices=50) as fleet:
         yield fleet

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from fleet.journal import Journal
-from fleet.pki.local_ca import LocalCa
+from certfleet.fleet.journal import Journal
+from certfleet.fleet.pki.local_ca import LocalCa
 
 
 def test_waves_and_failure_budget(sim: Any, corp_ca: tuple[LocalCa, Path], cli: Any) -> None:
@@ -71,7 +71,7 @@ def test_two_changing_runs_cannot_share_a_journal(sim: Any, corp_ca: tuple[Local
 
 @pytest.fixture
 def slow_sim(tmp_path: Path) -> Iterator[Any]:
-    from roomsim import SimFleetThread
+    from certfleet.roomsim import SimFleetThread
 
     with SimFleetThread(tmp_path / "slow", devices=6, request_delay=0.2) as fleet:
         yield fleet
@@ -87,7 +87,7 @@ def test_sigint_stops_cleanly_and_resume_finishes(slow_sim: Any, tmp_path: Path,
     assert cli("ca", "init", "--dir", str(lab), "--cn", "Lab CA").exit_code == 0
     inv = str(sim.inventory_path)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "rotate", "-i", inv, "--purpose", "802.1X",
+        [sys.executable, "-m", "certfleet.cli.main", "rotate", "-i", inv, "--purpose", "802.1X",
          "--signer", "local-ca", "--ca-dir", str(lab), "--parallel", "1", "-o", "json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
     )

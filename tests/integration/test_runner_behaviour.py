@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fleet.pki.local_ca import LocalCa
+from certfleet.fleet.pki.local_ca import LocalCa
 
 
 def test_slow_device_times_out_alone(sim: Any, cli: Any) -> None:

@@ -30,12 +30,12 @@ from cryptography.x509.oid import AttributeOID, NameOID
 from debian_packages import openssl
 from scep_fixture import ScepServer
 
-from fleet.errors import ScepError, SignerError
-from fleet.fingerprints import CA_DIGEST_LENGTHS, normalize_fingerprint
-from fleet.inventory import Device, RenderedCertificate
-from fleet.pki import scep
-from fleet.pki.csr import build_csr
-from fleet.pki.scep import (
+from certfleet.fleet.errors import ScepError, SignerError
+from certfleet.fleet.fingerprints import CA_DIGEST_LENGTHS, normalize_fingerprint
+from certfleet.fleet.inventory import Device, RenderedCertificate
+from certfleet.fleet.pki import scep
+from certfleet.fleet.pki.csr import build_csr
+from certfleet.fleet.pki.scep import (
     CaInfo,
     ScepClient,
     build_scep_csr,
@@ -47,13 +47,13 @@ from fleet.pki.scep import (
     split_enveloped_data,
     tlv_children,
 )
-from fleet.pki.scep import envelope as scep_envelope
-from fleet.pki.scep import lock as scep_lock
-from fleet.pki.scep import message as scep_message
-from fleet.pki.scep import reply as scep_reply
-from fleet.pki.signers.base import SigningRequest
-from fleet.pki.signers.scep import ScepSigner
-from fleet.secrets import Secret
+from certfleet.fleet.pki.scep import envelope as scep_envelope
+from certfleet.fleet.pki.scep import lock as scep_lock
+from certfleet.fleet.pki.scep import message as scep_message
+from certfleet.fleet.pki.scep import reply as scep_reply
+from certfleet.fleet.pki.signers.base import SigningRequest
+from certfleet.fleet.pki.signers.scep import ScepSigner
+from certfleet.fleet.secrets import Secret
 
 # ------------------------------------------------------------------------------- helpers
 

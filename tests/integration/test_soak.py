@@ -101,7 +101,7 @@ def scale(request: pytest.FixtureRequest) -> Scale:
 
 @pytest.fixture
 def soak_sim(tmp_path: Path, scale: Scale) -> Iterator[Any]:
-    from roomsim import SimFleetThread
+    from certfleet.roomsim import SimFleetThread
 
     with SimFleetThread(tmp_path / "soak-sim", devices=scale.devices) as fleet:
         yield fleet
@@ -109,7 +109,7 @@ def soak_sim(tmp_path: Path, scale: Scale) -> Iterator[Any]:
 
 def certfleet(*args: str) -> tuple[int, dict[str, Any], str]:
     """certfleet in its own process (as CI runs it), so client and simulator each get a core."""
-    done = subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "certfleet.cli.main", *args], capture_output=True,
                           text=True, env=dict(os.environ), timeout=600)
     return done.returncode, json.loads(done.stdout), done.stderr
 

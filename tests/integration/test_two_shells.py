@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from fleet.pki.certs import fingerprint
-from fleet.pki.local_ca import create_ca
+from certfleet.fleet.pki.certs import fingerprint
+from certfleet.fleet.pki.local_ca import create_ca
 
 pytestmark = pytest.mark.slow
 
-CERTFLEET = [sys.executable, "-m", "cli.main"]
+CERTFLEET = [sys.executable, "-m", "certfleet.cli.main"]
 
 
 @pytest.fixture

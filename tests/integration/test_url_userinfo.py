@@ -10,7 +10,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 
-from fleet.pki.local_ca import LocalCa
+from certfleet.fleet.pki.local_ca import LocalCa
 
 PASS = "scep-pass-4412"
 URL = f"http://scep-user:{PASS}@127.0.0.1:9/cgi-bin/pkiclient.exe"

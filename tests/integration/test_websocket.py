@@ -15,14 +15,14 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from fleet.inventory import Device, load_inventory
-from fleet.pki.certs import fingerprint
-from fleet.pki.local_ca import LocalCa
-from fleet.secrets import Secret
-from fleet.xapi._config import RetryPolicy, Timeouts, ssl_context_for
-from fleet.xapi.commands import Xapi
-from fleet.xapi.transport import Exchange
-from fleet.xapi.websocket import WebSocketTransport
+from certfleet.fleet.inventory import Device, load_inventory
+from certfleet.fleet.pki.certs import fingerprint
+from certfleet.fleet.pki.local_ca import LocalCa
+from certfleet.fleet.secrets import Secret
+from certfleet.fleet.xapi._config import RetryPolicy, Timeouts, ssl_context_for
+from certfleet.fleet.xapi.commands import Xapi
+from certfleet.fleet.xapi.transport import Exchange
+from certfleet.fleet.xapi.websocket import WebSocketTransport
 
 CA_PASS = "ca-passphrase-for-ws-tests-52"
 JOURNAL_PASS = "journal-passphrase-for-ws-tests-18"

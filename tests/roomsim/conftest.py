@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from roomsim import SimFleet
+from certfleet.roomsim import SimFleet
 
 
 class Xapi:

@@ -21,8 +21,8 @@ import pytest
 import trustme
 import yaml
 
-from fleet.inventory import load_inventory
-from roomsim import SimFleet, SimFleetThread
+from certfleet.fleet.inventory import load_inventory
+from certfleet.roomsim import SimFleet, SimFleetThread
 
 ID_PREFIX = "Y2lzY29zcGFyazovL3VzL0RFVklDRS8"
 UNAUTHORIZED = "The request requires a valid access token set in the Authorization request header."
@@ -575,7 +575,7 @@ def test_thread_cloud_inventory_and_token(tmp_path: Path):
 def test_serve_cloud_flag(tmp_path: Path):
     state = tmp_path / "state"
     command = [
-        sys.executable, "-m", "roomsim", "serve", "--devices", "2", "--state", str(state),
+        sys.executable, "-m", "certfleet.roomsim", "serve", "--devices", "2", "--state", str(state),
         "--cloud",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

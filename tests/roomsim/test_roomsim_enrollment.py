@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from scep_fixture import ScepServer, free_port
 
-from roomsim.enrollment import EnrollmentProfile
+from certfleet.roomsim.enrollment import EnrollmentProfile
 
 SCEP_ISSUER = "/C=US/O=scep-ca/OU=SCEP CA"
 ENROLL = "Security/Certificates/Services/Enrollment/"

@@ -25,8 +25,8 @@ import yaml
 from defusedxml import DefusedXmlException
 from test_roomsim_websocket import VERSION, connect, handshake_status
 
-from roomsim import SimFleet, SimFleetThread
-from roomsim.faults import (
+from certfleet.roomsim import SimFleet, SimFleetThread
+from certfleet.roomsim.faults import (
     FaultError,
     Faults,
     load_faults_file,
@@ -333,8 +333,8 @@ def test_thread_handle_sets_fault_fractions(tmp_path: Path) -> None:
 
 
 def serve_command(tmp_path: Path, *extra: str, via_certfleet: bool = False) -> list[str]:
-    base = ([sys.executable, "-m", "cli.main", "sim", "serve"] if via_certfleet
-            else [sys.executable, "-m", "roomsim", "serve"])
+    base = ([sys.executable, "-m", "certfleet.cli.main", "sim", "serve"] if via_certfleet
+            else [sys.executable, "-m", "certfleet.roomsim", "serve"])
     return [*base, "--devices", "4", "--state", str(tmp_path / "state"), *extra]
 
 

@@ -13,9 +13,9 @@ import httpx
 import pytest
 from test_roomsim_websocket import connect
 
-from fleet.xapi.releases import SUPPORTED, model_for, product_code
-from roomsim import SimFleet, SimFleetThread
-from roomsim.firmware import ALL_PRODUCTS, MIX, check_choice, firmware_for
+from certfleet.fleet.xapi.releases import SUPPORTED, model_for, product_code
+from certfleet.roomsim import SimFleet, SimFleetThread
+from certfleet.roomsim.firmware import ALL_PRODUCTS, MIX, check_choice, firmware_for
 
 WIFI = "<Command><Network><Wifi><Configure command=\"True\">{}</Configure></Wifi></Network></Command>"
 PROFILES = (
@@ -300,7 +300,7 @@ def test_inventory_says_nothing_about_firmware(tmp_path: Path):
 
 
 def test_serve_refuses_an_unknown_release(tmp_path: Path):
-    from roomsim.serve import main
+    from certfleet.roomsim.serve import main
 
     assert main(["serve", "--state", str(tmp_path / "s"), "--firmware", "11.25"]) == 2
     assert not (tmp_path / "s").exists()

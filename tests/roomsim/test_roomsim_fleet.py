@@ -18,8 +18,8 @@ import pytest
 import trustme
 import yaml
 
-from roomsim import SimFleet, SimFleetThread
-from roomsim.faults import FaultError, load_faults_file
+from certfleet.roomsim import SimFleet, SimFleetThread
+from certfleet.roomsim.faults import FaultError, load_faults_file
 
 CA_SHOW = "<Command><Security><Certificates><CA><Show/></CA></Certificates></Security></Command>"
 
@@ -181,7 +181,7 @@ def test_thread_handle_and_inventory(tmp_path):
 def test_serve_main_ready_and_sigterm(tmp_path):
     state, inventory = tmp_path / "state", tmp_path / "inv.yaml"
     command = [
-        sys.executable, "-m", "roomsim", "serve", "--devices", "2", "--state", str(state),
+        sys.executable, "-m", "certfleet.roomsim", "serve", "--devices", "2", "--state", str(state),
         "--inventory-out", str(inventory), "--request-delay", "0.01",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -210,7 +210,7 @@ def test_serve_rejects_bad_faults_file(tmp_path):
     faults = tmp_path / "faults.json"
     faults.write_text(json.dumps({"*": {"explode": True}}))
     done = subprocess.run(
-        [sys.executable, "-m", "roomsim", "serve", "--devices", "1", "--state",
+        [sys.executable, "-m", "certfleet.roomsim", "serve", "--devices", "1", "--state",
          str(tmp_path / "state"), "--faults", str(faults)],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip

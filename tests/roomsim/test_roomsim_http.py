@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from roomsim import SimFleet
+from certfleet.roomsim import SimFleet
 
 UNAUTHORIZED_START = "401 Unauthorized\n\nThis server could not verify that you are authorized"
 

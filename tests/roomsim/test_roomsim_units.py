@@ -12,9 +12,9 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from roomsim.certs import device_date, openssl_oneline, serial_hex
-from roomsim.commands import Args, CommandContext, CommandRegistry, Param, run_commands
-from roomsim.limits import QueueFull, RateLimiter
+from certfleet.roomsim.certs import device_date, openssl_oneline, serial_hex
+from certfleet.roomsim.commands import Args, CommandContext, CommandRegistry, Param, run_commands
+from certfleet.roomsim.limits import QueueFull, RateLimiter
 
 
 def run(registry: CommandRegistry, document: str) -> ET.Element:

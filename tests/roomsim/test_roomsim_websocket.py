@@ -19,9 +19,9 @@ import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from roomsim import SimFleet, jsonrpc
-from roomsim.limits import RateLimiter
-from roomsim.websocket import decode_auth_protocol
+from certfleet.roomsim import SimFleet, jsonrpc
+from certfleet.roomsim.limits import RateLimiter
+from certfleet.roomsim.websocket import decode_auth_protocol
 
 CA_ADD = "xCommand/Security/Certificates/CA/Add"
 CA_SHOW = "xCommand/Security/Certificates/CA/Show"

@@ -12,10 +12,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from fleet.errors import ScepError
-from fleet.pki.scep import ScepClient, build_scep_csr
-from fleet.secrets import Secret
-from roomsim.scep_responder import SimScepResponder
+from certfleet.fleet.errors import ScepError
+from certfleet.fleet.pki.scep import ScepClient, build_scep_csr
+from certfleet.fleet.secrets import Secret
+from certfleet.roomsim.scep_responder import SimScepResponder
 
 CHALLENGE = "sim-scep-challenge-4711"
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 import respx
 
-from fleet.cloud_import import (
+from certfleet.fleet.cloud_import import (
     CloudDevice,
     CloudSettings,
     fetch_devices,
@@ -25,7 +25,7 @@ from fleet.cloud_import import (
     safe_name,
     write_inventory,
 )
-from fleet.errors import (
+from certfleet.fleet.errors import (
     AuthError,
     BadReplyError,
     CommandError,
@@ -37,12 +37,12 @@ from fleet.errors import (
     TransportError,
     UnreachableError,
 )
-from fleet.inventory import Device, Verify, load_inventory
-from fleet.plans.push_ca import PushCa
-from fleet.runner import RunOptions, run_plan
-from fleet.secrets import Secret, SecretRef
-from fleet.xapi._config import RetryPolicy
-from fleet.xapi.cloud import (
+from certfleet.fleet.inventory import Device, Verify, load_inventory
+from certfleet.fleet.plans.push_ca import PushCa
+from certfleet.fleet.runner import RunOptions, run_plan
+from certfleet.fleet.secrets import Secret, SecretRef
+from certfleet.fleet.xapi._config import RetryPolicy
+from certfleet.fleet.xapi.cloud import (
     CloudClients,
     CloudTransport,
     RatePacer,
@@ -50,8 +50,8 @@ from fleet.xapi.cloud import (
     config_key,
     parse_retry_after,
 )
-from fleet.xapi.commands import Xapi
-from fleet.xapi.transport import Exchange
+from certfleet.fleet.xapi.commands import Xapi
+from certfleet.fleet.xapi.transport import Exchange
 
 API = "https://webex.test"
 TOKEN = "NjQ5ZTk2YTMtZmFrZS10b2tlbi1mb3ItdGVzdHMtb25seQ_PF84_1eb65fdf"
@@ -929,7 +929,7 @@ def test_cli_import_webex_reports_a_refused_token(tmp_path: Path, webex_env: Non
 
 @respx.mock  # the local device is a real simulated one (aiohttp: not intercepted)
 async def test_a_run_over_local_and_cloud_devices(tmp_path: Path, webex_env: None) -> None:
-    from roomsim import SimFleet
+    from certfleet.roomsim import SimFleet
 
     sim = SimFleet(tmp_path / "sim", 1)
     await sim.start()

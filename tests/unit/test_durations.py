@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fleet.durations import format_duration, parse_duration
-from fleet.errors import InputError
+from certfleet.fleet.durations import format_duration, parse_duration
+from certfleet.fleet.errors import InputError
 
 
 @pytest.mark.parametrize(

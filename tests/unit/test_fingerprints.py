@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from fleet.errors import InputError, ScepError
-from fleet.fingerprints import normalize_fingerprint
-from fleet.inventory import Verify, parse_verify
-from fleet.pki.scep import ScepClient
-from fleet.pki.signers.factory import check_scep_options
+from certfleet.fleet.errors import InputError, ScepError
+from certfleet.fleet.fingerprints import normalize_fingerprint
+from certfleet.fleet.inventory import Verify, parse_verify
+from certfleet.fleet.pki.scep import ScepClient
+from certfleet.fleet.pki.signers.factory import check_scep_options
 
 SHA256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 SHA1 = "a94a8fe5ccb19ba61c4c0873d391e987982fbbd3"
@@ -70,6 +70,6 @@ def test_scep_options_client_and_signer_refuse_alike() -> None:
 
 
 def test_one_normaliser_behind_every_old_name() -> None:
-    from fleet.pki import certs
+    from certfleet.fleet.pki import certs
 
     assert certs.normalize_fingerprint is normalize_fingerprint

@@ -15,19 +15,19 @@ import pytest
 import trustme
 from cryptography import x509
 
-from fleet.errors import DeviceSkipped, NotSupportedError, ParameterError
-from fleet.firmware import Firmware, firmware_of
-from fleet.inventory import Device, load_inventory
-from fleet.pki.certs import CaCertificate
-from fleet.plans.base import DeviceContext
-from fleet.plans.enroll import Enroll, ScepTarget
-from fleet.plans.network import Dot1x, Wifi, wifi_parameters
-from fleet.plans.push_ca import PushCa
-from fleet.plans.renewal import RenewalList, RenewalSet, renewal_challenge
-from fleet.results import DeviceResult, Outcome, RunResult
-from fleet.secrets import Secret
-from fleet.xapi.commands import Xapi
-from fleet.xapi.transport import ParamValue
+from certfleet.fleet.errors import DeviceSkipped, NotSupportedError, ParameterError
+from certfleet.fleet.firmware import Firmware, firmware_of
+from certfleet.fleet.inventory import Device, load_inventory
+from certfleet.fleet.pki.certs import CaCertificate
+from certfleet.fleet.plans.base import DeviceContext
+from certfleet.fleet.plans.enroll import Enroll, ScepTarget
+from certfleet.fleet.plans.network import Dot1x, Wifi, wifi_parameters
+from certfleet.fleet.plans.push_ca import PushCa
+from certfleet.fleet.plans.renewal import RenewalList, RenewalSet, renewal_challenge
+from certfleet.fleet.results import DeviceResult, Outcome, RunResult
+from certfleet.fleet.secrets import Secret
+from certfleet.fleet.xapi.commands import Xapi
+from certfleet.fleet.xapi.transport import ParamValue
 
 WIFI = ("Network", "Wifi", "Configure")
 PROFILES_SET = ("Security", "Certificates", "Services", "Enrollment", "SCEP", "Profiles", "Set")
@@ -291,7 +291,7 @@ async def test_dot1x_without_a_certificate(devices: dict[str, Device], version: 
                                            skipped: bool) -> None:
     # no 802.1X certificate: a release that could enroll one fails the guard as before; one
     # that cannot is left alone, saying which release could
-    from fleet.errors import CertificateCheckError
+    from certfleet.fleet.errors import CertificateCheckError
 
     ctx, wire = context(devices["room-007"], version, product="Cisco Room Kit",
                         platform="Room Kit")

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import trustme
 
-from fleet.errors import DeviceError
-from fleet.inventory import Device, load_inventory
-from fleet.secrets import Secret
-from fleet.xapi._config import RetryPolicy, Timeouts
-from fleet.xapi.commands import Xapi
-from fleet.xapi.local import LocalClients, LocalTransport
+from certfleet.fleet.errors import DeviceError
+from certfleet.fleet.inventory import Device, load_inventory
+from certfleet.fleet.secrets import Secret
+from certfleet.fleet.xapi._config import RetryPolicy, Timeouts
+from certfleet.fleet.xapi.commands import Xapi
+from certfleet.fleet.xapi.local import LocalClients, LocalTransport
 
 FAST = RetryPolicy(attempts=2, base=0.01, cap=0.02)
 Script = Callable[[bytes], bytes]  # request head → raw reply

@@ -16,7 +16,7 @@ import pytest
 import trustme
 from aiohttp import web
 
-from fleet.xapi._http import (
+from certfleet.fleet.xapi._http import (
     ConnectFailed,
     ConnectionBroke,
     ReplyTimedOut,

@@ -10,11 +10,11 @@ from typing import Any, cast
 
 import pytest
 
-from fleet.inventory import Device
-from fleet.plans.base import DeviceContext
-from fleet.plans.install import activate_verified
-from fleet.results import DeviceResult
-from fleet.xapi.commands import CertificateInfo, Xapi
+from certfleet.fleet.inventory import Device
+from certfleet.fleet.plans.base import DeviceContext
+from certfleet.fleet.plans.install import activate_verified
+from certfleet.fleet.results import DeviceResult
+from certfleet.fleet.xapi.commands import CertificateInfo, Xapi
 
 OLD, NEW = "a" * 40, "b" * 40
 

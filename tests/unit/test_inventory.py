@@ -17,8 +17,8 @@ from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fleet.errors import InputError, InventoryError, SelectionError
-from fleet.inventory import (
+from certfleet.fleet.errors import InputError, InventoryError, SelectionError
+from certfleet.fleet.inventory import (
     CertificateTemplate,
     Device,
     FrozenMapping,
@@ -28,7 +28,7 @@ from fleet.inventory import (
     load_inventory,
     parse_verify,
 )
-from fleet.secrets import SecretRef
+from certfleet.fleet.secrets import SecretRef
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventories" / "example.yaml"
 PIN = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from fleet.errors import InputError
-from fleet.journal import Journal
-from fleet.results import DeviceResult, ErrorInfo, Outcome, RunResult
+from certfleet.fleet.errors import InputError
+from certfleet.fleet.journal import Journal
+from certfleet.fleet.results import DeviceResult, ErrorInfo, Outcome, RunResult
 
 
 def _run(run_id: str, verb: str = "rotate", dry_run: bool = False) -> RunResult:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from fake_http import FakeHttp, Handler, Sent, reply
 
-from fleet.errors import (
+from certfleet.fleet.errors import (
     AuthError,
     BadReplyError,
     CommandError,
@@ -28,13 +28,13 @@ from fleet.errors import (
     TransportError,
     UnreachableError,
 )
-from fleet.inventory import Device, load_inventory
-from fleet.secrets import Secret
-from fleet.xapi._config import RetryPolicy
-from fleet.xapi._http import ConnectFailed, ConnectionBroke, HttpReply
-from fleet.xapi.commands import Xapi
-from fleet.xapi.local import LocalTransport
-from fleet.xapi.transport import Exchange, interrupted_call
+from certfleet.fleet.inventory import Device, load_inventory
+from certfleet.fleet.secrets import Secret
+from certfleet.fleet.xapi._config import RetryPolicy
+from certfleet.fleet.xapi._http import ConnectFailed, ConnectionBroke, HttpReply
+from certfleet.fleet.xapi.commands import Xapi
+from certfleet.fleet.xapi.local import LocalTransport
+from certfleet.fleet.xapi.transport import Exchange, interrupted_call
 
 OK_ADD = b'<?xml version="1.0"?><Command><CAAddResult status="OK"/></Command>'
 CA_SHOW = (
@@ -350,7 +350,7 @@ async def test_retry_after_on_503_is_honoured(
     async def fake_sleep(seconds: float) -> None:
         slept.append(seconds)
 
-    monkeypatch.setattr("fleet.xapi._config.asyncio.sleep", fake_sleep)
+    monkeypatch.setattr("certfleet.fleet.xapi._config.asyncio.sleep", fake_sleep)
     answers = iter([reply(503, headers={"Retry-After": retry_after}),
                     reply(204, cookies={"SessionId": "s"})])
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fleet.errors import PemError
-from fleet.pki.bundle import parse_bundle
-from fleet.pki.certs import parse_pem_certificates
-from fleet.pki.local_ca import create_ca
+from certfleet.fleet.errors import PemError
+from certfleet.fleet.pki.bundle import parse_bundle
+from certfleet.fleet.pki.certs import parse_pem_certificates
+from certfleet.fleet.pki.local_ca import create_ca
 
 CA = create_ca("Property CA")
 PEM = CA.cert_pem.encode()

@@ -11,10 +11,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from fleet.errors import PemError
-from fleet.pki.bundle import Bundle, bundle_pem, order_chain, parse_bundle
-from fleet.pki.keys import generate_key, key_to_pem, same_public_key
-from fleet.secrets import Secret
+from certfleet.fleet.errors import PemError
+from certfleet.fleet.pki.bundle import Bundle, bundle_pem, order_chain, parse_bundle
+from certfleet.fleet.pki.keys import generate_key, key_to_pem, same_public_key
+from certfleet.fleet.secrets import Secret
 
 NOW = dt.datetime.now(dt.UTC)
 PASSPHRASE = "bundle-test-passphrase-71ab"

@@ -15,16 +15,16 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from fleet.errors import CertificateCheckError, InputError
-from fleet.inventory import Device
-from fleet.pki.checks import (
+from certfleet.fleet.errors import CertificateCheckError, InputError
+from certfleet.fleet.inventory import Device
+from certfleet.fleet.pki.checks import (
     ChainProblem,
     check_for_device,
     host_matches,
     normalize_purposes,
     verify_issued_by,
 )
-from fleet.pki.keys import generate_key
+from certfleet.fleet.pki.keys import generate_key
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 DAY = dt.timedelta(days=1)

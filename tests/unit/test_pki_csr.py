@@ -14,10 +14,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 from debian_packages import openssl
 
-from fleet.errors import InputError, PemError
-from fleet.inventory import CertificateTemplate, Device, RenderedCertificate
-from fleet.pki.csr import build_csr, csr_pem, load_csr_pem, san_strings
-from fleet.pki.keys import KEY_KINDS, KeyFactory, PrivateKey, generate_key, same_public_key
+from certfleet.fleet.errors import InputError, PemError
+from certfleet.fleet.inventory import CertificateTemplate, Device, RenderedCertificate
+from certfleet.fleet.pki.csr import build_csr, csr_pem, load_csr_pem, san_strings
+from certfleet.fleet.pki.keys import (
+    KEY_KINDS,
+    KeyFactory,
+    PrivateKey,
+    generate_key,
+    same_public_key,
+)
 
 
 @pytest.fixture(scope="module")

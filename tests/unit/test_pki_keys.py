@@ -16,8 +16,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
-from fleet.errors import InputError, PemError
-from fleet.pki.keys import (
+from certfleet.fleet.errors import InputError, PemError
+from certfleet.fleet.pki.keys import (
     KEY_KINDS,
     KeyFactory,
     PrivateKey,
@@ -31,7 +31,7 @@ from fleet.pki.keys import (
     write_atomic,
     write_private_key,
 )
-from fleet.secrets import Secret
+from certfleet.fleet.secrets import Secret
 
 PASSPHRASE = "keys-test-passphrase-5d1f"
 
@@ -212,7 +212,7 @@ def test_traditional_openssl_keys_load(pool_keys: dict[str, PrivateKey]) -> None
 
 
 def test_key_inside_a_bundle_is_found(pool_keys: dict[str, PrivateKey]) -> None:
-    from fleet.pki.local_ca import create_ca
+    from certfleet.fleet.pki.local_ca import create_ca
 
     ca = create_ca("Bundle CA")
     data = ca.cert_pem.encode() + key_to_pem(pool_keys["ec-p256"], None)
@@ -337,7 +337,7 @@ def test_key_workers_exit_when_their_owner_is_killed(tmp_path: Path) -> None:
     script = tmp_path / "owner.py"
     script.write_text(
         "import asyncio, os\n"
-        "from fleet.pki.keys import KeyFactory\n"
+        "from certfleet.fleet.pki.keys import KeyFactory\n"
         "async def main():\n"
         "    factory = KeyFactory(2)\n"
         "    await asyncio.gather(factory.generate('ec-p256'), factory.generate('ec-p256'))\n"

@@ -7,7 +7,7 @@ from importlib import resources
 
 import pytest
 
-from fleet.xapi.releases import (
+from certfleet.fleet.xapi.releases import (
     SUPPORTED,
     ParamSpec,
     Version,
@@ -197,7 +197,7 @@ def test_product_code(product_id: str, platform: str | None, code: str | None) -
 
 
 def test_product_codes_exist_in_the_schema() -> None:
-    from fleet.xapi.releases import _PRODUCT_TABLE
+    from certfleet.fleet.xapi.releases import _PRODUCT_TABLE
 
     known = set().union(*(model_for(r).products for r in SUPPORTED))
     assert {code for _, code in _PRODUCT_TABLE} <= known
@@ -205,7 +205,7 @@ def test_product_codes_exist_in_the_schema() -> None:
 
 def test_data_file_shape() -> None:
     """Regenerating needs Cisco's schemas (not in CI): check the packaged file's shape."""
-    text = resources.files("fleet.xapi").joinpath("releases.json").read_text(encoding="utf-8")
+    text = resources.files("certfleet.fleet.xapi").joinpath("releases.json").read_text(encoding="utf-8")
     data = json.loads(text)
     assert data["format"] == 1
     assert text == json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n"

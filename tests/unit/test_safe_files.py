@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from fleet.files import FileTooLargeError, NotARegularFileError, read_file
+from certfleet.fleet.files import FileTooLargeError, NotARegularFileError, read_file
 
 
 @pytest.fixture(autouse=True)

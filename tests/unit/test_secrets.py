@@ -15,8 +15,8 @@ import keyring.backend
 import keyring.errors
 import pytest
 
-from fleet.errors import SecretError
-from fleet.secrets import (
+from certfleet.fleet.errors import SecretError
+from certfleet.fleet.secrets import (
     MASK,
     Secret,
     SecretRef,
@@ -492,7 +492,7 @@ def test_a_control_character_in_a_secret_is_an_input_error_before_any_device(
 ) -> None:
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from certfleet.cli.main import app
 
     inventory = tmp_path / "inv.yaml"
     inventory.write_text("defaults: {username: admin, password: 'env:CF_CTRL_PW', "
@@ -509,7 +509,7 @@ def test_a_control_character_in_a_secret_is_an_input_error_before_any_device(
 def test_a_passphrase_too_short_to_mean_anything_is_refused_naming_the_reference(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from fleet.secrets import MIN_PASSPHRASE
+    from certfleet.fleet.secrets import MIN_PASSPHRASE
 
     monkeypatch.setenv("CF_SHORT_PASS", "x" * (MIN_PASSPHRASE - 1))
     with pytest.raises(SecretError) as info:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from fleet.errors import SelectionError
-from fleet.inventory import Inventory, load_inventory
-from fleet.journal import Journal, KnownFirmware
+from certfleet.fleet.errors import SelectionError
+from certfleet.fleet.inventory import Inventory, load_inventory
+from certfleet.fleet.journal import Journal, KnownFirmware
 
 RECORDED = {
     "room-1": ("9.15.17.4", "Cisco Room Kit", "Room Kit"),

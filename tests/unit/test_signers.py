@@ -19,22 +19,22 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from debian_packages import openssl
 
-from fleet.errors import InputError, SignerError, SigningPending
-from fleet.inventory import Device, RenderedCertificate
-from fleet.pki.checks import check_for_device
-from fleet.pki.csr import build_csr, csr_pem
-from fleet.pki.keys import PrivateKey, generate_key, key_to_pem, same_public_key
-from fleet.pki.local_ca import (
+from certfleet.fleet.errors import InputError, SignerError, SigningPending
+from certfleet.fleet.inventory import Device, RenderedCertificate
+from certfleet.fleet.pki.checks import check_for_device
+from certfleet.fleet.pki.csr import build_csr, csr_pem
+from certfleet.fleet.pki.keys import PrivateKey, generate_key, key_to_pem, same_public_key
+from certfleet.fleet.pki.local_ca import (
     LocalCa,
     create_ca,
     init_local_ca,
     load_local_ca,
 )
-from fleet.pki.signers.base import Signer, SigningRequest
-from fleet.pki.signers.command import CommandSigner
-from fleet.pki.signers.files import FilesSigner
-from fleet.pki.signers.local_ca import LocalCaSigner
-from fleet.secrets import MASK, Secret, register_secret
+from certfleet.fleet.pki.signers.base import Signer, SigningRequest
+from certfleet.fleet.pki.signers.command import CommandSigner
+from certfleet.fleet.pki.signers.files import FilesSigner
+from certfleet.fleet.pki.signers.local_ca import LocalCaSigner
+from certfleet.fleet.secrets import MASK, Secret, register_secret
 
 PASSPHRASE = "signers-ca-passphrase-3e9a"
 DEVICE = Device(name="room-1", host="room-1.rooms.example.com")

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import trustme
 
-from fleet.inventory import Device, load_inventory
-from fleet.plans.install import certfleet_trust
-from fleet.xapi._config import (
+from certfleet.fleet.inventory import Device, load_inventory
+from certfleet.fleet.plans.install import certfleet_trust
+from certfleet.fleet.xapi._config import (
     USER_AGENT,
     Backoff,
     RetryPolicy,

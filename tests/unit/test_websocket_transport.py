@@ -20,7 +20,7 @@ import pytest
 import trustme
 from aiohttp import WSMsgType, web
 
-from fleet.errors import (
+from certfleet.fleet.errors import (
     AuthError,
     BadReplyError,
     CommandError,
@@ -31,14 +31,14 @@ from fleet.errors import (
     TransportError,
     UnreachableError,
 )
-from fleet.inventory import Device, load_inventory
-from fleet.runner import RunOptions
-from fleet.secrets import Secret, SecretRef
-from fleet.xapi._config import RetryPolicy, Timeouts, ssl_context_for
-from fleet.xapi.commands import ScepRequest, Xapi
-from fleet.xapi.connector import Connector
-from fleet.xapi.transport import Exchange
-from fleet.xapi.websocket import (
+from certfleet.fleet.inventory import Device, load_inventory
+from certfleet.fleet.runner import RunOptions
+from certfleet.fleet.secrets import Secret, SecretRef
+from certfleet.fleet.xapi._config import RetryPolicy, Timeouts, ssl_context_for
+from certfleet.fleet.xapi.commands import ScepRequest, Xapi
+from certfleet.fleet.xapi.connector import Connector
+from certfleet.fleet.xapi.transport import Exchange
+from certfleet.fleet.xapi.websocket import (
     JsonRpcCommandError,
     WebSocketTransport,
     auth_subprotocol,

@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from fleet.errors import InputError
-from fleet.windows import next_opening, open_now, parse_window
+from certfleet.fleet.errors import InputError
+from certfleet.fleet.windows import next_opening, open_now, parse_window
 
 UTC = dt.UTC
 

@@ -19,12 +19,12 @@ import httpx
 import pytest
 import respx
 
-from fleet.errors import CommandError, NotSupportedError, ParameterError
-from fleet.inventory import Device, load_inventory
-from fleet.secrets import Secret
-from fleet.xapi import _xml
-from fleet.xapi.commands import Xapi
-from fleet.xapi.transport import ParamValue
+from certfleet.fleet.errors import CommandError, NotSupportedError, ParameterError
+from certfleet.fleet.inventory import Device, load_inventory
+from certfleet.fleet.secrets import Secret
+from certfleet.fleet.xapi import _xml
+from certfleet.fleet.xapi.commands import Xapi
+from certfleet.fleet.xapi.transport import ParamValue
 
 # the fake WebSocket device and its fixtures
 from test_websocket_transport import (  # isort: skip
@@ -72,8 +72,8 @@ def test_a_getxml_fault_is_still_an_error() -> None:
 async def test_local_transport_reads_empty_result_as_none(tmp_path: Path) -> None:
     from fake_http import FakeHttp, Sent, reply
 
-    from fleet.xapi._http import HttpReply
-    from fleet.xapi.local import LocalTransport
+    from certfleet.fleet.xapi._http import HttpReply
+    from certfleet.fleet.xapi.local import LocalTransport
 
     inv = tmp_path / "inv.yaml"
     inv.write_text("defaults: {username: admin, password: 'env:CF_TEST_PW', verify: insecure}\n"
@@ -211,9 +211,9 @@ async def test_json_rpc_xget_no_match_is_absent(fake: FakeDevice,
 
 @respx.mock
 async def test_cloud_not_supported_is_not_supported(tmp_path: Path) -> None:
-    from fleet.inventory import Verify
-    from fleet.xapi._config import RetryPolicy
-    from fleet.xapi.cloud import CloudClients, CloudTransport
+    from certfleet.fleet.inventory import Verify
+    from certfleet.fleet.xapi._config import RetryPolicy
+    from certfleet.fleet.xapi.cloud import CloudClients, CloudTransport
 
     api_url = "https://webex.test"
     inv = tmp_path / "inv.yaml"

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fleet.errors import BadReplyError, CommandError, ParameterError
-from fleet.xapi import _xml
+from certfleet.fleet.errors import BadReplyError, CommandError, ParameterError
+from certfleet.fleet.xapi import _xml
 
 CA_ADD = ("Security", "Certificates", "CA", "Add")
 

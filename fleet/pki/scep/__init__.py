@@ -51,7 +51,7 @@ The package, by concept: :mod:`~fleet.pki.scep.client` (HTTP, the enroll flow),
 and :mod:`~fleet.pki.scep.lock`.
 """
 
-from fleet.pki.scep.ber import (
+from .ber import (
     EnvelopedParts,
     Tlv,
     octet_string_value,
@@ -59,11 +59,11 @@ from fleet.pki.scep.ber import (
     split_enveloped_data,
     tlv_children,
 )
-from fleet.pki.scep.ca import CaInfo
-from fleet.pki.scep.client import EnrollResult, ScepClient
-from fleet.pki.scep.csr import build_scep_csr, csr_with_challenge
-from fleet.pki.scep.envelope import decrypt_content, decrypt_enveloped
-from fleet.pki.scep.message import (
+from .ca import CaInfo
+from .client import EnrollResult, ScepClient
+from .csr import build_scep_csr, csr_with_challenge
+from .envelope import decrypt_content, decrypt_enveloped
+from .message import (
     FAIL_INFO,
     OID_FAIL_INFO,
     OID_MESSAGE_TYPE,

@@ -13,7 +13,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
-from fleet.errors import ScepError
+from ...errors import ScepError
 
 _CONTENT_TYPES_CERTS: Final = ("application/x-x509-ca-ra-cert",)
 

@@ -17,21 +17,21 @@ import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from fleet.errors import ScepError
-from fleet.fingerprints import CA_DIGEST_LENGTHS, normalize_fingerprint
-from fleet.pki.scep.ca import (
+from ...errors import ScepError
+from ...fingerprints import CA_DIGEST_LENGTHS, normalize_fingerprint
+from ...secrets import Secret, redact, register_secret
+from .ca import (
     CaInfo,
     _check_pin,
     _load_ca_certs,
     _pick_ca_and_recipient,
 )
-from fleet.pki.scep.csr import _check_key_matches, _csr_challenge
-from fleet.pki.scep.lock import _origin, _serialised
-from fleet.pki.scep.message import _build_pki_message
-from fleet.pki.scep.reply import _read_cert_rep
-from fleet.secrets import Secret, redact, register_secret
+from .csr import _check_key_matches, _csr_challenge
+from .lock import _origin, _serialised
+from .message import _build_pki_message
+from .reply import _read_cert_rep
 
-_log = logging.getLogger("fleet.pki.scep")  # the name it had as one module
+_log = logging.getLogger("certfleet.fleet.pki.scep")  # the name it had as one module
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import AttributeOID
 
-from fleet.secrets import Secret
+from ...secrets import Secret
 
 #: the extensionRequest attribute (PKCS#9), where a CSR's extensions live
 _OID_EXTENSION_REQUEST: Final = x509.ObjectIdentifier("1.2.840.113549.1.9.14")

@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.serialization import pkcs7
 
-from fleet.errors import ScepError
-from fleet.pki.scep.ber import split_enveloped_data
+from ...errors import ScepError
+from .ber import split_enveloped_data
 
 
 def _issuer_and_serial(cert: x509.Certificate) -> object:

@@ -17,9 +17,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from fleet.pki.scep.ca import CaInfo
-from fleet.pki.scep.csr import _spki
-from fleet.pki.scep.envelope import _envelope, _issuer_and_serial
+from .ca import CaInfo
+from .csr import _spki
+from .envelope import _envelope, _issuer_and_serial
 
 #: SCEP signed attributes (RFC 8894 §3.2.1), under id-VeriSign 2.16.840.1.113733.1.9
 OID_MESSAGE_TYPE: Final = "2.16.840.1.113733.1.9.2"

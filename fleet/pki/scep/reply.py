@@ -15,11 +15,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
 
-from fleet.errors import ScepError
-from fleet.pki.scep.ca import CaInfo, _issued_by
-from fleet.pki.scep.csr import _spki
-from fleet.pki.scep.envelope import decrypt_enveloped
-from fleet.pki.scep.message import (
+from ...errors import ScepError
+from .ca import CaInfo, _issued_by
+from .csr import _spki
+from .envelope import decrypt_enveloped
+from .message import (
     _HASHES,
     _MSG_CERTREP,
     _OID_CONTENT_TYPE,

@@ -15,7 +15,7 @@ from typing import Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
-from fleet.inventory import Device
+from ...inventory import Device
 
 __all__ = ["SignedCertificate", "Signer", "SigningRequest"]
 

@@ -25,14 +25,14 @@ import signal
 from collections.abc import Mapping, Sequence
 from typing import Final
 
-from fleet.errors import InputError, PemError, SignerError
-from fleet.pki.bundle import order_chain
-from fleet.pki.certs import oneline_name, parse_pem_certificates
-from fleet.pki.checks import describe_cert
-from fleet.pki.csr import csr_pem, san_strings
-from fleet.pki.keys import describe_key, same_public_key
-from fleet.pki.signers.base import SignedCertificate, SigningRequest
-from fleet.secrets import redact
+from ...errors import InputError, PemError, SignerError
+from ...secrets import redact
+from ..bundle import order_chain
+from ..certs import oneline_name, parse_pem_certificates
+from ..checks import describe_cert
+from ..csr import csr_pem, san_strings
+from ..keys import describe_key, same_public_key
+from .base import SignedCertificate, SigningRequest
 
 __all__ = ["CommandSigner"]
 

@@ -13,10 +13,10 @@ from typing import Any
 
 from cryptography import x509
 
-from fleet.errors import InputError
-from fleet.masking import mask_url_userinfo
-from fleet.pki.signers.base import Signer
-from fleet.secrets import Secret, parse_secret_ref
+from ...errors import InputError
+from ...masking import mask_url_userinfo
+from ...secrets import Secret, parse_secret_ref
+from .base import Signer
 
 __all__ = ["SIGNERS", "SignerSpec", "build_signer", "check_scep_options"]
 
@@ -95,7 +95,7 @@ def check_scep_options(
     is sent anywhere: InputError naming the option (the URL shown without its userinfo)."""
     import httpx
 
-    from fleet.fingerprints import CA_DIGEST_LENGTHS, normalize_fingerprint
+    from ...fingerprints import CA_DIGEST_LENGTHS, normalize_fingerprint
 
     shown = mask_url_userinfo(url)
     try:
@@ -117,23 +117,23 @@ async def build_signer(spec: SignerSpec) -> tuple[Signer, tuple[x509.Certificate
     """The signer and the CA certificates its chains must verify to."""
     spec.validate()
     if spec.kind == "local-ca":
-        from fleet.pki.local_ca import load_local_ca
-        from fleet.pki.signers.local_ca import LocalCaSigner
+        from ..local_ca import load_local_ca
+        from .local_ca import LocalCaSigner
 
         assert spec.ca_dir and spec.ca_passphrase
         ca = load_local_ca(Path(spec.ca_dir), _resolve("--ca-passphrase", spec.ca_passphrase))
         return LocalCaSigner(ca, days=spec.days), (ca.cert,)
     if spec.kind == "files":
-        from fleet.pki.signers.files import FilesSigner
+        from .files import FilesSigner
 
         assert spec.outbox and spec.inbox
         return FilesSigner(Path(spec.outbox), Path(spec.inbox)), ()
     if spec.kind == "command":
-        from fleet.pki.signers.command import CommandSigner
+        from .command import CommandSigner
 
         return CommandSigner(list(spec.command), timeout=spec.command_timeout), ()
-    from fleet.pki.scep import ScepClient
-    from fleet.pki.signers.scep import ScepSigner
+    from ..scep import ScepClient
+    from .scep import ScepSigner
 
     assert spec.scep_url and spec.scep_ca_fingerprint
     challenge = _resolve("--scep-challenge", spec.scep_challenge) if spec.scep_challenge else None

@@ -16,14 +16,14 @@ from typing import Final
 
 from cryptography import x509
 
-from fleet.errors import PemError, SignerError, SigningPending
-from fleet.files import read_file
-from fleet.pki.bundle import order_chain
-from fleet.pki.certs import parse_pem_certificates
-from fleet.pki.checks import describe_cert
-from fleet.pki.csr import csr_pem
-from fleet.pki.keys import describe_key, same_public_key, write_atomic
-from fleet.pki.signers.base import SignedCertificate, SigningRequest
+from ...errors import PemError, SignerError, SigningPending
+from ...files import read_file
+from ..bundle import order_chain
+from ..certs import parse_pem_certificates
+from ..checks import describe_cert
+from ..csr import csr_pem
+from ..keys import describe_key, same_public_key, write_atomic
+from .base import SignedCertificate, SigningRequest
 
 __all__ = ["INBOX_SUFFIXES", "FilesSigner"]
 

@@ -6,9 +6,9 @@ import asyncio
 
 from cryptography import x509
 
-from fleet.errors import InputError, SignerError
-from fleet.pki.local_ca import LocalCa
-from fleet.pki.signers.base import SignedCertificate, SigningRequest
+from ...errors import InputError, SignerError
+from ..local_ca import LocalCa
+from .base import SignedCertificate, SigningRequest
 
 __all__ = ["LocalCaSigner"]
 

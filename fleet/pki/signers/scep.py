@@ -17,13 +17,13 @@ from collections.abc import Callable
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from fleet.errors import CertfleetError, ScepError, SignerError
-from fleet.fingerprints import CA_DIGEST_LENGTHS, normalize_fingerprint
-from fleet.inventory import Device
-from fleet.pki.keys import describe_key
-from fleet.pki.scep import ScepClient, csr_with_challenge
-from fleet.pki.signers.base import SignedCertificate, SigningRequest
-from fleet.secrets import Secret, redact
+from ...errors import CertfleetError, ScepError, SignerError
+from ...fingerprints import CA_DIGEST_LENGTHS, normalize_fingerprint
+from ...inventory import Device
+from ...secrets import Secret, redact
+from ..keys import describe_key
+from ..scep import ScepClient, csr_with_challenge
+from .base import SignedCertificate, SigningRequest
 
 __all__ = ["ScepSigner"]
 

@@ -1380,6 +1380,10 @@ def _texts(node: object) -> list[str]:
     return []
 
 
+#: words certfleet's inventory messages use themselves (transports, verify modes)
+_OWN_WORDS = frozenset({"local", "cloud", "websocket", "system", "insecure"})
+
+
 @settings(
     max_examples=300,
     deadline=None,
@@ -1396,8 +1400,11 @@ def test_loader_raises_only_inventory_errors(
     except InventoryError as error:
         assert error.problems
         elsewhere = _texts_outside_secret_keys(document)
+        # (a value that is also one of certfleet's own words, e.g. `websocket` in "use local,
+        # cloud or websocket", is in the message for that reason, not because it was echoed)
         secrets = [t for t in _values_under_secret_keys(document)
-                   if len(t) >= 6 and t not in elsewhere and t not in _ALL_KEYS]
+                   if len(t) >= 6 and t not in elsewhere and t not in _ALL_KEYS
+                   and t not in _OWN_WORDS]
         for problem in error.problems:
             assert isinstance(problem, InventoryError)
             # what was written as a password or token is never echoed (values of other keys

@@ -27,18 +27,16 @@ import contextlib
 import random
 import signal
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .hooks import Hooks
 from .inventory import Device
 from .journal import Journal
 from .masking import scrub_data
 from .plans.base import Plan
 from .results import RunResult
 from .runner import (
-    DEFAULT_PARALLEL,
     Budget,
     EventHandler,
     Notice,
@@ -48,24 +46,15 @@ from .runner import (
     resolve_secrets,
     run_plan,
 )
-from .windows import Window
-from .xapi.connector import RetryPolicy, Timeouts
 
 __all__ = ["RunConfig", "changes_devices", "run", "run_async"]
 
 
 @dataclass(frozen=True)
-class RunConfig:
-    """How to run a plan: everything :func:`run` needs besides the plan and the devices."""
+class RunConfig(RunOptions):
+    """How to run a plan: everything :func:`run` needs besides the plan and the devices (the
+    runner's :class:`RunOptions`, and what the front door does around the runner)."""
 
-    parallel: int = DEFAULT_PARALLEL
-    #: seconds one device may take in all
-    device_timeout: float = 300.0
-    dry_run: bool = False
-    timeouts: Timeouts = field(default_factory=Timeouts)
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    hooks: Hooks = field(default_factory=Hooks)
-    windows: tuple[Window, ...] = ()
     #: wave sizes, counts or percentages (``("1", "10%")``); the rest is the last wave
     waves: tuple[str, ...] = ()
     budget: Budget = field(default_factory=Budget)
@@ -83,9 +72,8 @@ class RunConfig:
     signals: bool = True
 
     def options(self) -> RunOptions:
-        return RunOptions(parallel=self.parallel, device_timeout=self.device_timeout,
-                          dry_run=self.dry_run, timeouts=self.timeouts, retry=self.retry,
-                          hooks=self.hooks, windows=self.windows)
+        """The runner's part of this configuration."""
+        return RunOptions(**{f.name: getattr(self, f.name) for f in fields(RunOptions)})
 
 
 def changes_devices(plan: Plan[Any], config: RunConfig) -> bool:

@@ -523,7 +523,7 @@ class Bench:
     # ------------------------------------------------------------------ memory
 
     def memory(self, row: Row) -> None:
-        m, p = self.args.memory_devices, self.args.parallel
+        m = self.args.memory_devices
         same = self.rows.get(f"growth-{m}")
         if same is not None and same.ok:  # the same measurement: not run twice
             for key in ("devices", "succeeded", "parallel", "wall_s", "cpu_s", "tree_cpu_s",
@@ -533,20 +533,27 @@ class Bench:
             row.extra.update(same.extra, same_run_as=same.name)
             row.status = "ok"
             return
-        self.log(f"starting roomsim with {m} devices for the memory run ...")
-        with Sim(m, self.work / "sim-memory", self.delay) as sim:
+        self.status_on_new_fleet(row, m, "memory")
+
+    def status_on_new_fleet(self, row: Row, size: int, tag: str, *,
+                            sample_tree: bool = False) -> None:
+        """`certfleet status` on a roomsim fleet of ``size`` devices started for it (the memory
+        and growth rows), checked like every row."""
+        p = self.args.parallel
+        self.log(f"starting roomsim with {size} devices for the {tag} run ...")
+        with Sim(size, self.work / f"sim-{tag}", self.delay) as sim:
             row.extra["sim_start_s"] = round(sim.start_s or 0, 2)
             measured = run_measured(
                 [sys.executable, "-m", "certfleet.cli.main", "status", "-i", str(sim.inventory),
                  "--parallel", str(p), "-o", "json"],
-                self.work, "memory-status", sim_pid=sim.pid,
-                env={"CERTFLEET_JOURNAL": str(self.work / "journal-memory.sqlite")})
+                self.work, f"{tag}-status", sim_pid=sim.pid, sample_tree=sample_tree,
+                env={"CERTFLEET_JOURNAL": str(self.work / f"journal-{tag}.sqlite")})
             doc = measured.json("certfleet")
-            self.fill(row, measured, m, p)
-            row.command = f"certfleet status -i <{m}-device inventory> --parallel {p} -o json"
-            row.succeeded = self.check_outcomes(doc, measured, m, "ok")
+            self.fill(row, measured, size, p)
+            row.command = f"certfleet status -i <{size}-device inventory> --parallel {p} -o json"
+            row.succeeded = self.check_outcomes(doc, measured, size, "ok")
             row.requests_per_device = self.requests_per_device(doc)
-            row.ideal_s, row.ideal_formula = ideal(m, p, row.requests_per_device, self.delay)
+            row.ideal_s, row.ideal_formula = ideal(size, p, row.requests_per_device, self.delay)
         row.status = "ok"
 
     # ------------------------------------------------------------------ profiles

@@ -13,10 +13,9 @@ or per event.
 from __future__ import annotations
 
 import itertools
-import sys
 from typing import TYPE_CHECKING, Any
 
-from benchlib import Row, Sim, ideal, run_measured
+from benchlib import Row
 
 if TYPE_CHECKING:
     from fleet_bench import Bench
@@ -26,22 +25,7 @@ LIMIT = 1.10
 
 def growth_row(bench: Bench, size: int) -> Row:
     def measure(row: Row) -> None:
-        p = bench.args.parallel
-        bench.log(f"starting roomsim with {size} devices for the growth row ...")
-        with Sim(size, bench.work / f"sim-growth-{size}", bench.delay) as sim:
-            row.extra["sim_start_s"] = round(sim.start_s or 0, 2)
-            measured = run_measured(
-                [sys.executable, "-m", "certfleet.cli.main", "status", "-i", str(sim.inventory),
-                 "--parallel", str(p), "-o", "json"],
-                bench.work, f"growth-{size}", sim_pid=sim.pid, sample_tree=True,
-                env={"CERTFLEET_JOURNAL": str(bench.work / f"journal-growth-{size}.sqlite")})
-            doc = measured.json("certfleet")
-            bench.fill(row, measured, size, p)
-            row.command = f"certfleet status -i <{size}-device inventory> --parallel {p} -o json"
-            row.succeeded = bench.check_outcomes(doc, measured, size, "ok")
-            row.requests_per_device = bench.requests_per_device(doc)
-            row.ideal_s, row.ideal_formula = ideal(size, p, row.requests_per_device, bench.delay)
-        row.status = "ok"
+        bench.status_on_new_fleet(row, size, f"growth-{size}", sample_tree=True)
 
     return bench.record(Row(f"growth-{size}", f"growth: status, {size} devices"), measure)
 

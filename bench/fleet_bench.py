@@ -94,6 +94,7 @@ from benchlib import (
     ideal,
     make_ca,
     openssl_versions,
+    run_from_bytecode,
     run_measured,
 )
 from cloud_rows import CloudRows, cloud_lines, cloud_targets, rate_of
@@ -124,6 +125,8 @@ class Bench:
         self.secrets = {"CERTFLEET_CA_PASSPHRASE": secrets.token_urlsafe(18),
                         "CERTFLEET_JOURNAL_PASSPHRASE": secrets.token_urlsafe(18)}
         self.lab: Path | None = None
+        self.load_start = os.getloadavg()
+        self.bytecode_note = "as the environment has it"
 
     def log(self, text: str) -> None:
         print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
@@ -758,7 +761,11 @@ class Bench:
             "schema": SCHEMA,
             "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                        "platform": platform.platform()},
+                        "platform": platform.platform(),
+                        # what else the machine was doing: 1/5/15-minute load at start and end
+                        "load_average_start": [round(x, 2) for x in self.load_start],
+                        "load_average_end": [round(x, 2) for x in os.getloadavg()],
+                        "bytecode": self.bytecode_note},
             "params": {"devices": a.devices, "baseline_devices": a.baseline_devices,
                        "memory_devices": a.memory_devices, "delay_ms": a.delay_ms,
                        "parallel": a.parallel, "keys": a.keys, "quick": a.quick,
@@ -806,7 +813,12 @@ def render(doc: dict[str, Any]) -> str:
     out = [f"certfleet fleet benchmark  ({doc['machine']['cpus']} cpus, Python "
            f"{doc['machine']['python']}; delay {p['delay_ms']:g} ms/request; certfleet "
            f"--parallel {p['parallel']}; script {p['script_workers']} threads; ansible forks "
-           f"{p['ansible_forks']})", ""]
+           f"{p['ansible_forks']})"]
+    machine = doc["machine"]
+    if "load_average_start" in machine:
+        out.append(f"load average (1/5/15 min) {machine['load_average_start']} at start, "
+                   f"{machine['load_average_end']} at end; {machine['bytecode']}")
+    out.append("")
     head = (f"{'row':<34} {'N':>6} {'wall s':>8} {'ms/dev':>7} {'cpu ms/dev':>10} "
             f"{'RSS MB':>7} {'req/dev':>7} {'ideal s':>8} {'x ideal':>7} {'sim ms/dev':>10}"
             f"  status")
@@ -967,8 +979,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     raise_open_files_limit()
+    dont_write = os.environ.get("PYTHONDONTWRITEBYTECODE")
+    bytecode_note = run_from_bytecode()
     work = Path(tempfile.mkdtemp(prefix="certfleet-bench-"))
     bench = Bench(args, work)
+    bench.bytecode_note = bytecode_note
     interrupted = False
     try:
         with stop_on_sigterm():
@@ -977,6 +992,8 @@ def main(argv: list[str] | None = None) -> int:
         interrupted = True
         print("\ninterrupted: roomsim stopped; partial figures follow", file=sys.stderr)
     finally:
+        if dont_write is not None:  # as it was for whoever called main() (a test, say)
+            os.environ["PYTHONDONTWRITEBYTECODE"] = dont_write
         if bench.sim is not None:
             bench.sim.stop()
         if args.keep:

@@ -50,6 +50,21 @@ class StoreError(DeviceError):
     """A certificate store operation failed; `str(error)` is the Reason."""
 
 
+class _Same:
+    """Compares by identity (``is``) the object it holds."""
+
+    __slots__ = ("item",)
+
+    def __init__(self, item: object) -> None:
+        self.item = item
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Same) and other.item is self.item
+
+    def __hash__(self) -> int:
+        return id(self.item)
+
+
 @dataclass
 class ServiceCert:
     """A service (identity) certificate: the leaf, the chain as uploaded, the key, and the
@@ -75,6 +90,11 @@ class ServiceCert:
     def tls_bundle(self) -> str:
         """Leaf, chain and key in one PEM text, as `SSLContext.load_cert_chain` reads it."""
         return "".join([self.leaf.pem, *(c.pem for c in self.chain), key_pem(self.key)])
+
+    def tls_identity(self) -> tuple[object, ...]:
+        """Equal for two calls exactly when :meth:`tls_bundle` gives the same text: the leaf,
+        the chain and the key object (held here, so its id is not reused while compared)."""
+        return (self.leaf.fingerprint, *(c.fingerprint for c in self.chain), _Same(self.key))
 
     def to_state(self) -> dict[str, Any]:
         return {

@@ -74,6 +74,9 @@ class ServiceCert:
     chain: list[CertInfo]
     key: PrivateKeyTypes
     purposes: list[str] = field(default_factory=list)
+    _key_pem: tuple[PrivateKeyTypes, str] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def fingerprint(self) -> str:
@@ -89,7 +92,15 @@ class ServiceCert:
 
     def tls_bundle(self) -> str:
         """Leaf, chain and key in one PEM text, as `SSLContext.load_cert_chain` reads it."""
-        return "".join([self.leaf.pem, *(c.pem for c in self.chain), key_pem(self.key)])
+        return "".join([self.leaf.pem, *(c.pem for c in self.chain), self.key_pem()])
+
+    def key_pem(self) -> str:
+        """The key as PKCS#8 PEM, serialized once per key object (every save of the device's
+        state wrote each of its keys out again)."""
+        cached = self._key_pem
+        if cached is None or cached[0] is not self.key:
+            cached = self._key_pem = (self.key, key_pem(self.key))
+        return cached[1]
 
     def tls_identity(self) -> tuple[object, ...]:
         """Equal for two calls exactly when :meth:`tls_bundle` gives the same text: the leaf,
@@ -100,7 +111,7 @@ class ServiceCert:
         return {
             "cert": self.leaf.pem,
             "chain": [c.pem for c in self.chain],
-            "key": key_pem(self.key),
+            "key": self.key_pem(),
             "purposes": list(self.purposes),
         }
 

@@ -30,7 +30,8 @@ from cryptography.hazmat.primitives import hashes, padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
-__all__ = ["KDF_ITERATIONS", "TRANSFER_KDF_ITERATIONS", "decrypt", "encrypt"]
+__all__ = ["KDF_ITERATIONS", "TRANSFER_KDF_ITERATIONS", "decrypt", "encrypt",
+           "encrypted_private_key_info"]
 
 #: PBKDF2-HMAC-SHA256 iterations for keys certfleet encrypts (OWASP 2023)
 KDF_ITERATIONS: Final = 600_000

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,8 +86,12 @@ class KeyTable:
         key_pem_encrypted: bytes,
         public_sha256: str,
         csr_pem: str,
+        steps: Callable[[int], Sequence[tuple[str, str]]] | None = None,
     ) -> int:
-        """Commit a new key (encrypted) and its CSR. Call before the CSR leaves the machine."""
+        """Commit a new key (encrypted) and its CSR. Call before the CSR leaves the machine.
+
+        ``steps(key_id)``: (step, detail) pairs of the key's run and device, journaled in the
+        same transaction (one commit per new key instead of one per row)."""
         with self._tx(durable=True) as db:
             cursor = db.execute(
                 "INSERT INTO keys (run_id, device, purposes, created, key_kind,"
@@ -97,10 +101,18 @@ class KeyTable:
                  public_sha256, csr_pem, "generated", _now()),
             )
             key_id = cursor.lastrowid
-        assert key_id is not None
+            assert key_id is not None
+            if steps is not None:
+                db.executemany(
+                    "INSERT INTO steps (run_id, device, step, detail, at) VALUES (?,?,?,?,?)",
+                    [(run_id, device, step, detail, _now()) for step, detail in steps(key_id)],
+                )
         return key_id
 
-    def update_key(self, key_id: int, state: str, *, cert_pem: str | None = None) -> None:
+    def update_key(self, key_id: int, state: str, *, cert_pem: str | None = None,
+                   step: tuple[str, str] | None = None) -> None:
+        """Move a key to ``state``; ``step``: a (step, detail) of its run and device, journaled
+        in the same transaction."""
         if state not in KEY_STATES:
             raise ValueError(f"unknown key state {state!r}")
         with self._tx() as db:
@@ -110,6 +122,12 @@ class KeyTable:
             else:
                 db.execute("UPDATE keys SET state = ?, updated = ? WHERE id = ?",
                            (state, _now(), key_id))
+            if step is not None:
+                db.execute(
+                    "INSERT INTO steps (run_id, device, step, detail, at)"
+                    " SELECT run_id, device, ?, ?, ? FROM keys WHERE id = ?",
+                    (*step, _now(), key_id),
+                )
 
     def open_key(self, device: str, purposes: Sequence[str]) -> KeyRecord | None:
         """The newest key for this device and purposes whose rotation did not finish."""

@@ -8,7 +8,7 @@ import datetime as dt
 import hashlib
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -101,6 +101,8 @@ class CertInfo:
     pem: str
     fingerprint: str
     sha256: str
+    #: the Details fields that do not depend on the request (see `detail_fields`)
+    _details: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def of(cls, cert: x509.Certificate) -> CertInfo:
@@ -374,10 +376,19 @@ def key_algorithm(cert: x509.Certificate) -> tuple[str, int]:
 def detail_fields(info: CertInfo, fingerprint_algorithm: str = "SHA-1") -> dict[str, str]:
     """The fields of one `Details` item (without `UsedFor`), with the device's labels:
     `HashingAlgorithm` is the signature algorithm, `SignatureAlgorithm` the key algorithm."""
-    cert = info.cert
+    fixed = info._details
+    if fixed is None:
+        # what a certificate's Details show whatever is asked: worked out once per certificate
+        # (a device lists its store as it keeps it; every Services Show rendered the names and
+        # dates anew)
+        fixed = _fixed_fields(info.cert)
+        object.__setattr__(info, "_details", fixed)
+    return {"Fingerprint": info.fingerprint_for(fingerprint_algorithm), **fixed}
+
+
+def _fixed_fields(cert: x509.Certificate) -> dict[str, str]:
     key_alg, key_size = key_algorithm(cert)
     return {
-        "Fingerprint": info.fingerprint_for(fingerprint_algorithm),
         "HashingAlgorithm": signature_name(cert),
         "IssuerName": openssl_oneline(cert.issuer),
         "PublicKeySize": str(key_size),

@@ -80,7 +80,8 @@ class SimDevice:
         self.requests_seen = 0  # HTTP requests (any path, any answer) since the fleet started
         self.booted_at = time.monotonic()
         self._state = state
-        self.tls = DeviceTLS(lambda: self.https_certificate().tls_bundle(), state.device_dir(name))
+        self.tls = DeviceTLS(lambda: self.https_certificate().tls_bundle(), state.device_dir(name),
+                             lambda: self.https_certificate().tls_identity())
 
     @property
     def product(self) -> Product:

@@ -4,12 +4,12 @@ mode 0600."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import secrets
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -20,17 +20,36 @@ STATE_VERSION = 1
 PRIVATE = 0o600
 
 
+_temporary_names = itertools.count()
+_CREATE: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | \
+    getattr(os, "O_CLOEXEC", 0)
+
+
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write `data` to `path` so readers see the old or the new file, never half of one."""
+    """Write `data` to `path` so readers see the old or the new file, never half of one.
+
+    The temporary file beside it is created exclusively, mode 0600, under a name unique to
+    this process (pid and a counter: `tempfile.mkstemp`'s random names cost more than the
+    write itself, once per change of a device's state)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    while True:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{next(_temporary_names)}.tmp")
+        try:
+            fd = os.open(tmp, _CREATE, PRIVATE)
+            break
+        except FileExistsError:  # left behind by an earlier process with our pid
+            continue
     try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), mode)
-            handle.write(data)
+        try:
+            os.fchmod(fd, mode)  # exactly `mode`, whatever the umask
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

@@ -50,6 +50,21 @@ class StoreError(DeviceError):
     """A certificate store operation failed; `str(error)` is the Reason."""
 
 
+class _Same:
+    """Compares by identity (``is``) the object it holds."""
+
+    __slots__ = ("item",)
+
+    def __init__(self, item: object) -> None:
+        self.item = item
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Same) and other.item is self.item
+
+    def __hash__(self) -> int:
+        return id(self.item)
+
+
 @dataclass
 class ServiceCert:
     """A service (identity) certificate: the leaf, the chain as uploaded, the key, and the
@@ -59,6 +74,9 @@ class ServiceCert:
     chain: list[CertInfo]
     key: PrivateKeyTypes
     purposes: list[str] = field(default_factory=list)
+    _key_pem: tuple[PrivateKeyTypes, str] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def fingerprint(self) -> str:
@@ -74,13 +92,26 @@ class ServiceCert:
 
     def tls_bundle(self) -> str:
         """Leaf, chain and key in one PEM text, as `SSLContext.load_cert_chain` reads it."""
-        return "".join([self.leaf.pem, *(c.pem for c in self.chain), key_pem(self.key)])
+        return "".join([self.leaf.pem, *(c.pem for c in self.chain), self.key_pem()])
+
+    def key_pem(self) -> str:
+        """The key as PKCS#8 PEM, serialized once per key object (every save of the device's
+        state wrote each of its keys out again)."""
+        cached = self._key_pem
+        if cached is None or cached[0] is not self.key:
+            cached = self._key_pem = (self.key, key_pem(self.key))
+        return cached[1]
+
+    def tls_identity(self) -> tuple[object, ...]:
+        """Equal for two calls exactly when :meth:`tls_bundle` gives the same text: the leaf,
+        the chain and the key object (held here, so its id is not reused while compared)."""
+        return (self.leaf.fingerprint, *(c.fingerprint for c in self.chain), _Same(self.key))
 
     def to_state(self) -> dict[str, Any]:
         return {
             "cert": self.leaf.pem,
             "chain": [c.pem for c in self.chain],
-            "key": key_pem(self.key),
+            "key": self.key_pem(),
             "purposes": list(self.purposes),
         }
 

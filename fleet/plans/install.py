@@ -199,7 +199,7 @@ async def activate_verified(
         for purpose in purposes:
             await xapi.services_activate(new_fp, purpose)
             ctx.step("activated", f"{purpose} {new_fp}")
-        await _verify_in_use(ctx, new_fp, purposes)
+        listing = await _verify_in_use(ctx, new_fp, purposes)
         ctx.step("verified", new_fp)
     except (Exception, asyncio.CancelledError) as exc:
         # Cancelled too: out of the device's time budget, or a run stopped at once. The new
@@ -214,16 +214,19 @@ async def activate_verified(
         elif isinstance(exc, asyncio.CancelledError):
             ctx.result.message = f"cut off before the new certificate was verified; {rolled}"
         raise
-    notes = await _clean_up(ctx, new_fp, set(before.values()) | set(superseded))
+    notes = await _clean_up(ctx, new_fp, set(before.values()) | set(superseded), listing)
     ctx.result.fingerprints_before = sorted(set(before.values()))
     ctx.result.fingerprints_after = [new_fp]
     return notes
 
 
-async def _verify_in_use(ctx: DeviceContext, new_fp: str, purposes: Sequence[str]) -> None:
+async def _verify_in_use(
+    ctx: DeviceContext, new_fp: str, purposes: Sequence[str]
+) -> list[CertificateInfo]:
     """VerifyError unless the device shows ``new_fp`` in use for every purpose and, for
-    HTTPS, its web server presents it."""
-    in_use = active_leaves(await ctx.xapi.services_show(), purposes)
+    HTTPS, its web server presents it. Returns the device's list as read to verify."""
+    listing = await ctx.xapi.services_show()
+    in_use = active_leaves(listing, purposes)
     missing = [p for p in purposes if in_use.get(p) != new_fp]
     if missing:
         raise VerifyError(
@@ -237,13 +240,17 @@ async def _verify_in_use(ctx: DeviceContext, new_fp: str, purposes: Sequence[str
                 f"the device's HTTPS server still presents {served}, not the new {new_fp} "
                 "(RoomOS may need its web server restarted)"
             )
+    return listing
 
 
-async def _clean_up(ctx: DeviceContext, new_fp: str, replaced: set[str]) -> list[str]:
+async def _clean_up(ctx: DeviceContext, new_fp: str, replaced: set[str],
+                   listing: Sequence[CertificateInfo]) -> list[str]:
     """Delete what this change superseded, and nothing else: a replaced certificate still in
-    use for something is kept, with a note saying so."""
+    use for something is kept, with a note saying so. ``listing`` is the device's list as the
+    verification read it, a moment ago, with nothing sent to the device since (reading it
+    again was a third Services Show per device)."""
     notes: list[str] = []
-    by_fp = {c.fingerprint: c for c in await ctx.xapi.services_show()}
+    by_fp = {c.fingerprint: c for c in listing}
     for old_fp in sorted(replaced - {new_fp}):
         old = by_fp.get(old_fp)
         if old is None:

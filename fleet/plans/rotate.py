@@ -262,8 +262,8 @@ class Rotate:
             journal.update_key(
                 key.id, "signed",
                 cert_pem="".join(_pem(c) for c in (key.signed.cert, *key.signed.chain)),
+                step=("signed", f"by {self._signer.name}"),  # ctx.step's, in the same commit
             )
-            ctx.step("signed", f"by {self._signer.name}")
         new = self._checked(ctx, journal, key.id, key.key, key.signed)
         journal.update_key(key.id, "uploaded")
         notes = await install_certificate(ctx, new, self.purposes, state.current,
@@ -313,9 +313,12 @@ class Rotate:
             key_pem_encrypted=key_to_pem(private, self._passphrase),
             public_sha256=hashlib.sha256(public).hexdigest(),
             csr_pem=csr.public_bytes(serialization.Encoding.PEM).decode("ascii"),
+            # ctx.step's two steps, in the key's commit
+            steps=lambda key_id: [
+                ("key generated", f"{rendered.key}, journal key {key_id}"),
+                (SUPERSEDES, ",".join(sorted(set(state.active.values())))),
+            ],
         )
-        ctx.step("key generated", f"{rendered.key}, journal key {key_id}")
-        ctx.step(SUPERSEDES, ",".join(sorted(set(state.active.values()))))
         return _Key(id=key_id, key=private, csr=csr)
 
     def _checked(self, ctx: DeviceContext, journal: Journal, key_id: int, key: PrivateKey,

@@ -73,6 +73,10 @@ def test_rotate_https_make_before_break(sim: Any, lab: Path, tmp_path: Path, cli
         assert served.issuer.rfc4514_string() == "CN=Lab Room CA"
         # the old certificate is gone from the device
         assert old[name] not in {c.fingerprint for c in sim.devices[name].services}
+        # the list is read before the change and once to verify it; the clean-up decides
+        # from that verifying read (nothing was sent to the device in between)
+        shows = [c for c in entry["calls"] if c["path"].endswith("Services/Show")]
+        assert len(shows) == 2, entry["calls"]
 
     second = cli("rotate", "-i", inv, "--purpose", "HTTPS", "--signer", "local-ca",
                  "--ca-dir", str(lab), "--renew-before", "30d", "-o", "json")

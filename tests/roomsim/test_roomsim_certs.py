@@ -229,3 +229,47 @@ async def test_activate_unknown_fingerprint_is_error(xapi):
     failed = result(reply, "ServicesActivateResult")
     assert failed.get("status") == "Error"
     assert "No service certificate with fingerprint" in failed.findtext("Reason")
+
+
+async def test_https_identity_reloads_exactly_when_what_is_served_changes(
+    sim, xapi, tls_peer_sha1
+):
+    import pytest
+
+    device = sim.devices["room-001"]
+    root = trustme.CA()
+    intermediate = root.create_child_ca()
+    issued = intermediate.issue_cert("127.0.0.1", "room-001")
+    leaf_pem, intermediate_pem = (p.bytes().decode() for p in issued.cert_chain_pems)
+    key_pem = issued.private_key_pem.bytes().decode()
+    new = sha1_of_pem(leaf_pem.encode())
+    trusts_root = ssl.create_default_context()
+    root.configure_trust(trusts_root)
+
+    # the leaf alone, active for HTTPS: served, without the intermediate a client needs
+    added = await xapi.putxml(command("Security/Certificates/Services/Add", body=leaf_pem + key_pem))
+    assert result(added, "ServicesAddResult").get("status") == "OK"
+    activate = command("Security/Certificates/Services/Activate",
+                       f"<Fingerprint>{new}</Fingerprint><Purpose>HTTPS</Purpose>")
+    assert result(await xapi.putxml(activate), "ServicesActivateResult").get("status") == "OK"
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await tls_peer_sha1(device.port, trusts_root)
+    served = device.tls.current_context()
+
+    # another certificate comes and goes: what the server presents stays loaded as it was
+    other = trustme.CA().issue_cert("other.example")
+    other_pem = other.cert_chain_pems[0].bytes().decode()
+    body = other_pem + other.private_key_pem.bytes().decode()
+    assert result(await xapi.putxml(command("Security/Certificates/Services/Add", body=body)),
+                  "ServicesAddResult").get("status") == "OK"
+    other_fp = sha1_of_pem(other_pem.encode())
+    delete = command("Security/Certificates/Services/Delete",
+                     f"<Fingerprint>{other_fp}</Fingerprint>")
+    assert result(await xapi.putxml(delete), "ServicesDeleteResult").get("status") == "OK"
+    assert device.tls.current_context() is served
+
+    # the same leaf uploaded again with its intermediate: the next handshake sends the chain
+    body = leaf_pem + intermediate_pem + key_pem
+    assert result(await xapi.putxml(command("Security/Certificates/Services/Add", body=body)),
+                  "ServicesAddResult").get("status") == "OK"
+    assert await tls_peer_sha1(device.port, trusts_root) == new

@@ -70,6 +70,27 @@ def test_keys_are_found_until_done(tmp_path: Path) -> None:
             journal.update_key(key_id, "bogus")
 
 
+def test_key_steps_are_journaled_in_the_key_transactions(tmp_path: Path) -> None:
+    # the steps that go with a key's row land in the same transaction, with its run and
+    # device, after those journaled before it; a failed update writes neither
+    with Journal.open(tmp_path / "j.sqlite") as journal:
+        journal.step("r1", "room-1", "earlier", "x")
+        key_id = journal.store_key(run_id="r1", device="room-1", purposes=("HTTPS",),
+                                   key_kind="ec-p256", key_pem_encrypted=b"ENCRYPTED",
+                                   public_sha256="ab" * 32, csr_pem="CSR",
+                                   steps=lambda key: [("key generated", f"journal key {key}"),
+                                                      ("supersedes", "aa,bb")])
+        journal.update_key(key_id, "signed", cert_pem="CERT", step=("signed", "by lab"))
+        journal.update_key(key_id, "uploaded")
+        with pytest.raises(ValueError):
+            journal.update_key(key_id, "bogus", step=("bogus", ""))
+        assert [(s["step"], s["detail"]) for s in journal.steps_of("r1", "room-1")] == [
+            ("earlier", "x"), ("key generated", f"journal key {key_id}"),
+            ("supersedes", "aa,bb"), ("signed", "by lab")]
+        assert journal.key(key_id).state == "uploaded"
+        assert journal.steps_of("r1", "room-2") == []
+
+
 def test_not_a_journal(tmp_path: Path) -> None:
     path = tmp_path / "x.sqlite"
     path.write_text("this is not sqlite" * 100)

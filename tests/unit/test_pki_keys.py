@@ -442,3 +442,35 @@ def test_a_key_sealed_for_one_trip_to_a_device_gets_a_light_kdf() -> None:
     assert _pbes2(pem)["iterations"] == 2048
     assert same_public_key(serialization.load_pem_private_key(
         pem, one_time.reveal().encode()), key)
+
+
+@pytest.mark.parametrize("iterations", [1, 127, 128, 255, 256, 2048, 32768, 600_000, 8_388_608])
+@pytest.mark.parametrize("sealed_size", [16, 112, 128, 256, 1216, 2432, 65536])
+def test_encrypted_key_der_is_what_asn1crypto_writes(iterations: int, sealed_size: int) -> None:
+    # certfleet writes the PBES2 structure by hand (for speed): byte for byte the DER an
+    # ASN.1 library writes for it, whatever the lengths and the iteration count
+    from asn1crypto import algos, core
+    from asn1crypto import keys as asn1_keys
+    from asn1crypto import pem as asn1_pem
+
+    from certfleet.fleet.pki import pkcs8
+
+    salt, iv, sealed = os.urandom(16), os.urandom(16), os.urandom(sealed_size)
+    params = algos.Pbes2Params({
+        "key_derivation_func": {
+            "algorithm": "pbkdf2",
+            "parameters": {
+                "salt": algos.Pbkdf2Salt(name="specified", value=core.OctetString(salt)),
+                "iteration_count": iterations,
+                "prf": {"algorithm": "sha256", "parameters": core.Null()},
+            },
+        },
+        "encryption_scheme": {"algorithm": "aes256_cbc", "parameters": iv},
+    })
+    expected = asn1_keys.EncryptedPrivateKeyInfo({
+        "encryption_algorithm": {"algorithm": "pbes2", "parameters": params},
+        "encrypted_data": sealed,
+    }).dump()
+    der = pkcs8.encrypted_private_key_info(salt, iterations, iv, sealed)
+    assert der == expected
+    assert pkcs8._armor(der) == asn1_pem.armor("ENCRYPTED PRIVATE KEY", expected)

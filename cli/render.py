@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from certfleet.fleet.inventory import Device, Inventory
 from certfleet.fleet.journal import KnownFirmware
+from certfleet.fleet.masking import dumps_scrubbed
 from certfleet.fleet.plans.status import Expiring
 from certfleet.fleet.results import DeviceResult, Outcome, RunResult, run_document
 from certfleet.fleet.runner import DeviceFinished, Event
@@ -111,9 +112,11 @@ def heading(message: str) -> None:
 def emit_json(document: Any) -> None:
     """Write a JSON document to stdout, secrets masked.
 
-    Every value (and key) is scrubbed *before* it is serialised (:func:`cli.safe_text.
-    scrub_data`): a secret is found as it is in the data, not missed in the escaped form JSON
-    would give it (a token quoted with a ``\\n`` in an error message became ``\\\\n``).
+    Every value (and key) is scrubbed as *before* it is serialised (:func:`fleet.masking.
+    dumps_scrubbed`: the text is searched for each secret's JSON form, and only a value that may
+    hold one is scrubbed string by string, with :func:`cli.safe_text.scrub_data`): a secret is
+    found as it is in the data, not missed in the escaped form JSON would give it (a token
+    quoted with a ``\\n`` in an error message became ``\\\\n``).
 
     An object is written a key a line; a list (or iterator) of objects in it, an object a
     line, compact. So a run's document reads and greps as one device a line, is made with
@@ -133,7 +136,7 @@ def emit_json(document: Any) -> None:
         ):
             _emit_items(value)
         else:
-            write(json.dumps(scrub_data(value)))
+            write(dumps_scrubbed(value))
     write("\n}\n" if document else "}\n")
     sys.stdout.flush()
 
@@ -143,7 +146,7 @@ def _emit_items(items: Iterable[Any]) -> None:
     opened = False
     for item in items:
         write(",\n    " if opened else "[\n    ")
-        write(json.dumps(scrub_data(item)))
+        write(dumps_scrubbed(item))
         opened = True
     write("\n  ]" if opened else "[]")
 

@@ -47,6 +47,7 @@ __all__ = [
     "parse_secret_ref",
     "redact",
     "register_secret",
+    "secret_in_json",
 ]
 
 MASK: Final = "********"
@@ -86,8 +87,8 @@ class _Redactor:
         self._recent: tuple[str, ...] = ()
         self._pattern: re.Pattern[str] | None = None
 
-    def register(self, value: str) -> None:
-        variants = {v for v in _variants(value) if len(v) >= MIN_REDACT_LENGTH}
+    def add(self, variants: set[str]) -> None:
+        """Find each of ``variants`` from now on."""
         with self._lock:
             new = variants - self._compiled_values - set(self._recent)
             if not new:
@@ -121,6 +122,12 @@ class _Redactor:
                 spans.append((start, start + len(value)))
                 start = text.find(value, start + 1)
         return _mask_spans(text, spans)
+
+    def found(self, text: str) -> bool:
+        """Whether ``text`` holds any of the values."""
+        pattern, recent = self._snapshot()
+        return any(value in text for value in recent) or (
+            pattern is not None and pattern.search(text) is not None)
 
 
 #: below this many, newly registered values are searched with str.find rather than compiled
@@ -205,11 +212,26 @@ def _variants(value: str) -> set[str]:
 
 
 _REDACTOR: Final = _Redactor()
+#: each value :data:`_REDACTOR` finds as it is written inside a JSON string (``json.dumps``,
+#: ``ensure_ascii``): JSON escapes character by character, so the JSON text of a string that
+#: holds a value holds that value's form here (see :func:`secret_in_json`)
+_JSON_FORMS: Final = _Redactor()
 
 
 def register_secret(value: str) -> None:
     """Make :func:`redact` mask ``value`` (and its JSON/XML/URL-escaped forms) from now on."""
-    _REDACTOR.register(value)
+    variants = {v for v in _variants(value) if len(v) >= MIN_REDACT_LENGTH}
+    _JSON_FORMS.add({json.dumps(v)[1:-1] for v in variants})
+    _REDACTOR.add(variants)
+
+
+def secret_in_json(text: str) -> bool:
+    """Whether the JSON text ``text`` (made by ``json.dumps``, ``ensure_ascii`` on) may hold a
+    registered secret: True whenever a string or key encoded into it held something
+    :func:`redact` masks (and sometimes when none did, e.g. a match across two strings). False
+    means the data it was made from needs no redaction: one search of the text, not one of
+    every string in it."""
+    return _JSON_FORMS.found(text)
 
 
 def redact(text: str) -> str:

@@ -14,6 +14,8 @@ import keyring
 import keyring.backend
 import keyring.errors
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from certfleet.fleet.errors import SecretError
 from certfleet.fleet.secrets import (
@@ -519,3 +521,51 @@ def test_a_passphrase_too_short_to_mean_anything_is_refused_naming_the_reference
     assert "xxxxxxx" not in str(info.value)
     monkeypatch.setenv("CF_SHORT_PASS", "x" * MIN_PASSPHRASE)
     assert parse_secret_ref("env:CF_SHORT_PASS").resolve_passphrase().reveal() == "x" * 8
+
+
+# ------------------------------------------------------- JSON output: one search, same text
+
+_SECRET_CHARS = st.characters(codec="utf-8", exclude_categories=("Cs",))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    secret=st.text(_SECRET_CHARS, min_size=4, max_size=12),
+    before=st.text(max_size=6),
+    after=st.text(max_size=6),
+    form=st.sampled_from(["plain", "repr", "bytes-repr", "json", "newline", "key", "url"]),
+)
+def test_dumps_scrubbed_is_json_of_the_scrubbed_data(secret: str, before: str, after: str,
+                                                     form: str) -> None:
+    """The fast JSON path writes exactly what scrubbing every string first wrote, and never
+    the secret, however the data quotes it (as a key, repr'd by an HTTP library with a
+    newline, in a URL's userinfo)."""
+    from certfleet.fleet.masking import dumps_scrubbed, scrub_data
+
+    register_secret(secret)
+    quoted = {
+        "plain": secret,
+        "repr": repr(secret + "\n"),
+        "bytes-repr": f"Illegal header value {(secret + chr(10)).encode()!r}",
+        "json": json.dumps(secret),
+        "newline": secret + "\r\n",
+        "key": secret,
+        "url": f"https://admin:{secret}@ca.example.com/scep",
+    }[form]
+    text = before + quoted + after
+    data: Any = {"device": "room-1", "calls": [{"error": text, "n": 3}], "ok": True}
+    if form == "key":
+        data = {text: [1, 2.5, None]}
+    expected = json.dumps(scrub_data(data))
+    assert dumps_scrubbed(data) == expected
+    if form != "url":
+        assert json.dumps(secret)[1:-1] not in dumps_scrubbed(data)
+
+
+def test_dumps_scrubbed_leaves_clean_data_as_json_dumps_writes_it() -> None:
+    from certfleet.fleet.masking import dumps_scrubbed
+
+    register_secret("a-registered-password-1")
+    data = {"device": "room-1", "facts": {"subject": "CN=room-1 \u00e9\u202e", "n": [1, None]}}
+    assert dumps_scrubbed(data) == json.dumps(data)
+    assert dumps_scrubbed({"e": "x a-registered-password-1\n"}) == '{"e": "x ********\\n"}'

@@ -3,8 +3,8 @@
 rich stays in ``cli/`` (``fleet/`` never imports it). Most of what certfleet shows is built here
 and in the other ``cli/render*.py`` modules; a few verbs build their own small tables and lines
 with rich (``runs``, ``renewal``, ``ca init``, ``demo``), and print them, like everything else,
-through :func:`stdout` and :func:`stderr`, whose :class:`SafeConsole` gives the guarantees below
-to whatever it prints.
+through :func:`stdout` and :func:`stderr`, whose :class:`~cli.safe_console.SafeConsole` gives
+the guarantees below to whatever it prints.
 
 JSON goes to stdout as plain ``json.dumps`` of the engine's documents and never depends on
 rich; tables go to stdout; progress, warnings and errors go to stderr, so ``-o json`` output
@@ -19,21 +19,24 @@ import os
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, TextIO
-
-from rich.console import Console, ConsoleOptions, RenderableType
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.segment import Segment
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from certfleet.fleet.inventory import Device, Inventory
 from certfleet.fleet.journal import KnownFirmware
+from certfleet.fleet.masking import dumps_scrubbed
 from certfleet.fleet.plans.status import Expiring
 from certfleet.fleet.results import DeviceResult, Outcome, RunResult, run_document
 from certfleet.fleet.runner import DeviceFinished, Event
 
 from .safe_text import scrub, scrub_data, visible
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
+# rich is imported where something is drawn with it, not with this module: a run whose output
+# is JSON and whose stderr is not a terminal draws nothing, and importing rich cost a sixth of
+# `certfleet status -o json`'s start-up (issue 18). The consoles live in cli/safe_console.py.
 
 OUTCOME_STYLE = {
     Outcome.OK: "green",
@@ -44,31 +47,17 @@ OUTCOME_STYLE = {
 }
 
 
-class SafeConsole(Console):
-    """A Console that shows every string as it is: never markup or emoji codes (styles are
-    given as Text styles only), secrets masked, control characters as visible escapes — in
-    what is rendered from strings, and once more in every segment written, whatever built it.
-    """
-
-    def render_str(self, text: str, **kwargs: Any) -> Text:
-        kwargs["markup"] = kwargs["emoji"] = False
-        return super().render_str(visible(scrub(text), newlines=True), **kwargs)
-
-    def render(self, renderable: RenderableType,
-               options: ConsoleOptions | None = None) -> Iterator[Segment]:
-        for segment in super().render(renderable, options):
-            if segment.control is None and not segment.text.isprintable():
-                segment = Segment(visible(segment.text, newlines=True), segment.style)
-            yield segment
-
-
 def text(value: object, style: str = "") -> Text:
     """A Text of device-, inventory- or file-provided data: shown literally and safely."""
+    from rich.text import Text
+
     return Text(visible(scrub(str(value)), newlines=True), style=style)
 
 
 def line(value: object, style: str = "") -> Text:
     """One line for people, whatever it quotes: a newline in a name is an escape too."""
+    from rich.text import Text
+
     return Text(visible(scrub(str(value))), style=style)
 
 
@@ -77,25 +66,31 @@ def problem(message: str) -> None:
     stderr().print(line(f"  {message}"))
 
 
-def _console(file: TextIO, soft_wrap: bool) -> Console:
-    # Made per call so that test runners which swap sys.stdout see the output. Off a
-    # terminal (CI logs, pipes) lines are not wrapped at 80 columns. Strings are never read
-    # as rich markup or emoji codes: most of what is shown comes from devices, inventories
-    # and files (a subject "[/]" would crash a table, "[link=...]" rewrite it); styles are
-    # given as Text styles only.
-    options: dict[str, Any] = {"highlight": False, "markup": False, "emoji": False}
-    console = SafeConsole(file=file, soft_wrap=soft_wrap, **options)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = SafeConsole(file=file, soft_wrap=soft_wrap, width=160, **options)
-    return console
-
-
 def stdout() -> Console:
-    return _console(sys.stdout, soft_wrap=False)
+    from .safe_console import console
+
+    return console(sys.stdout, soft_wrap=False)
 
 
 def stderr() -> Console:
-    return _console(sys.stderr, soft_wrap=True)
+    from .safe_console import console
+
+    return console(sys.stderr, soft_wrap=True)
+
+
+def _terminal_stderr() -> Console | None:
+    """:func:`stderr` if it is a terminal, else None -- without importing rich where rich
+    could only say no: stderr is not a TTY and neither TTY_COMPATIBLE nor FORCE_COLOR (which
+    rich reads) is set."""
+    if "TTY_COMPATIBLE" not in os.environ and "FORCE_COLOR" not in os.environ:
+        isatty = getattr(sys.stderr, "isatty", None)
+        try:
+            if isatty is None or not isatty():
+                return None
+        except ValueError:  # closed
+            return None
+    console = stderr()
+    return console if console.is_terminal else None
 
 
 def error(message: str) -> None:
@@ -117,9 +112,11 @@ def heading(message: str) -> None:
 def emit_json(document: Any) -> None:
     """Write a JSON document to stdout, secrets masked.
 
-    Every value (and key) is scrubbed *before* it is serialised (:func:`cli.safe_text.
-    scrub_data`): a secret is found as it is in the data, not missed in the escaped form JSON
-    would give it (a token quoted with a ``\\n`` in an error message became ``\\\\n``).
+    Every value (and key) is scrubbed as *before* it is serialised (:func:`fleet.masking.
+    dumps_scrubbed`: the text is searched for each secret's JSON form, and only a value that may
+    hold one is scrubbed string by string, with :func:`cli.safe_text.scrub_data`): a secret is
+    found as it is in the data, not missed in the escaped form JSON would give it (a token
+    quoted with a ``\\n`` in an error message became ``\\\\n``).
 
     An object is written a key a line; a list (or iterator) of objects in it, an object a
     line, compact. So a run's document reads and greps as one device a line, is made with
@@ -139,7 +136,7 @@ def emit_json(document: Any) -> None:
         ):
             _emit_items(value)
         else:
-            write(json.dumps(scrub_data(value)))
+            write(dumps_scrubbed(value))
     write("\n}\n" if document else "}\n")
     sys.stdout.flush()
 
@@ -149,7 +146,7 @@ def _emit_items(items: Iterable[Any]) -> None:
     opened = False
     for item in items:
         write(",\n    " if opened else "[\n    ")
-        write(json.dumps(scrub_data(item)))
+        write(dumps_scrubbed(item))
         opened = True
     write("\n  ]" if opened else "[]")
 
@@ -160,8 +157,16 @@ def _emit_items(items: Iterable[Any]) -> None:
 @contextmanager
 def progress(total: int, label: str) -> Iterator[Any]:
     """A handler for runner events: a progress bar on a terminal, plain lines otherwise."""
-    console = stderr()
-    if console.is_terminal and total > 1:
+    console = _terminal_stderr() if total > 1 else None
+    if console is not None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         bar = Progress(
             TextColumn("{task.description}", style="bold", markup=False),
             BarColumn(),
@@ -201,6 +206,8 @@ def progress(total: int, label: str) -> Iterator[Any]:
 
 
 def _outcome(outcome: Outcome) -> Text:
+    from rich.text import Text
+
     return Text(outcome.value, style=OUTCOME_STYLE[outcome])
 
 
@@ -229,6 +236,8 @@ def _product(result: DeviceResult) -> Text:
 
 
 def run_table(run: RunResult, *, title: str | None = None) -> None:
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left", show_lines=False)
     table.add_column("device", no_wrap=True)
     table.add_column("via")
@@ -259,6 +268,8 @@ def run_table(run: RunResult, *, title: str | None = None) -> None:
 
 
 def summary(run: RunResult) -> None:
+    from rich.text import Text
+
     counts = run.counts()
     parts = [
         Text(f"{counts[o.value]} {o.value}", style=OUTCOME_STYLE[o])
@@ -286,6 +297,8 @@ def run_json(run: RunResult) -> None:
 
 
 def _days(days: float | None) -> Text:
+    from rich.text import Text
+
     if days is None:
         return Text("?")
     style = "red" if days < 14 else "yellow" if days < 45 else "green"
@@ -293,6 +306,9 @@ def _days(days: float | None) -> Text:
 
 
 def status_table(run: RunResult, expiring: Sequence[Expiring] | None = None) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title="certificates per device", title_justify="left")
     for name in ("device", "RoomOS", "product", "kind", "used for", "subject", "issuer",
                  "not after", "days left"):
@@ -335,6 +351,8 @@ def status_table(run: RunResult, expiring: Sequence[Expiring] | None = None) -> 
 
 
 def run_table_failures(failed: Sequence[DeviceResult]) -> None:
+    from rich.table import Table
+
     table = Table(title="devices that could not be read", title_justify="left")
     table.add_column("device", no_wrap=True)
     table.add_column("outcome")
@@ -351,6 +369,9 @@ def run_table_failures(failed: Sequence[DeviceResult]) -> None:
 def device_table(devices: Sequence[Device],
                  known: Mapping[str, KnownFirmware] | None = None) -> None:
     """The devices, with the RoomOS release and product last read from each (``known``)."""
+    from rich.table import Table
+    from rich.text import Text
+
     known = known or {}
     table = Table(title=f"{len(devices)} device(s)", title_justify="left")
     for name in ("device", "address", "transport", "groups", "tags", "verify", "RoomOS",

@@ -16,15 +16,24 @@ What it keeps:
 
 The database runs in WAL mode with ``synchronous=FULL``: a committed key survives SIGKILL
 and power loss. All access is from the runner's one event-loop thread.
+
+A run's ``devices`` and ``firmware`` rows are written in batches (:meth:`Journal.record_device`):
+with the next transaction of any other kind, or within :data:`BATCH_SECONDS`, or once
+:data:`BATCH_ROWS` wait, and always before the run is marked finished and before the journal is
+read or closed. A transaction per device was a twentieth of a large read-only run's CPU. What a
+process killed mid-run loses of them is the last fraction of a second of outcomes: those devices
+show as not finished, and ``runs resume`` / the next run reads them again from the devices (as
+after a power cut). Keys and steps are not batched.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +55,20 @@ __all__ = [
     "RunRecord",
     "default_journal_path",
 ]
+
+#: how long a run's device and firmware records may wait to be written together (seconds),
+#: and how many may wait (see the module's docstring)
+BATCH_SECONDS = 0.1
+BATCH_ROWS = 64
+
+_INSERT_DEVICE = (
+    "INSERT OR REPLACE INTO devices (run_id, device, outcome, error_kind, error,"
+    " fingerprints_before, fingerprints_after, updated) VALUES (?,?,?,?,?,?,?,?)"
+)
+_INSERT_FIRMWARE = (
+    "INSERT OR REPLACE INTO firmware (device, version, product, platform, run_id,"
+    " updated) VALUES (?,?,?,?,?,?)"
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -152,6 +175,9 @@ class Journal(KeyTable):
         self._lock_fd = lock_fd
         #: what :meth:`open` corrected and the user should hear about
         self.warnings: list[str] = []
+        #: device and firmware rows not written yet (see :meth:`record_device`), in order
+        self._pending: list[tuple[str, tuple[Any, ...]]] = []
+        self._flush_timer: asyncio.TimerHandle | None = None
 
     @classmethod
     def open(cls, path: str | Path | None = None) -> Journal:
@@ -191,6 +217,12 @@ class Journal(KeyTable):
 
     def close(self) -> None:
         try:
+            self.flush()
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        try:
             self._db.close()
         finally:
             if self._lock_fd >= 0:
@@ -217,11 +249,57 @@ class Journal(KeyTable):
             self._durable = durable
         self._db.execute("BEGIN IMMEDIATE")
         try:
+            # the waiting device and firmware rows go with any transaction but a key's
+            # durable one (which stays as small as it was)
+            written = 0 if durable else self._write_pending()
             yield self._db
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+        if written:
+            del self._pending[:written]
+            if not self._pending and self._flush_timer is not None:
+                self._flush_timer.cancel()
+                self._flush_timer = None
+
+    # -- batched device and firmware rows ----------------------------------------------
+
+    def _write_pending(self) -> int:
+        """Write the waiting rows into the open transaction; how many were written."""
+        count = len(self._pending)
+        for statement, row in self._pending:
+            self._db.execute(statement, row)
+        return count
+
+    def _queue(self, statement: str, row: tuple[Any, ...]) -> None:
+        """Write ``row`` with the next transaction, or within :data:`BATCH_SECONDS` on the
+        running event loop, or now: off an event loop, or once :data:`BATCH_ROWS` wait."""
+        self._pending.append((statement, row))
+        if len(self._pending) >= BATCH_ROWS:
+            self.flush()
+            return
+        if self._flush_timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # a caller without an event loop: as before, at once
+                self.flush()
+                return
+            self._flush_timer = loop.call_later(BATCH_SECONDS, self._timed_flush)
+
+    def _timed_flush(self) -> None:
+        self._flush_timer = None
+        with suppress(sqlite3.Error):  # the rows still wait: the next flush (finish_run or
+            self.flush()  # close at the latest) says what is wrong
+
+    def flush(self) -> None:
+        """Write the device and firmware rows that wait, now."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        if self._pending:
+            with self._tx():
+                pass
 
     # -- the run lock ----------------------------------------------------------------
 
@@ -258,21 +336,18 @@ class Journal(KeyTable):
             )
 
     def record_device(self, run_id: str, result: DeviceResult) -> None:
-        with self._tx() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO devices (run_id, device, outcome, error_kind, error,"
-                " fingerprints_before, fingerprints_after, updated) VALUES (?,?,?,?,?,?,?,?)",
-                (
-                    run_id,
-                    result.device,
-                    result.outcome.value,
-                    result.error.kind if result.error else None,
-                    result.error.message if result.error else None,
-                    json.dumps(result.fingerprints_before),
-                    json.dumps(result.fingerprints_after),
-                    _now(),
-                ),
-            )
+        """Record a device's outcome in the run; written in a batch (see the module's
+        docstring), stamped now."""
+        self._queue(_INSERT_DEVICE, (
+            run_id,
+            result.device,
+            result.outcome.value,
+            result.error.kind if result.error else None,
+            result.error.message if result.error else None,
+            json.dumps(result.fingerprints_before),
+            json.dumps(result.fingerprints_after),
+            _now(),
+        ))
 
     def finish_run(self, run: RunResult) -> None:
         status = "interrupted" if run.interrupted else "finished"
@@ -304,6 +379,7 @@ class Journal(KeyTable):
                     " exit_code, resumed_from")
 
     def runs(self, limit: int = 20) -> list[RunRecord]:
+        self.flush()
         rows = self._db.execute(
             f"SELECT {self._RUN_COLUMNS} FROM runs ORDER BY started DESC, rowid DESC LIMIT ?",
             (limit,),
@@ -313,6 +389,7 @@ class Journal(KeyTable):
     def run(self, run_id: str, *, verbs: Sequence[str] | None = None) -> RunRecord:
         """A run by id (or a unique start of one), or ``last``: the newest run (of ``verbs``,
         if given)."""
+        self.flush()
         if run_id == "last":
             where = ""
             params: tuple[str, ...] = ()
@@ -336,6 +413,7 @@ class Journal(KeyTable):
         return self._run_record(rows[0])
 
     def device_rows(self, run_id: str) -> list[dict[str, Any]]:
+        self.flush()
         rows = self._db.execute(
             "SELECT device, outcome, error_kind, error, fingerprints_before, fingerprints_after"
             " FROM devices WHERE run_id = ? ORDER BY rowid",
@@ -354,6 +432,7 @@ class Journal(KeyTable):
         ]
 
     def steps_of(self, run_id: str, device: str | None = None) -> list[dict[str, str]]:
+        self.flush()
         query = "SELECT device, step, detail, at FROM steps WHERE run_id = ?"
         params: tuple[str, ...] = (run_id,)
         if device:
@@ -366,6 +445,7 @@ class Journal(KeyTable):
 
     def failed_in_last_run(self) -> set[str]:
         """Devices that failed or were unreachable in the newest run that is not a dry run."""
+        self.flush()
         row = self._db.execute(
             "SELECT run_id FROM runs WHERE dry_run = 0 ORDER BY started DESC, rowid DESC LIMIT 1"
         ).fetchone()
@@ -383,18 +463,16 @@ class Journal(KeyTable):
 
     def record_firmware(self, run_id: str, device: str, firmware: Mapping[str, Any]) -> None:
         """Keep the release and product a run read from a device (the newest read wins):
-        ``--limit firmware:`` / ``product:`` select by it before any device is contacted."""
-        with self._tx() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO firmware (device, version, product, platform, run_id,"
-                " updated) VALUES (?,?,?,?,?,?)",
-                (device, firmware.get("version") or firmware.get("reported") or None,
-                 firmware.get("product") or None, firmware.get("platform") or None, run_id,
-                 _now()),
-            )
+        ``--limit firmware:`` / ``product:`` select by it before any device is contacted.
+        Written in a batch, like :meth:`record_device`."""
+        self._queue(_INSERT_FIRMWARE, (
+            device, firmware.get("version") or firmware.get("reported") or None,
+            firmware.get("product") or None, firmware.get("platform") or None, run_id, _now(),
+        ))
 
     def known_firmware(self) -> dict[str, KnownFirmware]:
         """Device name → the release and product last read from it."""
+        self.flush()
         return {
             device: KnownFirmware(version, product, platform, run_id, updated)
             for device, version, product, platform, run_id, updated in self._db.execute(
@@ -403,6 +481,7 @@ class Journal(KeyTable):
 
     def unfinished_devices(self, run_id: str, selected: Sequence[str]) -> list[str]:
         """Of ``selected``, the devices that did not end ok/changed/skipped in ``run_id``."""
+        self.flush()
         done = {
             device
             for (device,) in self._db.execute(

@@ -8,15 +8,16 @@ stored in the run journal.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from collections.abc import Mapping
 from typing import Any, Final
 
-from .secrets import MASK, redact
+from .secrets import MASK, redact, secret_in_json
 
-__all__ = ["MASK", "SECRET_OPTIONS", "mask_command_line", "mask_url_userinfo", "scrub",
-           "scrub_data"]
+__all__ = ["MASK", "SECRET_OPTIONS", "dumps_scrubbed", "mask_command_line", "mask_url_userinfo",
+           "scrub", "scrub_data"]
 
 
 #: options whose value is a secret or names one (a reference is not a secret, but it tells
@@ -89,6 +90,21 @@ def scrub_data(value: Any) -> Any:
     if scrub(joined) == joined:
         return value
     return _scrub_each(value)
+
+
+def dumps_scrubbed(value: Any) -> str:
+    """``json.dumps(scrub_data(value))``, the same text, found faster where nothing is secret.
+
+    The JSON text is made first and searched once, for the JSON form of every registered
+    secret (:func:`fleet.secrets.secret_in_json`) and for a URL that may carry userinfo (``@``
+    and ``://``, which JSON leaves as they are); only where one may be is ``value`` scrubbed
+    string by string and encoded again. A string holding a secret always sends it the slow
+    way: JSON escapes character by character, so the text of such a string holds the secret's
+    JSON form."""
+    text = json.dumps(value)
+    if secret_in_json(text) or ("@" in text and "://" in text):
+        return json.dumps(scrub_data(value))
+    return text
 
 
 def _strings(value: Any, into: list[str]) -> None:

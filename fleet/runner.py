@@ -323,8 +323,9 @@ async def run_plan(
     Devices go in waves (each wave finishes before the next starts); the failure budget is
     checked after every device, and once it is exceeded — or ``stop`` is set — no new device
     starts, devices in flight finish, and the rest are reported ``skipped`` with the reason.
-    With a journal, the run and every device's result are recorded as they finish, so a run
-    that is killed can be seen (status ``running``) and resumed.
+    With a journal, the run and every device's result are recorded as they finish (device
+    results in batches a fraction of a second apart: :mod:`fleet.journal`), so a run that is
+    killed can be seen (status ``running``) and resumed.
 
     :func:`fleet.engine.run` is the front door that assembles these arguments.
     """

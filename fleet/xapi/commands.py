@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BadReplyError, DeviceError, NotSupportedError, ParameterError
-from ..pki.certs import normalize_fingerprint
+from ..fingerprints import normalize_fingerprint
 from ..secrets import Secret
 from .transport import ParamValue, XapiTransport, xpath
 

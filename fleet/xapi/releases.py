@@ -25,7 +25,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -253,7 +253,12 @@ class ReleaseModel:
     products: frozenset[str]  # every product the release's schema knows
     source: str = ""
     _tables: dict[str, dict[tuple[str, ...], list[_Node]]] = field(
-        default_factory=dict, repr=False)
+        default_factory=dict, repr=False, compare=False)
+    #: the release's entries as releases.json has them, and the product sets they refer to:
+    #: a table is indexed when it is first looked up, so loading the model costs a start-up
+    #: little and a run indexes only the releases its devices run (issue 18)
+    _raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    _sets: Sequence[frozenset[str]] = field(default=(), repr=False, compare=False)
 
     @property
     def version(self) -> Version:
@@ -290,7 +295,7 @@ class ReleaseModel:
     def has_subtree(self, kind: str, path: PathLike, product: str | None = None) -> bool:
         """Whether any ``kind`` ("Status", "Configuration") leaf at or under ``path`` exists,
         e.g. ``has_subtree("Status", "Network 1 Wifi", "vecchio")`` is False."""
-        table = self._tables[_TOPS[kind.lower()]]
+        table = self._table(_TOPS[kind.lower()])
         tokens = _strip_top(_tokens(path), kind)
         wanted = _key(tokens)
         for key, nodes in table.items():
@@ -304,12 +309,23 @@ class ReleaseModel:
 
     def paths(self, kind: str, product: str | None = None) -> Iterator[str]:
         """Every modelled ``kind`` ("Command", "Configuration", "Status") path the product has."""
-        for nodes in self._tables[_TOPS[kind.lower()]].values():
+        for nodes in self._table(_TOPS[kind.lower()]).values():
             for node in nodes:
                 if self._variants(node, product):
                     yield node.path
 
     # -- internals --------------------------------------------------------------------
+
+    def _table(self, name: str) -> dict[tuple[str, ...], list[_Node]]:
+        table = self._tables.get(name)
+        if table is None:  # first look-up (two threads may both build it: the same table)
+            table = {}
+            for path, entries in self._raw[name].items():
+                tokens = tuple(_tokens(path))
+                variants = tuple(_Variant(self._sets[e["products"]], e) for e in entries)
+                table.setdefault(_key(tokens), []).append(_Node(path, tokens, variants))
+            self._tables[name] = table
+        return table
 
     def _node(self, table: str, path: PathLike, product: str | None) -> NodeSpec | None:
         found = self._find(table, path, product)
@@ -331,7 +347,7 @@ class ReleaseModel:
               ) -> tuple[_Node, list[_Variant]] | None:
         kind = next(k for k, t in _TOPS.items() if t == table)
         tokens = _strip_top(_tokens(path), kind)
-        for node in self._tables[table].get(_key(tokens), ()):
+        for node in self._table(table).get(_key(tokens), ()):
             if all(_index_fits(s[1], a[1]) for s, a in zip(node.tokens, tokens, strict=True)):
                 variants = self._variants(node, product)
                 if variants:
@@ -350,23 +366,21 @@ def _strip_top(tokens: list[Token], kind: str) -> list[Token]:
 
 @functools.cache
 def _load() -> dict[str, ReleaseModel]:
-    text = resources.files("certfleet.fleet.xapi").joinpath("releases.json").read_text(
-        encoding="utf-8")
+    beside = Path(__file__).with_name("releases.json")  # installed or a source tree
+    if beside.is_file():
+        text = beside.read_text(encoding="utf-8")
+    else:  # a zipped package: importlib.resources (imported only here) reads it
+        from importlib import resources
+
+        text = resources.files("certfleet.fleet.xapi").joinpath("releases.json").read_text(
+            encoding="utf-8")
     data = json.loads(text)
     sets = [frozenset(s) for s in data["product_sets"]]
-    models: dict[str, ReleaseModel] = {}
-    for release, body in data["releases"].items():
-        tables: dict[str, dict[tuple[str, ...], list[_Node]]] = {}
-        for table in _TOPS.values():
-            index: dict[tuple[str, ...], list[_Node]] = {}
-            for path, entries in body[table].items():
-                tokens = tuple(_tokens(path))
-                variants = tuple(_Variant(sets[e["products"]], e) for e in entries)
-                index.setdefault(_key(tokens), []).append(_Node(path, tokens, variants))
-            tables[table] = index
-        models[release] = ReleaseModel(release, sets[body["products"]], body.get("source", ""),
-                                       tables)
-    return models
+    return {
+        release: ReleaseModel(release, sets[body["products"]], body.get("source", ""),
+                              _raw={table: body[table] for table in _TOPS.values()}, _sets=sets)
+        for release, body in data["releases"].items()
+    }
 
 
 @functools.cache

@@ -3,14 +3,16 @@ file private to its owner."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from certfleet.fleet.errors import InputError
-from certfleet.fleet.journal import Journal
+from certfleet.fleet.journal import BATCH_ROWS, BATCH_SECONDS, Journal
 from certfleet.fleet.results import DeviceResult, ErrorInfo, Outcome, RunResult
 
 
@@ -179,3 +181,64 @@ def test_command_line_is_stored_with_secrets_masked(tmp_path: Path) -> None:
     assert "127.0.0.1:8080/scep" in stored and "-i inv.yaml" in stored
     raw = (tmp_path / "j.sqlite").read_bytes()  # closed: the WAL is checkpointed into it
     assert b"literal-challenge-5521" not in raw and b"url-pass-771" not in raw
+
+
+def _on_disk(path: Path, table: str = "devices") -> int:
+    """Rows of ``table`` another process would see now (its own connection)."""
+    with sqlite3.connect(path) as db:
+        (count,) = db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
+    return int(count)
+
+
+def _device(n: int, outcome: Outcome = Outcome.OK) -> DeviceResult:
+    return DeviceResult(f"room-{n}", "h", "local", outcome)
+
+
+async def test_device_records_in_a_run_are_written_in_batches_soon(tmp_path: Path) -> None:
+    """On the runner's event loop a device's outcome and firmware wait a moment and go to
+    disk together, within BATCH_SECONDS even when nothing else happens; this process's
+    own reads see them at once."""
+    path = tmp_path / "j.sqlite"
+    with Journal.open(path) as journal:
+        journal.start_run(_run("r1", "status"), inventory=None, args={})
+        for n in range(5):
+            journal.record_device("r1", _device(n, Outcome.FAILED if n == 3 else Outcome.OK))
+            journal.record_firmware("r1", f"room-{n}", {"version": "26.4.1.0"})
+        assert _on_disk(path) == 0 and _on_disk(path, "firmware") == 0  # waiting
+        assert journal.unfinished_devices("r1", ["room-3", "room-4"]) == ["room-3"]
+        assert _on_disk(path) == 5  # a read writes them first
+
+        journal.record_device("r1", _device(5))
+        assert _on_disk(path) == 5
+        await asyncio.sleep(BATCH_SECONDS * 5)  # nothing else happens: the timer writes it
+        assert _on_disk(path) == 6
+
+        for n in range(6, 6 + BATCH_ROWS):  # a full batch is written at once
+            journal.record_device("r1", _device(n))
+        assert _on_disk(path) == 6 + BATCH_ROWS
+
+
+async def test_waiting_records_go_with_the_next_transaction_and_the_run_end(
+        tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    with Journal.open(path) as journal:
+        run = _run("r1", "push-ca")
+        journal.start_run(run, inventory=None, args={})
+        journal.record_device("r1", _device(1, Outcome.CHANGED))
+        journal.step("r1", "room-2", "uploaded", "ab12")  # a step: written with the outcome
+        assert _on_disk(path) == 1 and _on_disk(path, "steps") == 1
+        journal.record_device("r1", _device(2, Outcome.CHANGED))
+        run.devices = [_device(1, Outcome.CHANGED), _device(2, Outcome.CHANGED)]
+        journal.finish_run(run)
+        assert _on_disk(path) == 2
+        journal.record_device("r1", _device(3))
+    assert _on_disk(path) == 3  # closing writes what waits
+
+
+def test_off_an_event_loop_a_record_is_written_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    with Journal.open(path) as journal:
+        journal.start_run(_run("r1", "status"), inventory=None, args={})
+        journal.record_device("r1", _device(1))
+        journal.record_firmware("r1", "room-1", {"version": "26.4.1.0"})
+        assert _on_disk(path) == 1 and _on_disk(path, "firmware") == 1

@@ -14,6 +14,8 @@ import keyring
 import keyring.backend
 import keyring.errors
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from certfleet.fleet.errors import SecretError
 from certfleet.fleet.secrets import (
@@ -519,3 +521,92 @@ def test_a_passphrase_too_short_to_mean_anything_is_refused_naming_the_reference
     assert "xxxxxxx" not in str(info.value)
     monkeypatch.setenv("CF_SHORT_PASS", "x" * MIN_PASSPHRASE)
     assert parse_secret_ref("env:CF_SHORT_PASS").resolve_passphrase().reveal() == "x" * 8
+
+
+# ------------------------------------------------------- JSON output: one search, same text
+
+_SECRET_CHARS = st.characters(codec="utf-8", exclude_categories=("Cs",))
+
+
+def _secrets(max_size: int) -> st.SearchStrategy[str]:
+    """Random secrets that start with a snowman: the registry is the process's, and a random
+    "room" or "0000" registered here would be masked in the texts of every later test."""
+    return st.text(_SECRET_CHARS, min_size=3, max_size=max_size - 1).map(lambda t: "\u2603" + t)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    secret=_secrets(12),
+    before=st.text(max_size=6),
+    after=st.text(max_size=6),
+    form=st.sampled_from(["plain", "repr", "bytes-repr", "json", "newline", "key", "url"]),
+)
+def test_dumps_scrubbed_is_json_of_the_scrubbed_data(secret: str, before: str, after: str,
+                                                     form: str) -> None:
+    """The fast JSON path writes exactly what scrubbing every string first wrote, and never
+    the secret, however the data quotes it (as a key, repr'd by an HTTP library with a
+    newline, in a URL's userinfo): no decoded string of it holds the secret."""
+    from certfleet.fleet.masking import dumps_scrubbed, scrub_data
+
+    register_secret(secret)
+    quoted = {
+        "plain": secret,
+        "repr": repr(secret + "\n"),
+        "bytes-repr": f"Illegal header value {(secret + chr(10)).encode()!r}",
+        "json": json.dumps(secret),
+        "newline": secret + "\r\n",
+        "key": secret,
+        "url": f"https://admin:{secret}@ca.example.com/scep",
+    }[form]
+    text = before + quoted + after
+    data: Any = {"device": "room-1", "calls": [{"error": text, "n": 3}], "ok": True}
+    if form == "key":
+        data = {text: [1, 2.5, None]}
+    assert dumps_scrubbed(data) == json.dumps(scrub_data(data))
+    assert all(secret not in text for text in _texts(json.loads(dumps_scrubbed(data))))
+
+
+def _texts(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [t for k, v in value.items() for t in (k, *_texts(v))]
+    if isinstance(value, list):
+        return [t for item in value for t in _texts(item)]
+    return [value] if isinstance(value, str) else []
+
+
+def test_dumps_scrubbed_leaves_clean_data_as_json_dumps_writes_it() -> None:
+    from certfleet.fleet.masking import dumps_scrubbed
+
+    register_secret("a-registered-password-1")
+    data = {"device": "room-1", "facts": {"subject": "CN=room-1 \u00e9\u202e", "n": [1, None]}}
+    assert dumps_scrubbed(data) == json.dumps(data)
+    assert dumps_scrubbed({"e": "x a-registered-password-1\n"}) == '{"e": "x ********\\n"}'
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    secret=_secrets(40),
+    before=st.text(max_size=20),
+    after=st.text(max_size=20),
+)
+def test_a_registered_secret_is_masked_wherever_it_starts(secret: str, before: str,
+                                                         after: str) -> None:
+    """Texts are screened by aligned pieces before the regex runs: a secret of any length,
+    at any offset from the pieces' alignment, is still found and masked."""
+    register_secret(secret)
+    assert secret not in redact(before + secret + after)
+    assert MASK in redact(before + secret + after)
+
+
+def test_many_registered_tokens_are_each_masked() -> None:
+    """With a run's worth of session tokens registered (most waiting in no regex yet, the rest
+    folded into it), each is masked in a long text and a clean text comes back as it is."""
+    tokens = [uuid.uuid4().hex + uuid.uuid4().hex[:n % 9] for n in range(300)]
+    for token in tokens:
+        register_secret(token)
+    clean = "room-001 ok " * 200  # (other tests' secrets may be masked in it: not asserted)
+    for n, token in enumerate(tokens):
+        text = clean[: n % 17] + token + clean
+        shown = redact(text)
+        assert token not in shown and MASK in shown
+        assert len(shown) <= len(text) - len(token) + len(MASK)

@@ -738,6 +738,17 @@ class Bench:
             if rotate.extra.get("keygen_alone_s"):
                 ratios["rotate CPU floor / keygen alone"] = _round(
                     cpu_floor / rotate.extra["keygen_alone_s"], 3)
+            # what each rotated device costs in CPU against what its key alone costs: the
+            # client's share is certfleet's; roomsim's stands for the device's own CPU, which a
+            # real fleet does not take from the machine running certfleet
+            if kc is not None and kc.tree_cpu_s and kc.extra.get("keys") and rotate.devices:
+                # the pool's warm-up makes one key per worker besides the timed ones
+                per_key = kc.tree_cpu_s / (kc.extra["keys"] + (kc.parallel or 0))
+                client = rotate.tree_cpu_s / rotate.devices
+                ratios["rotate client CPU per device (key workers incl.) / keygen CPU per key"] = \
+                    _round(client / per_key, 3)
+                ratios["rotate client + roomsim CPU per device / keygen CPU per key"] = _round(
+                    (client + rotate.sim_cpu_s / rotate.devices) / per_key, 3)
         for name in ("status", "rotate"):
             row = good(name)
             if row is not None and row.ideal_s and row.wall_s:

@@ -254,6 +254,10 @@ class ReleaseModel:
     source: str = ""
     _tables: dict[str, dict[tuple[str, ...], list[_Node]]] = field(
         default_factory=dict, repr=False)
+    #: answers already given: the tables never change, and a fleet run asks every device's
+    #: release the same few questions (each command is checked before it is sent)
+    _answers: dict[tuple[str, PathLike, str | None], Any] = field(
+        default_factory=dict, repr=False, compare=False)
 
     @property
     def version(self) -> Version:
@@ -264,6 +268,15 @@ class ReleaseModel:
     # -- lookups ----------------------------------------------------------------------
 
     def command(self, path: PathLike, product: str | None = None) -> CommandSpec | None:
+        key = ("commands", path if isinstance(path, str) else tuple(path), product)
+        try:
+            known: CommandSpec | None = self._answers[key]
+            return known
+        except KeyError:
+            spec = self._answers[key] = self._command(path, product)
+            return spec
+
+    def _command(self, path: PathLike, product: str | None) -> CommandSpec | None:
         found = self._find("commands", path, product)
         if found is None:
             return None
@@ -312,6 +325,15 @@ class ReleaseModel:
     # -- internals --------------------------------------------------------------------
 
     def _node(self, table: str, path: PathLike, product: str | None) -> NodeSpec | None:
+        key = (table, path if isinstance(path, str) else tuple(path), product)
+        try:
+            known: NodeSpec | None = self._answers[key]
+            return known
+        except KeyError:
+            spec = self._answers[key] = self._node_spec(table, path, product)
+            return spec
+
+    def _node_spec(self, table: str, path: PathLike, product: str | None) -> NodeSpec | None:
         found = self._find(table, path, product)
         if found is None:
             return None

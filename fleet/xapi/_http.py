@@ -212,8 +212,10 @@ class StreamClient:
         self._stream: tuple[asyncio.StreamReader, asyncio.StreamWriter, h11.Connection] | None
         self._stream = None
         self._origin: tuple[str, int] | None = None
-        #: url -> (host, port, Host header, path): a device's client sees a handful of URLs
-        self._urls: dict[str, tuple[str, int, str, str]] = {}
+        #: the last URL's "https://netloc" and its host, port and Host header: one device's
+        #: URLs share them, so only the path of the next one needs reading
+        self._prefix = ""
+        self._where: tuple[str, int, str] = ("", 0, "")
 
     async def request(
         self,
@@ -225,12 +227,14 @@ class StreamClient:
         query: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> HttpReply:
-        known = self._urls.get(url)
-        if known is None:
-            known = _split(url)
-            if len(self._urls) < 64:
-                self._urls[url] = known
-        host, port, host_header, path = known
+        prefix = self._prefix
+        path = url[len(prefix):] if prefix and url.startswith(prefix) else ""
+        if path[:1] == "/" and not _SPECIAL.intersection(path):
+            host, port, host_header = self._where
+        else:
+            host, port, host_header, path = _split(url)
+            self._prefix = url[:len(url) - len(path)] if url.endswith(path) and path else ""
+            self._where = (host, port, host_header)
         if self._origin is not None and self._origin != (host, port):
             await self.aclose()  # one client, one device: a new origin gets a new connection
         request = _request(method, host_header, path, headers, body, query)
@@ -286,6 +290,10 @@ class StreamClient:
 
 #: the end of every request (an event holds no state: one serves every request)
 _END = h11.EndOfMessage()
+
+
+#: what urlsplit would take out of a path (query, fragment) or drop from it
+_SPECIAL = frozenset("?#\t\r\n")
 
 
 def _split(url: str) -> tuple[str, int, str, str]:

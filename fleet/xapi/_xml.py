@@ -193,8 +193,12 @@ def _read(content: bytes, where: str, steps: _Steps = ()) -> _Reply:
     if not content.strip():
         raise BadReplyError(f"empty reply to {where}")
     reply = _Reply()
-    # frames of the open elements: [tag, numbered, children's data, tags listed, text, chain]
+    # frames of the open elements: [tag, numbered, children's data, tags listed, chain]
     stack: list[list[Any]] = []
+    # the text since the last tag: a leaf's whole text when its end tag comes (expat calls
+    # texts.append itself, no Python frame per piece of text)
+    texts: list[str] = []
+    clear = texts.clear
     count = 0
     want = len(steps)
     level = 0  # how many steps the open chain of matching elements has matched
@@ -230,12 +234,14 @@ def _read(content: bytes, where: str, steps: _Steps = ()) -> _Reply:
             if tag == name and (index is None or attrs.get("item", "1") == index):
                 level += 1
                 chain = True
-        stack.append([tag, numbered, None, None, [], chain])
+        stack.append([tag, numbered, None, None, chain])
+        clear()
 
     def end(_: str) -> None:
         nonlocal matching
-        tag, numbered, data, _listed, text, chain = stack.pop()
-        value = data if data is not None else "".join(text).strip()
+        tag, numbered, data, _listed, chain = stack.pop()
+        value = data if data is not None else "".join(texts).strip()
+        clear()
         if chain and matching:  # the deepest element matched so far: the walk ends here
             matching = False
             if level == want:
@@ -267,9 +273,6 @@ def _read(content: bytes, where: str, steps: _Steps = ()) -> _Reply:
         else:
             siblings[tag] = value
 
-    def text(data: str) -> None:
-        stack[-1][4].append(data)
-
     parser = expat.ParserCreate(None, "}")  # namespaces as ElementTree's parser reads them
     parser.buffer_text = True
     parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
@@ -279,7 +282,7 @@ def _read(content: bytes, where: str, steps: _Steps = ()) -> _Reply:
     parser.ExternalEntityRefHandler = _refuse_external
     parser.StartElementHandler = start
     parser.EndElementHandler = end
-    parser.CharacterDataHandler = text
+    parser.CharacterDataHandler = texts.append
     try:
         parser.Parse(content, False)
         parser.Parse(b"", True)

@@ -63,16 +63,22 @@ def build_command(
 
     Array parameters repeat the element with ``item="n"``; the multiline payload goes in the
     lowercase ``<body>`` element (RoomOS is case-sensitive there). A command without
-    parameters or body is the same document on every device: built once.
+    parameters is the same document on every device: built once (see _SHARED_BODY_MAX).
     """
-    if not params and body is None:
-        return _plain_command(tuple(path))
+    if not params and (body is None or (len(body) <= _SHARED_BODY_MAX
+                                         and "PRIVATE KEY" not in body)):
+        return _shared_command(tuple(path), body)
     return _build_command(path, params, body)
 
 
+#: a parameterless document (CA Show, CA Add of the run's CA...) is the same on every device:
+#: built once. Never one holding a private key (kept no longer than its call), nor a large one.
+_SHARED_BODY_MAX = 64 * 1024
+
+
 @functools.lru_cache(maxsize=256)
-def _plain_command(path: tuple[str, ...]) -> bytes:
-    return _build_command(path, None, None)
+def _shared_command(path: tuple[str, ...], body: str | None) -> bytes:
+    return _build_command(path, None, body)
 
 
 def _build_command(

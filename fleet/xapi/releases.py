@@ -478,6 +478,7 @@ _BY_NAME.update({re.sub(r"[^a-z0-9]", "", n.lower()): c for n, c in _PRODUCT_TAB
                  if n.startswith("Webex ")})
 
 
+@functools.lru_cache(maxsize=256)  # a fleet reports a handful of products, device after device
 def product_code(product_id: str, platform: str | None = None) -> str | None:
     """The internal product code for what a device reports (``ProductPlatform`` is tried
     first, then ``ProductId``), e.g. ``"Cisco Room Kit Mini"`` → ``"havella"``; None when

@@ -216,3 +216,19 @@ def test_a_request_document_without_parameters_is_built_once_and_stays_correct()
     assert _xml.build_command(CA_SHOW, {}) == first
     with pytest.raises(Exception, match="not a valid xAPI name"):
         _xml.build_command(("A", "B><C"))
+    # the run's CA, the same for every device: built once, escaped as ever
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB</body>&\n-----END CERTIFICATE-----\n"
+    add = ("Security", "Certificates", "CA", "Add")
+    assert _xml.build_command(add, None, pem) is _xml.build_command(add, None, pem)
+    assert _xml.build_command(add, None, pem) == _xml._build_command(add, None, pem)
+    assert b"MIIB&lt;/body&gt;&amp;" in _xml.build_command(add, None, pem)
+
+
+def test_a_document_holding_a_private_key_is_never_kept() -> None:
+    bundle = ("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+              "-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n")
+    add = ("Security", "Certificates", "Services", "Add")
+    before = _xml._shared_command.cache_info().currsize
+    assert _xml.build_command(add, None, bundle) == _xml._build_command(add, None, bundle)
+    assert _xml.build_command(add, None, bundle) is not _xml.build_command(add, None, bundle)
+    assert _xml._shared_command.cache_info().currsize == before

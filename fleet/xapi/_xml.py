@@ -199,8 +199,10 @@ def _read(content: bytes, where: str, steps: _Steps = ()) -> _Reply:
     if not content.strip():
         raise BadReplyError(f"empty reply to {where}")
     reply = _Reply()
-    # frames of the open elements: [tag, numbered, children's data, tags listed, chain]
-    stack: list[list[Any]] = []
+    # frames of the open elements: (tag, numbered, children's data, chain). A tag whose data
+    # is a list is "listed" (element data is never a list otherwise): later ones append.
+    stack: list[tuple[str, bool, dict[str, Any], bool]] = []
+    push, pop = stack.append, stack.pop
     # the text since the last tag: a leaf's whole text when its end tag comes (expat calls
     # texts.append itself, no Python frame per piece of text)
     texts: list[str] = []
@@ -230,7 +232,7 @@ def _read(content: bytes, where: str, steps: _Steps = ()) -> _Reply:
             if error is not None and error.lower() == "true":
                 raise _NotPlain
             numbered = "item" in attrs
-            if depth == 1 and reply.first_status is None and not stack[0][2]:
+            if depth == 1 and not stack[0][2]:  # the root's first child
                 reply.first_status = status
         if tag == "ActionError":
             raise _NotPlain
@@ -240,13 +242,13 @@ def _read(content: bytes, where: str, steps: _Steps = ()) -> _Reply:
             if tag == name and (index is None or attrs.get("item", "1") == index):
                 level += 1
                 chain = True
-        stack.append([tag, numbered, None, None, chain])
+        push((tag, numbered, {}, chain))
         clear()
 
     def end(_: str) -> None:
         nonlocal matching
-        tag, numbered, data, _listed, chain = stack.pop()
-        value = data if data is not None else "".join(texts).strip()
+        tag, numbered, data, chain = pop()
+        value: Any = data if data else "".join(texts).strip()
         clear()
         if chain and matching:  # the deepest element matched so far: the walk ends here
             matching = False
@@ -257,27 +259,16 @@ def _read(content: bytes, where: str, steps: _Steps = ()) -> _Reply:
             reply.root_tag = tag
             reply.root = value
             return
-        parent = stack[-1]
-        siblings = parent[2]
-        if siblings is None:
-            siblings = parent[2] = {}
-            if len(stack) == 1:  # the root's first child: a command's result
-                reply.first = value
-        listed = parent[3]
-        if listed is not None and tag in listed:
-            siblings[tag].append(value)
-        elif tag in siblings:
-            siblings[tag] = [siblings[tag], value]
-            if listed is None:
-                listed = parent[3] = set()
-            listed.add(tag)
-        elif numbered:
-            siblings[tag] = [value]
-            if listed is None:
-                listed = parent[3] = set()
-            listed.add(tag)
+        siblings = stack[-1][2]
+        if not siblings and len(stack) == 1:  # the root's first child: a command's result
+            reply.first = value
+        known = siblings.get(tag)
+        if known is None:
+            siblings[tag] = [value] if numbered else value
+        elif type(known) is list:
+            known.append(value)
         else:
-            siblings[tag] = value
+            siblings[tag] = [known, value]
 
     parser = expat.ParserCreate(None, "}")  # namespaces as ElementTree's parser reads them
     parser.buffer_text = True

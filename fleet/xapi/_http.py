@@ -370,9 +370,11 @@ async def _read_reply(reader: asyncio.StreamReader, connection: h11.Connection,
                 head.append(data)
             connection.receive_data(data)
             continue
-        if isinstance(event, h11.InformationalResponse):
+        # h11's event classes are exact (never subclassed): a type test, not isinstance
+        # (ABCMeta's, a Python call per test, on every event of every reply)
+        if type(event) is h11.InformationalResponse:
             continue
-        if isinstance(event, h11.Response):
+        if type(event) is h11.Response:
             response = event
             received = b"".join(head)
             head_bytes = received[:len(received) - len(connection.trailing_data[0])]
@@ -383,13 +385,13 @@ async def _read_reply(reader: asyncio.StreamReader, connection: h11.Connection,
                 if raw_name.lower() == b"content-length" and int(raw_value) > MAX_REPLY_BYTES:
                     raise ConnectionBroke(f"reply of {int(raw_value)} bytes refused")
             continue
-        if isinstance(event, h11.Data):
+        if type(event) is h11.Data:
             total += len(event.data)
             if total > MAX_REPLY_BYTES:
                 raise ConnectionBroke("reply larger than the limit refused")
             parts.append(bytes(event.data))
             continue
-        if isinstance(event, h11.EndOfMessage):
+        if type(event) is h11.EndOfMessage:
             break
         # ConnectionClosed or PAUSED before the reply's end
         raise ConnectionBroke("the reply stopped before its end")

@@ -92,7 +92,7 @@ PATHS = st.sampled_from([
 ])
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(documents("Command"))
 @example(b"<Command><R status='OK'><Details item='1'><Fingerprint>ab</Fingerprint></Details>"
          b"</R><R/></Command>")
@@ -102,7 +102,7 @@ def test_command_replies_read_the_same(content: bytes) -> None:
     same(content, CA_SHOW, "command")
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(st.data(), PATHS)
 @example(b'<Status><Network item="2"><Status>b</Status></Network>'
          b'<Network><Status>a</Status></Network></Status>', ("Status", "Network", 1, "Status"))
@@ -130,14 +130,14 @@ NARROW_PATHS = st.lists(st.one_of(st.sampled_from(["Network", "Status"]), st.int
                         max_size=5).map(lambda rest: ("Status", *rest))
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(NARROW, max_size=4), NARROW_PATHS)
 def test_get_replies_walk_items_the_same(children: list[str], path: tuple[Any, ...]) -> None:
     # two names, two item numbers: most walks find something, many only on a later sibling
     same(f"<Status>{''.join(children)}</Status>".encode(), path, "get")
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(documents("Configuration"))
 @example(b"<Configuration><Success/></Configuration>")
 @example(b"<Other><Success>yes</Success></Other>")

@@ -255,7 +255,8 @@ class ReleaseModel:
     _tables: dict[str, dict[tuple[str, ...], list[_Node]]] = field(
         default_factory=dict, repr=False)
     #: answers already given: the tables never change, and a fleet run asks every device's
-    #: release the same few questions (each command is checked before it is sent)
+    #: release the same few questions (each command is checked before it is sent). Keyed by
+    #: the path's words as _tokens reads them, so equal keys are equal questions.
     _answers: dict[tuple[str, PathLike, str | None], Any] = field(
         default_factory=dict, repr=False, compare=False)
 
@@ -268,7 +269,7 @@ class ReleaseModel:
     # -- lookups ----------------------------------------------------------------------
 
     def command(self, path: PathLike, product: str | None = None) -> CommandSpec | None:
-        key = ("commands", path if isinstance(path, str) else tuple(path), product)
+        key = ("commands", path if isinstance(path, str) else tuple(map(str, path)), product)
         try:
             known: CommandSpec | None = self._answers[key]
             return known
@@ -325,7 +326,7 @@ class ReleaseModel:
     # -- internals --------------------------------------------------------------------
 
     def _node(self, table: str, path: PathLike, product: str | None) -> NodeSpec | None:
-        key = (table, path if isinstance(path, str) else tuple(path), product)
+        key = (table, path if isinstance(path, str) else tuple(map(str, path)), product)
         try:
             known: NodeSpec | None = self._answers[key]
             return known

@@ -212,6 +212,10 @@ class StreamClient:
         self._stream: tuple[asyncio.StreamReader, asyncio.StreamWriter, h11.Connection] | None
         self._stream = None
         self._origin: tuple[str, int] | None = None
+        #: the last URL's "https://netloc" and its host, port and Host header: one device's
+        #: URLs share them, so only the path of the next one needs reading
+        self._prefix = ""
+        self._where: tuple[str, int, str] = ("", 0, "")
 
     async def request(
         self,
@@ -223,13 +227,17 @@ class StreamClient:
         query: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> HttpReply:
-        parts = urlsplit(url)
-        if parts.scheme != "https" or not parts.hostname:
-            raise ConnectFailed(f"not an https URL: {url}")
-        host, port = parts.hostname, parts.port or 443
-        if self._origin not in (None, (host, port)):
+        prefix = self._prefix
+        path = url[len(prefix):] if prefix and url.startswith(prefix) else ""
+        if path[:1] == "/" and not _SPECIAL.intersection(path):
+            host, port, host_header = self._where
+        else:
+            host, port, host_header, path = _split(url)
+            self._prefix = url[:len(url) - len(path)] if url.endswith(path) and path else ""
+            self._where = (host, port, host_header)
+        if self._origin is not None and self._origin != (host, port):
             await self.aclose()  # one client, one device: a new origin gets a new connection
-        request = _request(method, parts.netloc, parts.path, headers, body, query)
+        request = _request(method, host_header, path, headers, body, query)
         stream = self._stream
         if stream is not None and (stream[0].at_eof() or stream[1].is_closing()
                                    or stream[2].our_state is not h11.IDLE):
@@ -248,7 +256,7 @@ class StreamClient:
         message = connection.send(request)
         if body:
             message += connection.send(h11.Data(data=body))
-        message += connection.send(h11.EndOfMessage())
+        message += connection.send(_END)
         try:
             async with asyncio.timeout(limit):
                 writer.write(message)
@@ -280,15 +288,31 @@ class StreamClient:
                 await writer.wait_closed()
 
 
-def _request(method: str, netloc: str, path: str, headers: Mapping[str, str],
+#: the end of every request (an event holds no state: one serves every request)
+_END = h11.EndOfMessage()
+
+
+#: what urlsplit would take out of a path (query, fragment) or drop from it
+_SPECIAL = frozenset("?#\t\r\n")
+
+
+def _split(url: str) -> tuple[str, int, str, str]:
+    """``https://host:port/path`` → host, port, the Host header's value and the path."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ConnectFailed(f"not an https URL: {url}")
+    return parts.hostname, parts.port or 443, parts.netloc.rsplit("@", 1)[-1], parts.path
+
+
+def _request(method: str, host: str, path: str, headers: Mapping[str, str],
              body: bytes | None, query: Mapping[str, str] | None) -> h11.Request:
     target = path or "/"
     if query:
         target += "?" + urlencode(query, safe="/")
-    head = [("Host", netloc.rsplit("@", 1)[-1]), ("User-Agent", USER_AGENT)]
+    head = [("Host", host), ("User-Agent", USER_AGENT)]
     if body is not None or method in ("POST", "PUT", "PATCH"):
         head.append(("Content-Length", str(len(body or b""))))
-    head += list(headers.items())
+    head.extend(headers.items())
     try:
         return h11.Request(method=method, target=target, headers=head)
     except h11.LocalProtocolError as exc:  # a header value with CR/LF, say: nothing is sent
@@ -326,6 +350,13 @@ async def _read_reply(reader: asyncio.StreamReader, connection: h11.Connection,
     head: list[bytes] = []  # what came before the reply's head was parsed
     parts: list[bytes] = []
     total = 0
+    if connection.trailing_data == (b"", False):
+        # nothing left over from the last reply: h11 can only say NEED_DATA, so read first
+        data = await reader.read(_READ_SIZE)
+        if not data:
+            raise ConnectionBroke("the device closed the connection without a reply")
+        head.append(data)
+        connection.receive_data(data)
     while True:
         try:
             event = connection.next_event()
@@ -339,34 +370,36 @@ async def _read_reply(reader: asyncio.StreamReader, connection: h11.Connection,
                 head.append(data)
             connection.receive_data(data)
             continue
-        if isinstance(event, h11.InformationalResponse):
+        # h11's event classes are exact (never subclassed): a type test, not isinstance
+        # (ABCMeta's, a Python call per test, on every event of every reply)
+        if type(event) is h11.InformationalResponse:
             continue
-        if isinstance(event, h11.Response):
+        if type(event) is h11.Response:
             response = event
             received = b"".join(head)
             head_bytes = received[:len(received) - len(connection.trailing_data[0])]
             if len(head_bytes) > MAX_HEAD_BYTES:  # h11 checks only a head still incomplete
                 raise MalformedReply("the reply's header is too large")
             _check_line_ends(head_bytes)
-            length = dict(event.headers).get(b"content-length")
-            if length is not None and int(length) > MAX_REPLY_BYTES:
-                raise ConnectionBroke(f"reply of {int(length)} bytes refused")
+            for raw_name, raw_value in event.headers.raw_items():
+                if raw_name.lower() == b"content-length" and int(raw_value) > MAX_REPLY_BYTES:
+                    raise ConnectionBroke(f"reply of {int(raw_value)} bytes refused")
             continue
-        if isinstance(event, h11.Data):
+        if type(event) is h11.Data:
             total += len(event.data)
             if total > MAX_REPLY_BYTES:
                 raise ConnectionBroke("reply larger than the limit refused")
             parts.append(bytes(event.data))
             continue
-        if isinstance(event, h11.EndOfMessage):
+        if type(event) is h11.EndOfMessage:
             break
         # ConnectionClosed or PAUSED before the reply's end
         raise ConnectionBroke("the reply stopped before its end")
     assert response is not None
     headers: dict[str, str] = {}
     cookies: dict[str, str] = {}
-    for raw_name, raw_value in response.headers:
-        name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+    for raw_name, raw_value in response.headers.raw_items():
+        name, value = raw_name.lower().decode("latin-1"), raw_value.decode("latin-1")
         if name == "set-cookie":
             pair = value.split(";", 1)[0]
             key, eq, cookie = pair.partition("=")

@@ -2,8 +2,11 @@
 
 Building: documents are made with ElementTree, never by string concatenation, so a device name
 or certificate field can never change the structure of what is sent (ElementTree escapes text).
-Parsing: replies are parsed with defusedxml (no DTDs, no entities, no external references), then
-checked for every error form RoomOS uses (reference: roomos-local-xapi.md §2.5):
+Parsing: one pass of expat over the reply builds its data and refuses what defusedxml refuses (a
+DTD, entity declarations, external references) and what exceeds :data:`MAX_ELEMENTS` /
+:data:`MAX_DEPTH`; a reply holding any of the error forms RoomOS uses (reference:
+roomos-local-xapi.md §2.5) goes to the tree reader (:mod:`fleet.xapi._xml_tree`), which says
+which it is:
 
 * an ``ActionError`` with ``Reason``, as the root or anywhere below it (§7);
 * an element with ``status="Error"`` (``Reason`` / ``XPath`` children) or
@@ -18,14 +21,14 @@ it does not have is a root ``<EmptyResult .../>``, read as absent (§7).
 
 from __future__ import annotations
 
+import functools
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from typing import Any
+from xml.parsers import expat
 
-import defusedxml.ElementTree as SafeET
-from defusedxml import DefusedXmlException
-
-from ..errors import BadReplyError, CommandError, NotSupportedError, ParameterError
+from ..errors import BadReplyError, ParameterError
 from .transport import ParamValue
 
 __all__ = [
@@ -59,8 +62,28 @@ def build_command(
     """``<Command><A><B command="True"><Param>v</Param>...<body>...</body></B></A></Command>``.
 
     Array parameters repeat the element with ``item="n"``; the multiline payload goes in the
-    lowercase ``<body>`` element (RoomOS is case-sensitive there).
+    lowercase ``<body>`` element (RoomOS is case-sensitive there). A command without
+    parameters is the same document on every device: built once (see _SHARED_BODY_MAX).
     """
+    if not params and (body is None or (len(body) <= _SHARED_BODY_MAX
+                                         and "PRIVATE KEY" not in body)):
+        return _shared_command(tuple(path), body)
+    return _build_command(path, params, body)
+
+
+#: a parameterless document (CA Show, CA Add of the run's CA...) is the same on every device:
+#: built once. Never one holding a private key (kept no longer than its call), nor a large one.
+_SHARED_BODY_MAX = 64 * 1024
+
+
+@functools.lru_cache(maxsize=256)
+def _shared_command(path: tuple[str, ...], body: str | None) -> bytes:
+    return _build_command(path, None, body)
+
+
+def _build_command(
+    path: Sequence[str], params: Mapping[str, ParamValue] | None, body: str | None
+) -> bytes:
     if not path:
         raise ParameterError("empty xAPI command path", reason="empty path")
     root = ET.Element("Command")
@@ -124,153 +147,214 @@ class _TooBig(Exception):
     pass
 
 
-class _BoundedBuilder(ET.TreeBuilder):
-    """A tree builder that stops the parse at :data:`MAX_ELEMENTS` elements or
-    :data:`MAX_DEPTH` levels (a reply of millions of tiny elements costs a gigabyte of
-    memory; a deep one, a RecursionError in whatever walks it)."""
+class _Hostile(Exception):
+    """A DTD, an entity declaration or an external reference: refused where expat meets it,
+    before anything is declared or expanded. The name is defusedxml's for the same refusal."""
+
+
+class _NotPlain(Exception):
+    """Not a plain success (an error form, say): the reply goes to the tree reader."""
+
+
+def _refuse_dtd(*_: object) -> None:
+    raise _Hostile("DTDForbidden")
+
+
+def _refuse_entity(*_: object) -> None:
+    raise _Hostile("EntitiesForbidden")
+
+
+def _refuse_external(*_: object) -> int:
+    raise _Hostile("ExternalReferenceForbidden")
+
+
+#: the plain xAPI names a getxml path is walked by here (anything else: the tree reader)
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
+
+#: (tag, item index or None) per level below the root
+_Steps = tuple[tuple[str, str | None], ...]
+
+
+class _Reply:
+    """What one pass over a reply found: the root's tag and data, the first child's data and
+    ``status``, and the data at ``steps`` (a getxml path below the root) when it is there."""
+
+    __slots__ = ("first", "first_status", "found", "root", "root_tag", "target")
 
     def __init__(self) -> None:
-        super().__init__()
-        self._elements = 0
-        self._depth = 0
-
-    def start(self, tag: Any, attrs: Any) -> ET.Element:
-        self._elements += 1
-        self._depth += 1
-        if self._depth > MAX_DEPTH:
-            raise _TooBig(f"elements nested more than {MAX_DEPTH} deep")
-        if self._elements > MAX_ELEMENTS:
-            raise _TooBig(f"more than {MAX_ELEMENTS:,} elements")
-        return super().start(tag, attrs)
-
-    def end(self, tag: Any) -> ET.Element:
-        self._depth -= 1
-        return super().end(tag)
+        self.root_tag = ""
+        self.root: Any = ""
+        self.first: Any = None
+        self.first_status: str | None = None
+        self.found = False
+        self.target: Any = None
 
 
-def _parse(content: bytes, where: str) -> ET.Element:
+def _read(content: bytes, where: str, steps: _Steps = ()) -> _Reply:
+    """One pass of expat over ``content``: builds the data :func:`_xml_tree.to_data` would
+    (leaves ``str`` stripped; repeated or ``item``-numbered children ``list``), refuses what
+    defusedxml refuses and what exceeds :data:`MAX_ELEMENTS` / :data:`MAX_DEPTH`, and raises
+    :class:`_NotPlain` at the first error form (``ActionError``, ``status="Error"`` or
+    ``"ParameterError"``, ``error="True"``), which the tree reader then reports."""
     if not content.strip():
         raise BadReplyError(f"empty reply to {where}")
+    reply = _Reply()
+    # frames of the open elements: (tag, numbered, children's data, chain). A tag whose data
+    # is a list is "listed" (element data is never a list otherwise): later ones append.
+    stack: list[tuple[str, bool, dict[str, Any], bool]] = []
+    push, pop = stack.append, stack.pop
+    # the text since the last tag: a leaf's whole text when its end tag comes (expat calls
+    # texts.append itself, no Python frame per piece of text)
+    texts: list[str] = []
+    clear = texts.clear
+    count = 0
+    want = len(steps)
+    level = 0  # how many steps the open chain of matching elements has matched
+    matching = True  # False once the matched chain ended: the first match at a level wins
+    limit_depth, limit_count = MAX_DEPTH, MAX_ELEMENTS
+
+    def start(tag: str, attrs: dict[str, str]) -> None:
+        nonlocal count, level
+        count += 1
+        depth = len(stack)
+        if depth >= limit_depth:
+            raise _TooBig(f"elements nested more than {limit_depth} deep")
+        if count > limit_count:
+            raise _TooBig(f"more than {limit_count:,} elements")
+        if "}" in tag:  # a namespaced name, spelled as ElementTree does
+            tag = "{" + tag
+        numbered = False
+        if attrs:
+            status = attrs.get("status")
+            if status == "Error" or status == "ParameterError":
+                raise _NotPlain
+            error = attrs.get("error")
+            if error is not None and error.lower() == "true":
+                raise _NotPlain
+            numbered = "item" in attrs
+            if depth == 1 and not stack[0][2]:  # the root's first child
+                reply.first_status = status
+        if tag == "ActionError":
+            raise _NotPlain
+        chain = False
+        if matching and depth == level + 1 and level < want:
+            name, index = steps[level]
+            if tag == name and (index is None or attrs.get("item", "1") == index):
+                level += 1
+                chain = True
+        push((tag, numbered, {}, chain))
+        clear()
+
+    def end(_: str) -> None:
+        nonlocal matching
+        tag, numbered, data, chain = pop()
+        value: Any = data if data else "".join(texts).strip()
+        clear()
+        if chain and matching:  # the deepest element matched so far: the walk ends here
+            matching = False
+            if level == want:
+                reply.found = True
+                reply.target = value
+        if not stack:
+            reply.root_tag = tag
+            reply.root = value
+            return
+        siblings = stack[-1][2]
+        if not siblings and len(stack) == 1:  # the root's first child: a command's result
+            reply.first = value
+        known = siblings.get(tag)
+        if known is None:
+            siblings[tag] = [value] if numbered else value
+        elif type(known) is list:
+            known.append(value)
+        else:
+            siblings[tag] = [known, value]
+
+    parser = expat.ParserCreate(None, "}")  # namespaces as ElementTree's parser reads them
+    parser.buffer_text = True
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    parser.StartDoctypeDeclHandler = _refuse_dtd
+    parser.EntityDeclHandler = _refuse_entity
+    parser.UnparsedEntityDeclHandler = _refuse_entity
+    parser.ExternalEntityRefHandler = _refuse_external
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = texts.append
     try:
-        parser = SafeET.DefusedXMLParser(target=_BoundedBuilder(), forbid_dtd=True)
-        parser.feed(content)
-        root: ET.Element = parser.close()
+        parser.Parse(content, False)
+        parser.Parse(b"", True)
     except _TooBig as exc:
         raise BadReplyError(f"refused the reply to {where}: {exc}") from None
-    except DefusedXmlException as exc:
+    except _Hostile as exc:
         raise BadReplyError(
-            f"refused a hostile XML reply to {where} ({type(exc).__name__}); nothing was expanded"
-        ) from exc
-    except ET.ParseError as exc:
+            f"refused a hostile XML reply to {where} ({exc}); nothing was expanded"
+        ) from None
+    except expat.ExpatError as exc:
         snippet = content[:60].decode("utf-8", "replace")
-        raise BadReplyError(f"reply to {where} is not XML ({exc}): {snippet!r}") from exc
-    return root
+        raise BadReplyError(f"reply to {where} is not XML ({exc}): {snippet!r}") from None
+    return reply
 
 
-def to_data(element: ET.Element) -> Any:
-    """Element → str (leaf) or dict; repeated / ``item``-numbered children become lists."""
-    children = list(element)
-    if not children:
-        return (element.text or "").strip()
-    data: dict[str, Any] = {}
-    listed: set[str] = set()
-    for child in children:
-        value = to_data(child)
-        tag = child.tag
-        if "item" in child.attrib or tag in listed:
-            if tag in data and tag not in listed:
-                data[tag] = [data[tag]]
-            data.setdefault(tag, [])
-            data[tag].append(value)
-            listed.add(tag)
-        elif tag in data:
-            data[tag] = [data[tag], value]
-            listed.add(tag)
-        else:
-            data[tag] = value
-    return data
+def _tree() -> Any:
+    from . import _xml_tree
 
-
-def _text(element: ET.Element | None) -> str | None:
-    if element is None:
-        return None
-    return "".join(element.itertext()).strip() or None
-
-
-#: the reasons a device gives for a command it does not have (reference §2.5, §7)
-_ABSENT_REASONS = frozenset({"no action detected in document", "unknown command"})
-
-
-def _refusal(reason: str) -> type[CommandError]:
-    return NotSupportedError if reason.lower() in _ABSENT_REASONS else CommandError
-
-
-def _raise_for_errors(root: ET.Element, where: str) -> None:
-    action = root if root.tag == "ActionError" else root.find(".//ActionError")
-    if action is not None:  # anywhere: a root one and one nested in <Command> both occur
-        reason = _text(action.find("Reason")) or "ActionError without a reason"
-        raise _refusal(reason)(f"device refused the document: {reason}", xpath=where,
-                               reason=reason)
-    for element in root.iter():
-        status = element.get("status")
-        if status == "Error":
-            reason = _text(element.find("Reason")) or _text(element.find("Error")) or "error"
-            xp = _text(element.find("XPath"))
-            raise _refusal(reason)(reason, xpath=xp or where, reason=reason)
-        if status == "ParameterError":
-            reason = _text(element.find("Reason")) or "invalid or missing parameter"
-            raise ParameterError(f"parameter error: {reason}", xpath=where, reason=reason)
-        if element.get("error", "").lower() == "true":
-            reason = _text(element) or "illegal value"
-            raise ParameterError(f"{element.tag}: {reason}", xpath=where, reason=reason)
+    return _xml_tree
 
 
 def parse_command_reply(content: bytes, path: Sequence[str]) -> dict[str, Any]:
     """Check a putxml command reply and return the data of its ``...Result`` element."""
     where = "/".join(path)
-    root = _parse(content, where)
-    _raise_for_errors(root, where)
-    if root.tag != "Command":
-        raise BadReplyError(f"reply to {where} has root <{root.tag}>, expected <Command>")
-    results = list(root)
-    if not results:
-        raise BadReplyError(f"reply to {where} holds no result element")
-    result = results[0]
-    if result.get("status", "OK") != "OK":
-        raise CommandError(f"status {result.get('status')!r}", xpath=where)
-    data = to_data(result)
-    return data if isinstance(data, dict) else {}
+    try:
+        reply = _read(content, where)
+    except _NotPlain:
+        reply = None
+    if (reply is None or reply.root_tag != "Command" or reply.first is None
+            or reply.first_status not in (None, "OK")):
+        result: dict[str, Any] = _tree().parse_command_reply(content, path)
+        return result
+    first = reply.first
+    return first if isinstance(first, dict) else {}
+
+
+def _steps(path: Sequence[PathPart]) -> _Steps | None:
+    """``("Status", "Network", 2, "IEEE8021X")`` → ``(("Network", "2"), ("IEEE8021X", None))``;
+    None for a path the one-pass reader does not walk (not plain names)."""
+    steps: list[tuple[str, str | None]] = []
+    rest = list(path[1:])
+    while rest:
+        part = rest.pop(0)
+        if not isinstance(part, str) or not _PLAIN_NAME.fullmatch(part):
+            return None
+        index = str(rest.pop(0)) if rest and isinstance(rest[0], int) else None
+        steps.append((part, index))
+    return tuple(steps)
 
 
 def parse_get_reply(content: bytes, path: Sequence[PathPart]) -> Any:
     """The subtree at ``path`` of a getxml reply; ``None`` when the device has no such node."""
     where = "/".join(str(p) for p in path)
-    root = _parse(content, where)
-    _raise_for_errors(root, where)
-    if root.tag == "EmptyResult":  # the device has no such node (ce11.20.1.7 lab capture)
+    steps = _steps(path)
+    top = path[0] if path else None
+    if steps is None or not (top is None or isinstance(top, str)):
+        return _tree().parse_get_reply(content, path)
+    try:
+        reply = _read(content, where, steps)
+    except _NotPlain:
+        return _tree().parse_get_reply(content, path)
+    if reply.root_tag == "EmptyResult":  # the device has no such node (ce11.20.1.7 lab capture)
         return None
-    top = str(path[0]) if path else root.tag
-    if root.tag != top:
-        raise BadReplyError(f"reply to getxml {where} has root <{root.tag}>, expected <{top}>")
-    node: ET.Element | None = root
-    rest = list(path[1:])
-    while rest and node is not None:
-        part = rest.pop(0)
-        if rest and isinstance(rest[0], int):
-            index = str(rest.pop(0))
-            node = next(
-                (c for c in node.findall(str(part)) if c.get("item", "1") == index), None
-            )
-        else:
-            node = node.find(str(part))
-    if node is None:
-        return None
-    return to_data(node)
+    if top is not None and reply.root_tag != top:
+        return _tree().parse_get_reply(content, path)
+    if not steps:
+        return reply.root
+    return reply.target if reply.found else None
 
 
 def parse_configuration_reply(content: bytes, path: Sequence[PathPart]) -> None:
     where = "/".join(str(p) for p in path)
-    root = _parse(content, where)
-    _raise_for_errors(root, where)
-    if root.find("Success") is None:
-        raise BadReplyError(f"configuration reply for {where} has no <Success/>")
+    try:
+        reply = _read(content, where)
+    except _NotPlain:
+        reply = None
+    if reply is None or not (isinstance(reply.root, dict) and "Success" in reply.root):
+        _tree().parse_configuration_reply(content, path)

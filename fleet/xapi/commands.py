@@ -61,6 +61,7 @@ _USED_FOR_KEYWORDS: tuple[tuple[str, str], ...] = (
 )
 
 
+@functools.lru_cache(maxsize=1024)  # the same few UsedFor texts on every device
 def purposes_from_used_for(text: str) -> tuple[str, ...]:
     """``"SIP, HTTPS server"`` → ``("SIP", "HTTPS")``; unknown words are kept as they are."""
     found: list[str] = []

@@ -259,6 +259,11 @@ class ReleaseModel:
     #: little and a run indexes only the releases its devices run (issue 18)
     _raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
     _sets: Sequence[frozenset[str]] = field(default=(), repr=False, compare=False)
+    #: answers already given: the tables never change, and a fleet run asks every device's
+    #: release the same few questions (each command is checked before it is sent). Keyed by
+    #: the path's words as _tokens reads them, so equal keys are equal questions.
+    _answers: dict[tuple[str, PathLike, str | None], Any] = field(
+        default_factory=dict, repr=False, compare=False)
 
     @property
     def version(self) -> Version:
@@ -269,6 +274,15 @@ class ReleaseModel:
     # -- lookups ----------------------------------------------------------------------
 
     def command(self, path: PathLike, product: str | None = None) -> CommandSpec | None:
+        key = ("commands", path if isinstance(path, str) else tuple(map(str, path)), product)
+        try:
+            known: CommandSpec | None = self._answers[key]
+            return known
+        except KeyError:
+            spec = self._answers[key] = self._command(path, product)
+            return spec
+
+    def _command(self, path: PathLike, product: str | None) -> CommandSpec | None:
         found = self._find("commands", path, product)
         if found is None:
             return None
@@ -328,6 +342,15 @@ class ReleaseModel:
         return table
 
     def _node(self, table: str, path: PathLike, product: str | None) -> NodeSpec | None:
+        key = (table, path if isinstance(path, str) else tuple(map(str, path)), product)
+        try:
+            known: NodeSpec | None = self._answers[key]
+            return known
+        except KeyError:
+            spec = self._answers[key] = self._node_spec(table, path, product)
+            return spec
+
+    def _node_spec(self, table: str, path: PathLike, product: str | None) -> NodeSpec | None:
         found = self._find(table, path, product)
         if found is None:
             return None
@@ -470,6 +493,7 @@ _BY_NAME.update({re.sub(r"[^a-z0-9]", "", n.lower()): c for n, c in _PRODUCT_TAB
                  if n.startswith("Webex ")})
 
 
+@functools.lru_cache(maxsize=256)  # a fleet reports a handful of products, device after device
 def product_code(product_id: str, platform: str | None = None) -> str | None:
     """The internal product code for what a device reports (``ProductPlatform`` is tried
     first, then ``ProductId``), e.g. ``"Cisco Room Kit Mini"`` → ``"havella"``; None when

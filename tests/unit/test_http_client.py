@@ -390,3 +390,22 @@ async def test_replies_over_the_caps_are_refused(answer: bytes, problem: str) ->
     finally:
         await http.aclose()
         listener.close()
+
+
+async def test_a_url_is_read_whole_unless_it_has_the_last_url_s_origin(server: Server) -> None:
+    # the client reads a device's origin once and then only the path of the next URL; a URL
+    # that merely starts like it (another port, another scheme) is read whole again
+    http = client(trusting(server))
+    try:
+        assert (await http.request("GET", server.url + "/a", headers={})).status == 200
+        with pytest.raises(ConnectFailed, match="not an https URL"):
+            await http.request("GET", "http" + server.url.removeprefix("https") + "/a",
+                               headers={})
+        with pytest.raises(ValueError, match="Port out of range"):  # one more digit: read
+            await http.request("GET", server.url + "9/a", headers={})  # whole, not sent
+        again = await http.request("GET", server.url + "/b?ignored=1", headers={},
+                                   query={"location": "/x"})
+    finally:
+        await http.aclose()
+    assert again.body.startswith(b"cookie=;query=/x;")
+    assert [r.path for r in server.seen] == ["/a", "/b"]

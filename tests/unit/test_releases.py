@@ -233,3 +233,23 @@ def test_data_file_shape() -> None:
             assert path in body["statuses"], (release, path)
         assert "Network[1] IEEE8021X Mode" in body["configurations"]
     assert len(text) < 200_000
+
+
+def test_answers_are_kept_and_are_the_same_as_asked_afresh() -> None:
+    # every command of every device is checked against its release: the model answers each
+    # question once per run, and a kept answer is what a fresh lookup says
+    model = model_for("11.24.1")
+    path = ("Security", "Certificates", "CA", "Show")
+    first = model.command(path, "barents")
+    assert first is not None
+    assert model.command(list(path), "barents") is first
+    assert model.command(" ".join(path), "barents") == first
+    assert model._command(path, "barents") == first
+    assert model.command(path, None) == model._command(path, None)
+    network = ("Network", 1, "IEEE8021X", "Mode")
+    assert model.configuration(network) is model.configuration(list(network))
+    assert model.configuration(network) == model._node_spec("configurations", network, None)
+    assert model.configuration(("Network", "1", "IEEE8021X", "Mode")) == \
+        model.configuration(network)
+    assert model.command(("Security", "Nothing", "Here")) is None
+    assert model.command(("Security", "Nothing", "Here")) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import os
 import re
 import shlex
@@ -245,7 +246,17 @@ def execute(
             elif on_progress is not None:
                 on_progress(event)
 
+        collect_for_a_fleet_run()
         return fleet_run(plan, devices, config, on_event)
+
+
+def collect_for_a_fleet_run() -> None:
+    """Tune the garbage collector for the run that follows (the CLI's choice, not the
+    library's): the young generation is collected every 5,000 allocations instead of 700. A
+    device's short-lived objects die with its exchange; collecting them seven times as often
+    only rescans what is alive. On a 1,000-device status the collector's CPU went from about
+    160 ms in 66 collections to 35 ms in 10 (measured with gc.callbacks, issue 18)."""
+    gc.set_threshold(5_000, *gc.get_threshold()[1:])
 
 
 def finish(run: RunResult, common: Common, *, table: Callable[[RunResult], None] | None = None,

@@ -284,15 +284,27 @@ def _read(content: bytes, where: str, steps: _Steps = ()) -> _Reply:
         parser.Parse(content, False)
         parser.Parse(b"", True)
     except _TooBig as exc:
-        raise BadReplyError(f"refused the reply to {where}: {exc}") from None
+        raise too_big(where, exc) from None
     except _Hostile as exc:
-        raise BadReplyError(
-            f"refused a hostile XML reply to {where} ({exc}); nothing was expanded"
-        ) from None
+        raise hostile(where, str(exc)) from None
     except expat.ExpatError as exc:
-        snippet = content[:60].decode("utf-8", "replace")
-        raise BadReplyError(f"reply to {where} is not XML ({exc}): {snippet!r}") from None
+        raise not_xml(where, exc, content) from None
     return reply
+
+
+# what both readers (this one and fleet.xapi._xml_tree) say of a reply they refuse
+
+def too_big(where: str, why: Exception) -> BadReplyError:
+    return BadReplyError(f"refused the reply to {where}: {why}")
+
+
+def hostile(where: str, what: str) -> BadReplyError:
+    return BadReplyError(f"refused a hostile XML reply to {where} ({what}); nothing was expanded")
+
+
+def not_xml(where: str, why: Exception, content: bytes) -> BadReplyError:
+    snippet = content[:60].decode("utf-8", "replace")
+    return BadReplyError(f"reply to {where} is not XML ({why}): {snippet!r}")
 
 
 def _tree() -> Any:

@@ -18,7 +18,7 @@ import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
 from ..errors import BadReplyError, CommandError, NotSupportedError, ParameterError
-from ._xml import MAX_DEPTH, MAX_ELEMENTS
+from ._xml import MAX_DEPTH, MAX_ELEMENTS, hostile, not_xml, too_big
 
 __all__ = [
     "parse_command_reply",
@@ -68,14 +68,11 @@ def _parse(content: bytes, where: str) -> ET.Element:
         parser.feed(content)
         root: ET.Element = parser.close()
     except _TooBig as exc:
-        raise BadReplyError(f"refused the reply to {where}: {exc}") from None
+        raise too_big(where, exc) from None
     except DefusedXmlException as exc:
-        raise BadReplyError(
-            f"refused a hostile XML reply to {where} ({type(exc).__name__}); nothing was expanded"
-        ) from exc
+        raise hostile(where, type(exc).__name__) from exc
     except ET.ParseError as exc:
-        snippet = content[:60].decode("utf-8", "replace")
-        raise BadReplyError(f"reply to {where} is not XML ({exc}): {snippet!r}") from exc
+        raise not_xml(where, exc, content) from exc
     return root
 
 

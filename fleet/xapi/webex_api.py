@@ -138,6 +138,8 @@ class CloudClients:
         # cookies, no CA bundles from the environment, no redirects — but the API is on the
         # internet, so HTTPS_PROXY / NO_PROXY are honoured for it (never for devices)
         self._clients: dict[tuple[str, str | None], httpx.AsyncClient] = {}
+        #: the proxy of each API URL, read from the environment once a run (not once a device)
+        self._proxies: dict[str, str | None] = {}
         self._max = max_connections
         self._timeouts = timeouts or Timeouts()
         self._pacers: dict[str, RatePacer] = {}
@@ -149,7 +151,10 @@ class CloudClients:
         self.wall_clock = wall_clock
 
     def client_for(self, verify: Verify, base_url: str = DEFAULT_API_BASE) -> httpx.AsyncClient:
-        proxy = proxy_for(base_url)
+        if base_url in self._proxies:
+            proxy = self._proxies[base_url]
+        else:
+            proxy = self._proxies[base_url] = proxy_for(base_url)
         key = (str(verify), proxy)
         client = self._clients.get(key)
         if client is None:

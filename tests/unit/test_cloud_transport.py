@@ -1101,3 +1101,23 @@ async def test_a_reply_nested_too_deep_is_a_bad_reply(
                 await cloud.command(("Security", "Certificates", "CA", "Show"))
     finally:
         await shared.aclose()
+
+
+def test_the_proxy_is_read_from_the_environment_once_a_run(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """One run, one proxy per API URL: the environment is read for the first device only."""
+    from certfleet.fleet.xapi.webex_api import CloudClients
+
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    clients = CloudClients()
+    url = "https://127.0.0.1:8443"
+    first = clients.client_for(Verify(mode="system"), url)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # too late for this run
+    assert clients.client_for(Verify(mode="system"), url) is first
+    fresh = CloudClients()  # the next run reads it again
+    assert fresh.client_for(Verify(mode="system"), url) is not first
+    assert fresh._proxies == {url: None} and clients._proxies == {url: "http://127.0.0.1:9"}
+    asyncio.run(clients.aclose())
+    asyncio.run(fresh.aclose())

@@ -25,6 +25,7 @@ from certfleet.fleet.secrets import (
     parse_secret_ref,
     redact,
     register_secret,
+    secret_in_json,
 )
 
 HOW_TO = (
@@ -610,3 +611,14 @@ def test_many_registered_tokens_are_each_masked() -> None:
         shown = redact(text)
         assert token not in shown and MASK in shown
         assert len(shown) <= len(text) - len(token) + len(MASK)
+
+
+def test_a_value_registered_again_keeps_every_form_masked() -> None:
+    """A login's token is registered once per device of a run: the second and later
+    registrations change nothing, and each form of the value stays masked."""
+    token = "again" + uuid.uuid4().hex + '"<&\n'
+    register_secret(token)
+    register_secret(token)
+    for form in (token, json.dumps(token)[1:-1], token.rstrip("\n")):
+        assert token.rstrip("\n") not in redact("x" * 40 + form + "y" * 9)
+    assert secret_in_json(json.dumps({"k": "w" * 21 + token}))

@@ -622,3 +622,22 @@ def test_a_value_registered_again_keeps_every_form_masked() -> None:
     for form in (token, json.dumps(token)[1:-1], token.rstrip("\n")):
         assert token.rstrip("\n") not in redact("x" * 40 + form + "y" * 9)
     assert secret_in_json(json.dumps({"k": "w" * 21 + token}))
+
+
+def test_a_redactor_finds_its_values_with_few_and_with_many_registered() -> None:
+    """The screen searches for each value while they are few and compares pieces of the
+    text once they are many: either way, every value is found at any offset, and a text
+    without one is left as it is."""
+    from certfleet.fleet.secrets import _FEW, _Redactor
+
+    redactor = _Redactor()
+    values = [f"value-{n:02d}-" + uuid.uuid4().hex for n in range(_FEW * 2)]
+    clean = "nothing secret here, " * 20
+    for count, value in enumerate(values, start=1):
+        redactor.add({value})
+        for seen in values[:count]:
+            for offset in (0, 3, 7, 8, 13):
+                text = clean[:offset] + seen + clean
+                assert redactor.found(text)
+                assert redactor.redact(text) == clean[:offset] + MASK + clean
+        assert not redactor.found(clean) and redactor.redact(clean) == clean

@@ -142,6 +142,17 @@ class CertificateInfo:
     def from_details(cls, item: Any, where: str) -> CertificateInfo:
         if not isinstance(item, dict):
             raise BadReplyError(f"{where}: a Details entry is not a structure: {item!r:.60}")
+        # a fleet's devices list the same CAs: an entry read once is not read again (the
+        # result is frozen, so devices may share it); one holding a structure is not kept
+        pairs = tuple(item.items())
+        try:
+            hash(pairs)
+        except TypeError:
+            return cls._read_details(item, where)
+        return _details_entry(pairs, where)
+
+    @classmethod
+    def _read_details(cls, item: dict[str, Any], where: str) -> CertificateInfo:
         raw_fp = str(item.get("Fingerprint", ""))
         try:
             fp = normalize_fingerprint(raw_fp)
@@ -172,6 +183,11 @@ class CertificateInfo:
             "serial": self.serial,
             "purposes": list(self.purposes),
         }
+
+
+@functools.lru_cache(maxsize=4096)
+def _details_entry(pairs: tuple[tuple[str, Any], ...], where: str) -> CertificateInfo:
+    return CertificateInfo._read_details(dict(pairs), where)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ CA_DIGEST_LENGTHS: Final = (64, 40)
 
 _SEPARATORS: Final = re.compile(r"[\s:]")
 _HEX_DIGITS: Final = frozenset("0123456789abcdef")
+_HEX: Final = re.compile("[0-9a-f]+")
 _DIGESTS: Final = {64: "SHA-256", 40: "SHA-1"}
 
 
@@ -34,9 +35,9 @@ def normalize_fingerprint(text: str, *, lengths: Collection[int] | None = None) 
     ValueError, saying what was found and what a fingerprint is, for anything else.
     """
     digits = _SEPARATORS.sub("", text).lower()
+    if _HEX.fullmatch(digits) and (not lengths or len(digits) in lengths):
+        return digits  # one regex: every device of a run has its lists read
     bad = next((c for c in digits if c not in _HEX_DIGITS), None)
-    if digits and bad is None and (not lengths or len(digits) in lengths):
-        return digits
     if not digits:
         found = "nothing"
     elif bad is not None:

@@ -25,6 +25,7 @@ what the device said and ``release_model`` the model it was checked against.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -239,9 +240,15 @@ class Firmware:
 def firmware_of(raw: Mapping[str, Any]) -> Firmware:
     """From the ``Status SystemUnit`` subtree as a transport returns it."""
     reported = _dig(raw, "Software", "Version") or _dig(raw, "Software", "DisplayName")
-    version = Version.parse(reported) if reported else None
     product = _dig(raw, "ProductId") or _dig(raw, "ProductPlatform")
-    platform = _dig(raw, "ProductPlatform")
+    return _firmware(reported, product, _dig(raw, "ProductPlatform"))
+
+
+@functools.lru_cache(maxsize=1024)
+def _firmware(reported: str, product: str, platform: str) -> Firmware:
+    """A fleet's devices run a few releases on a few products: each pair is worked out once
+    (a Firmware is frozen, so devices may share one)."""
+    version = Version.parse(reported) if reported else None
     code = product_code(product, platform or None) if product else None
     # unknown version: the newest model (see the module's docstring for why)
     model = model_for(version if version is not None else _release_order()[-1])

@@ -268,8 +268,12 @@ class Journal(KeyTable):
     def _write_pending(self) -> int:
         """Write the waiting rows into the open transaction; how many were written."""
         count = len(self._pending)
+        # one executemany per statement (the tables are apart: only each one's order counts)
+        by_statement: dict[str, list[tuple[Any, ...]]] = {}
         for statement, row in self._pending:
-            self._db.execute(statement, row)
+            by_statement.setdefault(statement, []).append(row)
+        for statement, rows in by_statement.items():
+            self._db.executemany(statement, rows)
         return count
 
     def _queue(self, statement: str, row: tuple[Any, ...]) -> None:

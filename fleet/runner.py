@@ -424,9 +424,10 @@ class _Rollout:
             self._record(result)
 
     async def _one(self, device: Device) -> DeviceResult:
-        options, now = self.options, dt.datetime.now(dt.UTC)
+        options = self.options
         if (options.windows and not options.dry_run and not getattr(self.plan, "read_only", False)
-                and not open_now(options.windows, now, device.timezone)):
+                and not open_now(options.windows, now := dt.datetime.now(dt.UTC),
+                                 device.timezone)):
             opens = next_opening(options.windows, now, device.timezone)
             return DeviceResult(
                 device=device.name, host=device.host, transport=device.transport,

@@ -132,6 +132,8 @@ class CaCertificate:
 
     def matches(self, device_fingerprint: str) -> bool:
         """Does a fingerprint reported by a device (SHA-1 or SHA-256, any case) name this CA?"""
+        if device_fingerprint == self.sha1 or device_fingerprint == self.sha256:
+            return True  # already in the form certfleet keeps (a device's list, read)
         try:
             value = normalize_fingerprint(device_fingerprint)
         except ValueError:

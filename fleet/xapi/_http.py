@@ -127,10 +127,13 @@ _READ_SIZE = 64 * 1024
 
 async def open_tls(
     host: str, port: int, ctx: ssl.SSLContext, *, timeout: float, pin_sha256: str | None = None,
+    peer_der: bool = True,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes | None]:
     """A TLS connection verified by ``ctx`` (hostname included when it checks hostnames) or,
     with ``pin_sha256``, by the certificate's SHA-256 — checked before anything is sent.
-    Returns the streams and the DER of the certificate presented. Raises
+    Returns the streams and the DER of the certificate presented (None with ``peer_der``
+    False and no pin: copying it out costs every connection, and a client rarely wants it).
+    Raises
     :class:`TlsRejected`, :class:`ConnectTimedOut` or :class:`ConnectFailed`."""
     try:
         async with asyncio.timeout(timeout):
@@ -147,6 +150,8 @@ async def open_tls(
         raise ConnectTimedOut("connection timed out") from None
     except (OSError, ssl.SSLError) as exc:
         raise ConnectFailed(str(exc) or type(exc).__name__) from None
+    if pin_sha256 is None and not peer_der:
+        return reader, writer, None
     ssl_object = writer.get_extra_info("ssl_object")
     der: bytes | None = ssl_object.getpeercert(binary_form=True) if ssl_object else None
     if pin_sha256 is not None:
@@ -247,7 +252,7 @@ class StreamClient:
             stream = None
         if stream is None:
             reader, writer, _ = await open_tls(host, port, self._ctx, pin_sha256=self._pin,
-                                               timeout=self._connect_timeout)
+                                               timeout=self._connect_timeout, peer_der=False)
             connection = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
             stream = self._stream = (reader, writer, connection)
             self._origin = (host, port)
@@ -304,15 +309,20 @@ def _split(url: str) -> tuple[str, int, str, str]:
     return parts.hostname, parts.port or 443, parts.netloc.rsplit("@", 1)[-1], parts.path
 
 
+_USER_AGENT: tuple[bytes, bytes] = (b"User-Agent", USER_AGENT.encode("ascii"))
+
+
 def _request(method: str, host: str, path: str, headers: Mapping[str, str],
              body: bytes | None, query: Mapping[str, str] | None) -> h11.Request:
     target = path or "/"
     if query:
         target += "?" + urlencode(query, safe="/")
-    head = [("Host", host), ("User-Agent", USER_AGENT)]
+    # headers as bytes (ASCII, as h11 would encode them): h11 takes bytes as they are
+    head = [(b"Host", host.encode("ascii")), _USER_AGENT]
     if body is not None or method in ("POST", "PUT", "PATCH"):
-        head.append(("Content-Length", str(len(body or b""))))
-    head.extend(headers.items())
+        head.append((b"Content-Length", b"%d" % len(body or b"")))
+    for name, value in headers.items():
+        head.append((name.encode("ascii"), value.encode("ascii")))
     try:
         return h11.Request(method=method, target=target, headers=head)
     except h11.LocalProtocolError as exc:  # a header value with CR/LF, say: nothing is sent

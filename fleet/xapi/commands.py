@@ -62,6 +62,8 @@ _USED_FOR_KEYWORDS: tuple[tuple[str, str], ...] = (
 
 
 @functools.lru_cache(maxsize=1024)  # the same few UsedFor texts on every device
+#: a fleet's devices list the same few texts and dates over and over: each is read once
+@functools.lru_cache(maxsize=1024)
 def purposes_from_used_for(text: str) -> tuple[str, ...]:
     """``"SIP, HTTPS server"`` → ``("SIP", "HTTPS")``; unknown words are kept as they are."""
     found: list[str] = []
@@ -90,6 +92,7 @@ _OPENSSL_DATE = re.compile(r"([A-Z][a-z]{2}) +(\d{1,2}) (\d\d):(\d\d):(\d\d) (\d
 
 
 @functools.lru_cache(maxsize=4096)  # a fleet's CA lists repeat the same dates on every device
+@functools.lru_cache(maxsize=4096)
 def parse_device_date(text: str) -> dt.datetime | None:
     """``Aug 08 03:04:26 2023 GMT`` (also single-digit days and ISO forms) → aware UTC."""
     match = _OPENSSL_DATE.fullmatch(text.strip()) if text else None
@@ -139,6 +142,17 @@ class CertificateInfo:
     def from_details(cls, item: Any, where: str) -> CertificateInfo:
         if not isinstance(item, dict):
             raise BadReplyError(f"{where}: a Details entry is not a structure: {item!r:.60}")
+        # a fleet's devices list the same CAs: an entry read once is not read again (the
+        # result is frozen, so devices may share it); one holding a structure is not kept
+        pairs = tuple(item.items())
+        try:
+            hash(pairs)
+        except TypeError:
+            return cls._read_details(item, where)
+        return _details_entry(pairs, where)
+
+    @classmethod
+    def _read_details(cls, item: dict[str, Any], where: str) -> CertificateInfo:
         raw_fp = str(item.get("Fingerprint", ""))
         try:
             fp = normalize_fingerprint(raw_fp)
@@ -169,6 +183,11 @@ class CertificateInfo:
             "serial": self.serial,
             "purposes": list(self.purposes),
         }
+
+
+@functools.lru_cache(maxsize=4096)
+def _details_entry(pairs: tuple[tuple[str, Any], ...], where: str) -> CertificateInfo:
+    return CertificateInfo._read_details(dict(pairs), where)
 
 
 @dataclass(frozen=True)

@@ -303,3 +303,19 @@ async def test_dot1x_without_a_certificate(devices: dict[str, Device], version: 
         assert "SCEP enrollment needs RoomOS 11.23.1 or later" in info.value.message
         assert "push-cert --purpose 802.1X" in info.value.message
     assert all(path.endswith("Show") for path, _ in wire.sent)
+
+
+def test_devices_reporting_the_same_release_and_product_read_alike() -> None:
+    """Each device's report is read on its own terms: the same report gives the same reading
+    (and a result dict of its own), a different product or release a different one."""
+    raw = {"Software": {"Version": "ce11.24.1.5.abc"}, "ProductId": "Cisco Room Bar",
+           "ProductPlatform": "Room Bar"}
+    one, two = firmware_of(raw), firmware_of({**raw})
+    assert one == two and one.label == "11.24.1.5"
+    first = one.to_dict()
+    first["version"] = "changed"
+    assert two.to_dict()["version"] == "11.24.1.5"
+    other = firmware_of({**raw, "ProductId": "Cisco Desk Pro", "ProductPlatform": "Desk Pro"})
+    assert other.product == "Cisco Desk Pro" and other.code != one.code
+    older = firmware_of({**raw, "Software": {"Version": "ce9.15.17.4"}})
+    assert older.label == "9.15.17.4" and older.model.release != one.model.release

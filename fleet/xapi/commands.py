@@ -62,8 +62,6 @@ _USED_FOR_KEYWORDS: tuple[tuple[str, str], ...] = (
 
 
 @functools.lru_cache(maxsize=1024)  # the same few UsedFor texts on every device
-#: a fleet's devices list the same few texts and dates over and over: each is read once
-@functools.lru_cache(maxsize=1024)
 def purposes_from_used_for(text: str) -> tuple[str, ...]:
     """``"SIP, HTTPS server"`` → ``("SIP", "HTTPS")``; unknown words are kept as they are."""
     found: list[str] = []
@@ -92,7 +90,6 @@ _OPENSSL_DATE = re.compile(r"([A-Z][a-z]{2}) +(\d{1,2}) (\d\d):(\d\d):(\d\d) (\d
 
 
 @functools.lru_cache(maxsize=4096)  # a fleet's CA lists repeat the same dates on every device
-@functools.lru_cache(maxsize=4096)
 def parse_device_date(text: str) -> dt.datetime | None:
     """``Aug 08 03:04:26 2023 GMT`` (also single-digit days and ISO forms) → aware UTC."""
     match = _OPENSSL_DATE.fullmatch(text.strip()) if text else None

@@ -107,6 +107,21 @@ SCHEMA = "certfleet/bench/v1"
 ROWS = ("keygen", "push-ca", "status", "floor", "script", "ansible", "rotate", "memory",
         "growth", "cloud")
 SCRIPT_WORKERS = 20
+
+
+def _uvloop_version() -> str | None:
+    """uvloop's version when certfleet's runs here take its loop (fleet/_loop.py), else None."""
+    if os.environ.get("CERTFLEET_EVENT_LOOP", "").strip().lower() == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return str(uvloop.__version__)
+
+
+#: the loop certfleet runs on in this benchmark: uvloop's (this version) or asyncio's (None)
+UVLOOP = _uvloop_version()
 ANSIBLE_FORKS = 50
 
 
@@ -230,7 +245,7 @@ class Bench:
         the round with the least wall time; every round's figures stay in `extra`."""
         n, p = self.args.devices, self.args.parallel
         best: tuple[Measured, dict[str, Any], list[str]] | None = None
-        walls, cpus, floors = [], [], []
+        walls, cpus, floors, uv_floors = [], [], [], []
         for round_ in range(1, self.args.rounds + 1):
             verb_args, fingerprint = make_args(round_)
             suffix = f"-{round_}" if self.args.rounds > 1 else ""
@@ -244,6 +259,9 @@ class Bench:
                 # the floor client right after each round: on a machine whose speed drifts
                 # (a shared VM), only back-to-back runs make a CPU ratio worth reading
                 floors.append(round(self.floor_run(f"floor-after-{tag}{suffix}").cpu_s, 3))
+                if UVLOOP:
+                    uv_floors.append(round(self.floor_run(f"floor-uvloop-after-{tag}{suffix}",
+                                                          "uvloop").cpu_s, 3))
             if best is None or measured.wall_s < best[0].wall_s:
                 best = (measured, doc, shown)
         assert best is not None
@@ -257,6 +275,8 @@ class Bench:
             row.extra.update(rounds_wall_s=walls, rounds_cpu_s=cpus, kept="least wall time")
         if floors:
             row.extra["paired_floor_cpu_s"] = floors
+            if uv_floors:
+                row.extra["paired_floor_uvloop_cpu_s"] = uv_floors
             row.extra["rounds_cpu_s"] = cpus
         row.status = "ok"
         if self.args.profile:
@@ -370,14 +390,14 @@ class Bench:
                                                self.delay, basic=True)
         row.status = "ok"
 
-    def floor_run(self, tag: str) -> Measured:
-        """One run of the floor client on every device (each must answer)."""
+    def floor_run(self, tag: str, loop: str = "asyncio") -> Measured:
+        """One run of the floor client on every device (each must answer), on ``loop``."""
         assert self.sim is not None
         n = self.args.devices
         command = [sys.executable, str(BENCH / "baselines" / "floor_client.py"),
                    "--inventory", str(self.sim.inventory), "--device-ca", str(self.sim.ca_path),
                    "--password-file", str(self.sim.password_path),
-                   "--parallel", str(self.args.parallel)]
+                   "--parallel", str(self.args.parallel), "--loop", loop]
         measured = run_measured(command, self.work, tag, sim_pid=self.sim.pid)
         doc = measured.json("floor client")
         if measured.exit_code != 0 or doc.get("ok") != n:
@@ -391,6 +411,10 @@ class Bench:
         n = self.args.devices
         measured = self.floor_run("floor")
         doc = measured.json("floor client")
+        if UVLOOP:
+            # the same floor on uvloop's loop, which certfleet runs on where it is installed:
+            # says how much of the distance to the yardstick the loop alone makes up
+            row.extra["uvloop_cpu_s"] = round(self.floor_run("floor-uvloop", "uvloop").cpu_s, 3)
         self.fill(row, measured, n, self.args.parallel)
         row.command = "python bench/baselines/floor_client.py --parallel P ..."
         row.succeeded = n
@@ -742,6 +766,13 @@ class Bench:
                 ratios[f"{row.name} CPU / floor CPU, round by round"] = [
                     _round(cpu / floor_cpu, 3) for cpu, floor_cpu in pairs]
                 how = f"median of {len(pairs)} rounds, each against the floor run after it"
+            uv_pairs = list(zip(row.extra.get("rounds_cpu_s", []),
+                                row.extra.get("paired_floor_uvloop_cpu_s", []), strict=False))
+            if uv_pairs:
+                # not the target's yardstick (that is asyncio's loop, as the issue set it):
+                # certfleet's distance to a floor client on certfleet's own loop
+                ratios[f"{row.name} CPU / floor-on-uvloop CPU, round by round"] = [
+                    _round(cpu / floor_cpu, 3) for cpu, floor_cpu in uv_pairs]
             target(name, "<= 1.3", ratio, ratio <= 1.3,
                    f"{how}; the floor does status's 6 requests" if row is push else how)
         kc, ko = good("keygen-certfleet"), good("keygen-openssl")
@@ -817,7 +848,8 @@ class Bench:
                         # what else the machine was doing: 1/5/15-minute load at start and end
                         "load_average_start": [round(x, 2) for x in self.load_start],
                         "load_average_end": [round(x, 2) for x in os.getloadavg()],
-                        "bytecode": self.bytecode_note},
+                        "bytecode": self.bytecode_note,
+                        "event_loop": f"uvloop {UVLOOP}" if UVLOOP else "asyncio"},
             "params": {"devices": a.devices, "baseline_devices": a.baseline_devices,
                        "memory_devices": a.memory_devices, "delay_ms": a.delay_ms,
                        "parallel": a.parallel, "keys": a.keys, "quick": a.quick,
@@ -870,6 +902,9 @@ def render(doc: dict[str, Any]) -> str:
     if "load_average_start" in machine:
         out.append(f"load average (1/5/15 min) {machine['load_average_start']} at start, "
                    f"{machine['load_average_end']} at end; {machine['bytecode']}")
+    if "event_loop" in machine:
+        out.append(f"certfleet's event loop: {machine['event_loop']} (the floor client's "
+                   "yardstick runs on asyncio's)")
     out.append("")
     head = (f"{'row':<34} {'N':>6} {'wall s':>8} {'ms/dev':>7} {'cpu ms/dev':>10} "
             f"{'RSS MB':>7} {'req/dev':>7} {'ideal s':>8} {'x ideal':>7} {'sim ms/dev':>10}"

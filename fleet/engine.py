@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ._loop import run as run_loop
 from .inventory import Device
 from .journal import Journal
 from .masking import scrub_data
@@ -88,7 +89,7 @@ def run(plan: Plan[Any], devices: Sequence[Device], config: RunConfig | None = N
     Raises :class:`~fleet.errors.InputError` (before any device is contacted) for bad input,
     and ``KeyboardInterrupt`` when a third signal gives up even on the record."""
     try:
-        return asyncio.run(run_async(plan, devices, config, on_event))
+        return run_loop(run_async(plan, devices, config, on_event))
     except asyncio.CancelledError:
         raise KeyboardInterrupt from None
 

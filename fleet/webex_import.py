@@ -8,11 +8,11 @@ when the token does not resolve, the URL is not http(s), or listing the devices 
 
 from __future__ import annotations
 
-import asyncio
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ._loop import run as run_loop
 from .cloud_import import (
     DEFAULT_PAGE_SIZE,
     DEFAULT_TOKEN_REF,
@@ -96,7 +96,7 @@ def import_webex(request: ImportRequest) -> Imported:
         verify_given = str(parse_verify(request.api_verify, base_dir=Path.cwd()))
     verify_text = verify_given or existing.get("api_verify") or "system"
     rate = request.api_rate or _number(existing.get("api_rate_per_minute"))
-    listing = asyncio.run(_fetch(url, verify_text, base_dir, secret, request, rate))
+    listing = run_loop(_fetch(url, verify_text, base_dir, secret, request, rate))
     merged, summary = merge_inventory(
         text, listing.devices,
         CloudSettings(token=request.token, api_url=request.api_url and url,

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._loop import run as run_loop
 from ..errors import InputError
 from ..inventory import Device, RenderedCertificate
 from ..secrets import Secret
@@ -148,7 +149,7 @@ def make_csrs(devices: Sequence[Device], out: Path, *, key: str | None = None,
         raise InputError(f"cannot create {out}: {exc.strerror or exc}") from None
     before = set(existing)
     try:
-        return asyncio.run(_make_all(jobs, out, passphrase))
+        return run_loop(_make_all(jobs, out, passphrase))
     except BaseException:
         for path in files:  # all or nothing: the files this batch made go again
             if path not in before:

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 #: runs `certfleet ARGV...` in this interpreter, then writes its exit code and the names of
@@ -30,13 +32,16 @@ with open(report, "w") as out:
 """
 
 
-def run_certfleet(tmp_path: Path, *args: str) -> tuple[int, set[str], str]:
+def run_certfleet(tmp_path: Path, *args: str, loop: str | None = None
+                  ) -> tuple[int, set[str], str]:
     """Exit code, imported modules and stdout of `certfleet ARGS` in a new interpreter, its
-    stderr not a terminal (as in CI and in a pipe)."""
+    stderr not a terminal (as in CI and in a pipe); ``loop`` sets CERTFLEET_EVENT_LOOP."""
     report = tmp_path / "modules.json"
     env = {k: v for k, v in os.environ.items()
-           if k not in ("FORCE_COLOR", "TTY_COMPATIBLE", "PYTHONPATH")}
+           if k not in ("FORCE_COLOR", "TTY_COMPATIBLE", "PYTHONPATH", "CERTFLEET_EVENT_LOOP")}
     env["PYTHONPATH"] = str(ROOT)
+    if loop is not None:
+        env["CERTFLEET_EVENT_LOOP"] = loop
     done = subprocess.run([sys.executable, "-c", _WRAPPER, str(report), *args], env=env,
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     found = json.loads(report.read_text())
@@ -78,3 +83,22 @@ def test_status_help_imports_no_pydantic_or_x509(tmp_path: Path) -> None:
     assert "--expiring-within" in output
     assert loaded(modules, "pydantic") == []
     assert loaded(modules, "cryptography.x509") == []
+
+
+def test_a_run_takes_uvloop_where_installed_and_asyncio_when_told(
+        tmp_path: Path, sim: Any) -> None:
+    """The run's loop (fleet/_loop.py): uvloop's where it is installed (a dependency on
+    CPython off Windows), asyncio's own with CERTFLEET_EVENT_LOOP=asyncio. Both read every
+    device the same way."""
+    pytest.importorskip("uvloop")
+    seen = {}
+    for loop in (None, "asyncio"):
+        code, modules, output = run_certfleet(tmp_path, "status", "-i", str(sim.inventory_path),
+                                              "-o", "json", loop=loop)
+        assert code == 0, output
+        document = json.loads(output[: output.rindex("}") + 1])
+        seen[loop] = [(d["device"], d["outcome"], len(d["facts"]["certificates"]))
+                      for d in document["devices"]]
+        assert ("uvloop" in modules) is (loop is None), loaded(modules, "uvloop")
+    assert seen[None] == seen["asyncio"]
+    assert [outcome for _, outcome, _ in seen[None]] == ["ok"] * 5

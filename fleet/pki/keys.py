@@ -270,8 +270,12 @@ def key_to_pem(key: CertificateIssuerPrivateKeyTypes, passphrase: Secret | None,
     return pkcs8.encrypt(der, passphrase.reveal().encode("utf-8"), one_time=one_time)
 
 
-def load_key_pem(data: bytes, passphrase: Secret | None, *, source: str) -> PrivateKey:
+def load_key_pem(data: bytes, passphrase: Secret | None, *, source: str,
+                 own_key: bool = False) -> PrivateKey:
     """The one private key in ``data`` (a key file, or a bundle with certificates and a key).
+    ``own_key``: a key certfleet made itself and kept encrypted in its own journal, so
+    OpenSSL's RSA consistency check (primality tests: as much CPU as making the key) is
+    skipped; every key from anywhere else is checked.
 
     PemError naming ``source`` when there is no key or more than one, when the key is encrypted
     and no passphrase was given, when the passphrase is wrong (the passphrase is never quoted),
@@ -298,7 +302,8 @@ def load_key_pem(data: bytes, passphrase: Secret | None, *, source: str) -> Priv
         der = pkcs8.decrypt(pem, password) if password and label.startswith("ENCRYPTED") \
             else None
         if der is not None:
-            key = serialization.load_der_private_key(der, password=None)
+            key = serialization.load_der_private_key(
+                der, password=None, unsafe_skip_rsa_key_validation=own_key and encrypted)
         else:
             key = serialization.load_pem_private_key(pem, password=password)
     except ValueError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import signal
@@ -474,3 +475,42 @@ def test_encrypted_key_der_is_what_asn1crypto_writes(iterations: int, sealed_siz
     der = pkcs8.encrypted_private_key_info(salt, iterations, iv, sealed)
     assert der == expected
     assert pkcs8._armor(der) == asn1_pem.armor("ENCRYPTED PRIVATE KEY", expected)
+
+
+def _inconsistent_rsa_pkcs8() -> bytes:
+    """A PKCS#8 RSA key whose private exponent does not match its modulus: OpenSSL's RSA
+    consistency check refuses it."""
+    from asn1crypto import keys as asn1_keys  # type: ignore[import-untyped]
+
+    good = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    der = good.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+    info = asn1_keys.PrivateKeyInfo.load(der)
+    inner = info["private_key"].parsed
+    inner["private_exponent"] = inner["private_exponent"].native + 2
+    return bytes(asn1_keys.PrivateKeyInfo({
+        "version": 0, "private_key_algorithm": info["private_key_algorithm"],
+        "private_key": inner}).dump(force=True))
+
+
+def test_only_certfleets_own_encrypted_keys_skip_the_rsa_consistency_check() -> None:
+    """``own_key`` (the journal's keys, made by certfleet, kept encrypted) skips OpenSSL's RSA
+    check, which costs as much as making the key; a key file from anywhere else, or an
+    unencrypted one even when said to be certfleet's, is still checked and refused."""
+    from certfleet.fleet.pki import pkcs8
+
+    bad = _inconsistent_rsa_pkcs8()
+    secret = Secret(PASSPHRASE)
+    sealed = pkcs8.encrypt(bad, PASSPHRASE.encode())
+    with pytest.raises(PemError, match="cannot be decrypted"):
+        load_key_pem(sealed, secret, source="someone's key")
+    assert isinstance(load_key_pem(sealed, secret, source="journal key 1", own_key=True),
+                      rsa.RSAPrivateKey)
+    plain = (b"-----BEGIN " + b"PRIVATE KEY-----\n" + base64.encodebytes(bad)
+             + b"-----END " + b"PRIVATE KEY-----\n")
+    with pytest.raises(PemError):
+        load_key_pem(plain, None, source="key.pem", own_key=True)
+    # a sound key of certfleet's own comes back whole either way
+    good = generate_key("ec-p256")
+    own = load_key_pem(key_to_pem(good, secret), secret, source="journal key 2", own_key=True)
+    assert same_public_key(own, good)

@@ -415,6 +415,11 @@ class Bench:
             # the same floor on uvloop's loop, which certfleet runs on where it is installed:
             # says how much of the distance to the yardstick the loop alone makes up
             row.extra["uvloop_cpu_s"] = round(self.floor_run("floor-uvloop", "uvloop").cpu_s, 3)
+        # h11's request/reply cycle alone, six per device, right after (the machine's speed
+        # drifts): the part of certfleet's distance to the floor its framing library takes
+        cycle = subprocess.run([sys.executable, str(BENCH / "h11_cycle.py")], check=True,
+                               capture_output=True, text=True)
+        row.extra["h11_cycle_ms_per_device"] = json.loads(cycle.stdout)["h11_ms_per_device"]
         self.fill(row, measured, n, self.args.parallel)
         row.command = "python bench/baselines/floor_client.py --parallel P ..."
         row.succeeded = n
@@ -749,6 +754,14 @@ class Bench:
         if floor is not None and floor.cpu_s:
             floor_per = floor.cpu_s / (floor.devices or 1)
             ratios["floor client CPU ms/device"] = _round(floor_per * 1000, 3)
+            if floor.extra.get("uvloop_cpu_s"):
+                ratios["floor client on uvloop CPU ms/device"] = _round(
+                    floor.extra["uvloop_cpu_s"] / (floor.devices or 1) * 1000, 3)
+            if floor.extra.get("h11_cycle_ms_per_device"):
+                ratios["h11 cycle alone (6 requests) ms/device"] = floor.extra[
+                    "h11_cycle_ms_per_device"]
+                ratios["h11 cycle alone / floor CPU per device"] = _round(
+                    floor.extra["h11_cycle_ms_per_device"] / (floor_per * 1000), 3)
         for label, row in (("status", status), ("push-ca", push)):
             name = f"{label} client CPU <= 1.3x the floor's"
             if row is None or floor_per is None or not row.cpu_s:

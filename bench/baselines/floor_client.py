@@ -77,7 +77,10 @@ async def one(host: str, port: int, ctx: ssl.SSLContext, auth: str) -> int:
 
 
 async def main(args: argparse.Namespace) -> int:
-    data = yaml.safe_load(Path(args.inventory).read_text())
+    # libyaml's loader where PyYAML has it: reading a 1,000-device inventory with the pure
+    # Python one cost 0.6 s, a fifth of this client's CPU, none of it the exchange
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    data = yaml.load(Path(args.inventory).read_text(), Loader=loader)
     devices = [(str(d["host"]), int(d["port"])) for d in data["devices"].values()]
     ctx = ssl.create_default_context(cafile=args.device_ca)
     password = Path(args.password_file).read_text().strip()

@@ -12,12 +12,11 @@ streams, one keep-alive TLS connection per device. :func:`failure_error` says wh
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 import h11
@@ -122,7 +121,8 @@ class HttpClient(Protocol):
 MAX_REPLY_BYTES = 16 * 1024 * 1024
 #: the largest status line + header block accepted
 MAX_HEAD_BYTES = 64 * 1024
-_READ_SIZE = 64 * 1024
+
+_P = TypeVar("_P", bound=asyncio.BaseProtocol)
 
 
 async def open_tls(
@@ -135,13 +135,28 @@ async def open_tls(
     False and no pin: copying it out costs every connection, and a client rarely wants it).
     Raises
     :class:`TlsRejected`, :class:`ConnectTimedOut` or :class:`ConnectFailed`."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(loop=loop)  # what asyncio.open_connection builds
+    transport, protocol, der = await _connect(
+        lambda: asyncio.StreamReaderProtocol(reader, loop=loop), host, port, ctx,
+        timeout=timeout, pin_sha256=pin_sha256, peer_der=peer_der,
+    )
+    return reader, asyncio.StreamWriter(transport, protocol, reader, loop), der
+
+
+async def _connect(
+    factory: Callable[[], _P], host: str, port: int, ctx: ssl.SSLContext, *, timeout: float,
+    pin_sha256: str | None, peer_der: bool,
+) -> tuple[asyncio.Transport, _P, bytes | None]:
+    """:func:`open_tls` with the protocol ``factory`` makes; for :class:`StreamClient`
+    (its own protocol) and the stream callers alike, so both map errors the same way."""
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(
+            transport, protocol = await asyncio.get_running_loop().create_connection(
                 # SNI names the device in every verify mode (a device serving several names
                 # picks its certificate by it); an IP literal is never sent as SNI, but is
                 # what a hostname check matches the certificate against
-                host, port, ssl=ctx,
+                factory, host, port, ssl=ctx,
                 server_hostname=host if ctx.check_hostname or not is_ip_literal(host) else "",
             )
     except ssl.SSLCertVerificationError as exc:
@@ -151,20 +166,18 @@ async def open_tls(
     except (OSError, ssl.SSLError) as exc:
         raise ConnectFailed(str(exc) or type(exc).__name__) from None
     if pin_sha256 is None and not peer_der:
-        return reader, writer, None
-    ssl_object = writer.get_extra_info("ssl_object")
+        return transport, protocol, None
+    ssl_object = transport.get_extra_info("ssl_object")
     der: bytes | None = ssl_object.getpeercert(binary_form=True) if ssl_object else None
     if pin_sha256 is not None:
         seen = hashlib.sha256(der).hexdigest() if der else "no certificate"
         if seen != pin_sha256:
-            writer.close()
+            transport.close()
             raise TlsRejected(
                 f"certificate SHA-256 {seen} does not match the pinned {pin_sha256}",
                 pinned=True,
             )
-    return reader, writer, der
-
-
+    return transport, protocol, der
 
 
 def failure_error(exc: HttpFailure, *, where: str, trust: str, setting: str) -> DeviceError:
@@ -189,15 +202,17 @@ def failure_error(exc: HttpFailure, *, where: str, trust: str, setting: str) -> 
 
 
 class StreamClient:
-    """One device's HTTP/1.1 client on asyncio streams: one keep-alive TLS connection,
-    requests one at a time (a device's calls are sequential). h11 does the framing (RFC 9112:
-    Content-Length, chunked with trailers, replies delimited by the connection's end,
-    obs-fold, interim 1xx replies); this class does the rest.
+    """One device's HTTP/1.1 client: one keep-alive TLS connection, requests one at a time
+    (a device's calls are sequential). h11 does the framing (RFC 9112: Content-Length,
+    chunked with trailers, replies delimited by the connection's end, obs-fold, interim 1xx
+    replies); :class:`_Link`, an asyncio protocol, feeds it the bytes as they come.
 
     Why not httpx or aiohttp: a fleet run is thousands of short requests, and on this path
     aiohttp cost a quarter more client CPU per device than the same exchange on bare streams
     (bench/fleet_bench.py, rows ``status`` and ``floor``), and its import a tenth of a second
-    of every run. TLS is verified by ``ssl_context`` (hostname included), or, with
+    of every run; nor asyncio streams any more: their reader, writer, drain and read calls were
+    a fifth of the client's CPU per device, for bytes that go straight into h11 anyway.
+    TLS is verified by ``ssl_context`` (hostname included), or, with
     ``pin_sha256`` (the context then does not verify), by comparing the certificate's SHA-256
     right after the handshake — before a byte of HTTP, so credentials never reach a device
     that is not the pinned one. No cookie jar, no proxies, no redirects followed."""
@@ -214,8 +229,7 @@ class StreamClient:
         self._pin = pin_sha256
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
-        self._stream: tuple[asyncio.StreamReader, asyncio.StreamWriter, h11.Connection] | None
-        self._stream = None
+        self._link: _Link | None = None
         self._origin: tuple[str, int] | None = None
         #: the last URL's "https://netloc" and its host, port and Host header: one device's
         #: URLs share them, so only the path of the next one needs reading
@@ -243,54 +257,219 @@ class StreamClient:
         if self._origin is not None and self._origin != (host, port):
             await self.aclose()  # one client, one device: a new origin gets a new connection
         request = _request(method, host_header, path, headers, body, query)
-        stream = self._stream
-        if stream is not None and (stream[0].at_eof() or stream[1].is_closing()
-                                   or stream[2].our_state is not h11.IDLE):
+        link = self._link
+        if link is not None and not (link.usable and link.h11.our_state is h11.IDLE):
             # the device closed the idle connection, or a request on it was cancelled
             # half-way (its late reply must not be read as the next one's)
             await self.aclose()
-            stream = None
-        if stream is None:
-            reader, writer, _ = await open_tls(host, port, self._ctx, pin_sha256=self._pin,
-                                               timeout=self._connect_timeout, peer_der=False)
-            connection = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
-            stream = self._stream = (reader, writer, connection)
+            link = None
+        if link is None:
+            _, link, _ = await _connect(_Link, host, port, self._ctx, pin_sha256=self._pin,
+                                        timeout=self._connect_timeout, peer_der=False)
+            self._link = link
             self._origin = (host, port)
-        reader, writer, connection = stream
+        connection = link.h11
         limit = timeout or self._read_timeout
         message = connection.send(request)
         if body:
             message += connection.send(h11.Data(data=body))
         message += connection.send(_END)
+        reply = link.send(message, method)
+        timer = link.loop.call_later(limit, link.expire, limit)
         try:
-            async with asyncio.timeout(limit):
-                writer.write(message)
-                await writer.drain()
-                reply = await _read_reply(reader, connection, method)
-        except TimeoutError:
-            await self.aclose()
-            raise ReplyTimedOut(f"no reply within {limit:g}s") from None
+            try:
+                if link.paused:
+                    await link.drained()
+                result = await reply
+            finally:
+                timer.cancel()
         except HttpFailure:
             await self.aclose()
             raise
-        except (OSError, ssl.SSLError) as exc:
+        if not link.usable:  # delimited by the connection's end, or Connection: close
             await self.aclose()
-            raise ConnectionBroke(str(exc) or type(exc).__name__) from None
-        if connection.our_state is h11.DONE and connection.their_state is h11.DONE:
-            connection.start_next_cycle()  # keep-alive
-        else:
-            await self.aclose()
-        return reply
+        return result
 
     async def aclose(self) -> None:
-        stream, self._stream, self._origin = self._stream, None, None
-        if stream is None:
+        link, self._link, self._origin = self._link, None, None
+        if link is not None:
+            await link.close()
+
+
+class _Link(asyncio.Protocol):
+    """One TLS connection of a :class:`StreamClient`: what arrives goes straight into its
+    h11 connection, and the request waiting gets its whole reply (interim 1xx replies
+    skipped, sizes capped) or an :class:`HttpFailure`. Bytes that come while no request
+    waits (a late reply to a cancelled one, anything after a reply's end) are never taken
+    for the next request's reply: the connection is dropped."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
+        self.transport: asyncio.Transport | None = None
+        #: False once the device closed or broke the connection or sent bytes unasked
+        self.usable = True
+        self.paused = False  # writing paused by the transport (flow control)
+        self._lost = False
+        self._closed: asyncio.Future[None] | None = None
+        self._drain: asyncio.Future[None] | None = None
+        self._reply: asyncio.Future[HttpReply] | None = None
+        # the reply being read
+        self._response: h11.Response | None = None
+        self._head: list[bytes] = []  # what came before the reply's head was parsed
+        self._parts: list[bytes | bytearray] = []
+        self._total = 0
+
+    # ------------------------------------------------------------ the request's side
+
+    def send(self, message: bytes, method: str) -> asyncio.Future[HttpReply]:
+        """Write one request; the future gets its reply."""
+        reply = self._reply = self.loop.create_future()
+        self._response, self._head, self._parts, self._total = None, [], [], 0
+        if not self.usable or self.transport is None:  # closed right after the handshake
+            reply.set_exception(ConnectionBroke("the device closed the connection without a reply"))
+            return reply
+        self.transport.write(message)
+        return reply
+
+    async def drained(self) -> None:
+        """Until the transport takes more (a large body), or the request fails."""
+        drain = self._drain = self.loop.create_future()
+        try:
+            await drain
+        finally:
+            self._drain = None
+
+    def expire(self, limit: float) -> None:
+        self._fail(ReplyTimedOut(f"no reply within {limit:g}s"))
+
+    async def close(self) -> None:
+        """Close, and wait (a second at most) for the connection's end."""
+        self.usable = False
+        if self._lost or self.transport is None:
             return
-        writer = stream[1]
-        writer.close()
-        with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
-            async with asyncio.timeout(1.0):
-                await writer.wait_closed()
+        closed = self._closed = self.loop.create_future()
+        self.transport.close()
+        timer = self.loop.call_later(1.0, _settle, closed)
+        try:
+            await closed
+        finally:
+            timer.cancel()
+
+    def _fail(self, exc: BaseException) -> None:
+        self.usable = False
+        for waiter in (self._reply, self._drain):
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(exc)
+
+    # ---------------------------------------------------------- the transport's side
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        reply = self._reply
+        if reply is None or reply.done():
+            # nobody asked: never the next request's reply
+            self.usable = False
+            if self.transport is not None:
+                self.transport.close()
+            return
+        if self._response is None:
+            self._head.append(data)
+        self.h11.receive_data(data)
+        self._pump(reply)
+
+    def eof_received(self) -> None:
+        self.usable = False
+        reply = self._reply
+        if reply is None or reply.done():
+            return
+        if not self._head:
+            reply.set_exception(ConnectionBroke("the device closed the connection without a reply"))
+            return
+        self.h11.receive_data(b"")
+        self._pump(reply)
+        if not reply.done():
+            reply.set_exception(ConnectionBroke("the reply stopped before its end"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        if exc is None:
+            self.eof_received()
+        self._fail(ConnectionBroke(str(exc) or type(exc).__name__) if exc is not None else
+                   ConnectionBroke("the device closed the connection without a reply"))
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(None)
+
+    def _pump(self, reply: asyncio.Future[HttpReply]) -> None:
+        """Take h11's events until it needs more bytes, the reply is whole, or it fails."""
+        connection = self.h11
+        try:
+            while True:
+                try:
+                    event = connection.next_event()
+                except h11.RemoteProtocolError as exc:
+                    raise _protocol_problem(exc, head_done=self._response is not None) from None
+                # h11's event classes are exact (never subclassed): a type test, not
+                # isinstance (ABCMeta's, a Python call per test, on every event of a reply)
+                kind = type(event)
+                if event is h11.NEED_DATA:
+                    return
+                if kind is h11.Data:
+                    data = event.data  # type: ignore[union-attr]
+                    self._total += len(data)
+                    if self._total > MAX_REPLY_BYTES:
+                        raise ConnectionBroke("reply larger than the limit refused")
+                    self._parts.append(data)  # joined once, at the end: no copy per part
+                elif kind is h11.Response:
+                    self._response = self._checked(event)  # type: ignore[arg-type]
+                elif kind is h11.EndOfMessage:
+                    break
+                elif kind is not h11.InformationalResponse:
+                    # ConnectionClosed or PAUSED before the reply's end
+                    raise ConnectionBroke("the reply stopped before its end")
+            response = self._response
+            assert response is not None
+            result = _reply(response, b"".join(self._parts))
+        except HttpFailure as exc:
+            self._fail(exc)
+            return
+        self._reply = None
+        self._parts = []
+        if (connection.our_state is h11.DONE and connection.their_state is h11.DONE
+                and not connection.trailing_data[0]):
+            connection.start_next_cycle()  # keep-alive
+        else:
+            self.usable = False
+        reply.set_result(result)
+
+    def _checked(self, response: h11.Response) -> h11.Response:
+        """The reply's head, refused when too large, with a bare CR or LF, or announcing a
+        body over the limit."""
+        received = b"".join(self._head)
+        head = received[:len(received) - len(self.h11.trailing_data[0])]
+        if len(head) > MAX_HEAD_BYTES:  # h11 checks only a head still incomplete
+            raise MalformedReply("the reply's header is too large")
+        _check_line_ends(head)
+        for raw_name, raw_value in response.headers.raw_items():
+            if raw_name.lower() == b"content-length" and int(raw_value) > MAX_REPLY_BYTES:
+                raise ConnectionBroke(f"reply of {int(raw_value)} bytes refused")
+        return response
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 #: the end of every request (an event holds no state: one serves every request)
@@ -353,59 +532,7 @@ def _check_line_ends(head: bytes) -> None:
             raise MalformedReply(f"a header line holds a bare CR or LF: {line[:80]!r}")
 
 
-async def _read_reply(reader: asyncio.StreamReader, connection: h11.Connection,
-                      method: str) -> HttpReply:
-    """One whole reply (interim 1xx replies skipped), its size capped."""
-    response: h11.Response | None = None
-    head: list[bytes] = []  # what came before the reply's head was parsed
-    parts: list[bytes] = []
-    total = 0
-    if connection.trailing_data == (b"", False):
-        # nothing left over from the last reply: h11 can only say NEED_DATA, so read first
-        data = await reader.read(_READ_SIZE)
-        if not data:
-            raise ConnectionBroke("the device closed the connection without a reply")
-        head.append(data)
-        connection.receive_data(data)
-    while True:
-        try:
-            event = connection.next_event()
-        except h11.RemoteProtocolError as exc:
-            raise _protocol_problem(exc, head_done=response is not None) from None
-        if event is h11.NEED_DATA:
-            data = await reader.read(_READ_SIZE)
-            if not data and response is None and not head:
-                raise ConnectionBroke("the device closed the connection without a reply")
-            if response is None:
-                head.append(data)
-            connection.receive_data(data)
-            continue
-        # h11's event classes are exact (never subclassed): a type test, not isinstance
-        # (ABCMeta's, a Python call per test, on every event of every reply)
-        if type(event) is h11.InformationalResponse:
-            continue
-        if type(event) is h11.Response:
-            response = event
-            received = b"".join(head)
-            head_bytes = received[:len(received) - len(connection.trailing_data[0])]
-            if len(head_bytes) > MAX_HEAD_BYTES:  # h11 checks only a head still incomplete
-                raise MalformedReply("the reply's header is too large")
-            _check_line_ends(head_bytes)
-            for raw_name, raw_value in event.headers.raw_items():
-                if raw_name.lower() == b"content-length" and int(raw_value) > MAX_REPLY_BYTES:
-                    raise ConnectionBroke(f"reply of {int(raw_value)} bytes refused")
-            continue
-        if type(event) is h11.Data:
-            total += len(event.data)
-            if total > MAX_REPLY_BYTES:
-                raise ConnectionBroke("reply larger than the limit refused")
-            parts.append(bytes(event.data))
-            continue
-        if type(event) is h11.EndOfMessage:
-            break
-        # ConnectionClosed or PAUSED before the reply's end
-        raise ConnectionBroke("the reply stopped before its end")
-    assert response is not None
+def _reply(response: h11.Response, body: bytes) -> HttpReply:
     headers: dict[str, str] = {}
     cookies: dict[str, str] = {}
     for raw_name, raw_value in response.headers.raw_items():
@@ -416,4 +543,4 @@ async def _read_reply(reader: asyncio.StreamReader, connection: h11.Connection,
             if eq:
                 cookies[key.strip()] = cookie.strip().strip('"')
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    return HttpReply(response.status_code, headers, cookies, b"".join(parts))
+    return HttpReply(response.status_code, headers, cookies, body)

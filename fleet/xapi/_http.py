@@ -121,6 +121,8 @@ class HttpClient(Protocol):
 MAX_REPLY_BYTES = 16 * 1024 * 1024
 #: the largest status line + header block accepted
 MAX_HEAD_BYTES = 64 * 1024
+#: a body larger than this is written a piece this size at a time, under flow control
+_CHUNK = 256 * 1024
 
 _P = TypeVar("_P", bound=asyncio.BaseProtocol)
 
@@ -270,16 +272,17 @@ class StreamClient:
             self._origin = (host, port)
         connection = link.h11
         limit = timeout or self._read_timeout
-        message = connection.send(request)
-        if body:
-            message += connection.send(h11.Data(data=body))
-        message += connection.send(_END)
-        reply = link.send(message, method)
+        reply = link.expect()
         timer = link.loop.call_later(limit, link.expire, limit)
         try:
             try:
-                if link.paused:
-                    await link.drained()
+                message = connection.send(request)
+                if body and len(body) > _CHUNK:
+                    await link.write_body(message, body)
+                else:
+                    if body:
+                        message += connection.send(h11.Data(data=body))
+                    link.write(message + connection.send(_END))
                 result = await reply
             finally:
                 timer.cancel()
@@ -322,23 +325,31 @@ class _Link(asyncio.Protocol):
 
     # ------------------------------------------------------------ the request's side
 
-    def send(self, message: bytes, method: str) -> asyncio.Future[HttpReply]:
-        """Write one request; the future gets its reply."""
+    def expect(self) -> asyncio.Future[HttpReply]:
+        """The future the next reply goes to; it fails at once if the connection is over."""
         reply = self._reply = self.loop.create_future()
         self._response, self._head, self._parts, self._total = None, [], [], 0
-        if not self.usable or self.transport is None:  # closed right after the handshake
+        if not self.usable:  # the device closed it right after the handshake
             reply.set_exception(ConnectionBroke("the device closed the connection without a reply"))
-            return reply
-        self.transport.write(message)
         return reply
 
-    async def drained(self) -> None:
-        """Until the transport takes more (a large body), or the request fails."""
-        drain = self._drain = self.loop.create_future()
-        try:
-            await drain
-        finally:
-            self._drain = None
+    def write(self, data: bytes) -> None:
+        if self.usable and self.transport is not None:
+            self.transport.write(data)
+
+    async def write_body(self, head: bytes, body: bytes) -> None:
+        """A request with a large body, a piece at a time while the transport takes more;
+        stops early when the reply came (or the request failed) before the body's end."""
+        connection, reply = self.h11, self._reply
+        self.write(head)
+        for start in range(0, len(body), _CHUNK):
+            if reply is None or reply.done():
+                return
+            self.write(connection.send(h11.Data(data=body[start:start + _CHUNK])))
+            if self.paused:
+                drain = self._drain = self.loop.create_future()
+                await drain
+        self.write(connection.send(_END))
 
     def expire(self, limit: float) -> None:
         self._fail(ReplyTimedOut(f"no reply within {limit:g}s"))
@@ -358,9 +369,9 @@ class _Link(asyncio.Protocol):
 
     def _fail(self, exc: BaseException) -> None:
         self.usable = False
-        for waiter in (self._reply, self._drain):
-            if waiter is not None and not waiter.done():
-                waiter.set_exception(exc)
+        if self._reply is not None and not self._reply.done():
+            self._reply.set_exception(exc)
+        self._wake()  # a body being written stops: its reply is the failure
 
     # ---------------------------------------------------------- the transport's side
 
@@ -373,8 +384,12 @@ class _Link(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.paused = False
-        if self._drain is not None and not self._drain.done():
-            self._drain.set_result(None)
+        self._wake()
+
+    def _wake(self) -> None:
+        drain, self._drain = self._drain, None
+        if drain is not None and not drain.done():
+            drain.set_result(None)
 
     def data_received(self, data: bytes) -> None:
         reply = self._reply

@@ -272,20 +272,16 @@ class StreamClient:
             self._origin = (host, port)
         connection = link.h11
         limit = timeout or self._read_timeout
-        reply = link.expect()
-        timer = link.loop.call_later(limit, link.expire, limit)
+        reply = link.expect(limit)
         try:
-            try:
-                message = connection.send(request)
-                if body and len(body) > _CHUNK:
-                    await link.write_body(message, body)
-                else:
-                    if body:
-                        message += connection.send(h11.Data(data=body))
-                    link.write(message + connection.send(_END))
-                result = await reply
-            finally:
-                timer.cancel()
+            message = connection.send(request)
+            if body and len(body) > _CHUNK:
+                await link.write_body(message, body)
+            else:
+                if body:
+                    message += connection.send(h11.Data(data=body))
+                link.write(message + connection.send(_END))
+            result = await reply
         except HttpFailure:
             await self.aclose()
             raise
@@ -317,6 +313,8 @@ class _Link(asyncio.Protocol):
         self._closed: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None
         self._reply: asyncio.Future[HttpReply] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = self._limit = 0.0
         # the reply being read
         self._response: h11.Response | None = None
         self._head: list[bytes] = []  # what came before the reply's head was parsed
@@ -325,8 +323,18 @@ class _Link(asyncio.Protocol):
 
     # ------------------------------------------------------------ the request's side
 
-    def expect(self) -> asyncio.Future[HttpReply]:
-        """The future the next reply goes to; it fails at once if the connection is over."""
+    def expect(self, limit: float) -> asyncio.Future[HttpReply]:
+        """The future the next reply goes to, failed after ``limit`` seconds (at once if
+        the connection is over)."""
+        self._limit = limit
+        deadline = self._deadline = self.loop.time() + limit
+        timer = self._timer
+        if timer is None or timer.when() > deadline:
+            # one timer per connection, moved on only when it goes off early: a timer made
+            # and cancelled per request, left in the loop's heap until its time, cost more
+            if timer is not None:
+                timer.cancel()
+            self._timer = self.loop.call_at(deadline, self._expire)
         reply = self._reply = self.loop.create_future()
         self._response, self._head, self._parts, self._total = None, [], [], 0
         if not self.usable:  # the device closed it right after the handshake
@@ -351,12 +359,21 @@ class _Link(asyncio.Protocol):
                 await drain
         self.write(connection.send(_END))
 
-    def expire(self, limit: float) -> None:
-        self._fail(ReplyTimedOut(f"no reply within {limit:g}s"))
+    def _expire(self) -> None:
+        self._timer = None
+        reply = self._reply
+        if reply is None or reply.done():
+            return  # no request waits: the next one sets the timer again
+        if self._deadline - self.loop.time() > 0.001:  # a later request's deadline
+            self._timer = self.loop.call_at(self._deadline, self._expire)
+            return
+        self._fail(ReplyTimedOut(f"no reply within {self._limit:g}s"))
 
     async def close(self) -> None:
         """Close, and wait (a second at most) for the connection's end."""
         self.usable = False
+        if self._timer is not None:
+            self._timer.cancel()
         if self._lost or self.transport is None:
             return
         closed = self._closed = self.loop.create_future()

@@ -177,3 +177,29 @@ async def test_a_device_that_stops_reading_a_large_body_times_out(
                                body=b"x" * (32 * 1024 * 1024), timeout=0.3)
     finally:
         await http.aclose()
+
+
+async def test_each_request_on_a_connection_has_its_own_timeout(
+    serve: Callable[[Handler], Awaitable[tuple[Tls, str]]],
+) -> None:
+    # one connection, requests with different time limits: a short one after a long one
+    # times out at its own limit, and a long one after a short one is not cut at the short's
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            if head.startswith(b"GET /late"):
+                await asyncio.sleep(0.6)
+            writer.write(OK)
+            await writer.drain()
+
+    tls, url = await serve(handler)
+    http = tls.client()  # read timeout 5 s
+    try:
+        assert (await http.request("GET", url + "/", headers={})).body == b"ok"
+        with pytest.raises(ReplyTimedOut, match=r"no reply within 0\.2s"):
+            await http.request("GET", url + "/late", headers={}, timeout=0.2)
+        assert (await http.request("GET", url + "/", headers={}, timeout=0.3)).body == b"ok"
+        assert (await http.request("GET", url + "/late", headers={}, timeout=3.0)).body == b"ok"
+    finally:
+        await http.aclose()
+    assert tls.connections == 2  # the timed-out request's connection was not used again

@@ -23,6 +23,7 @@ from certfleet.fleet.xapi.releases import SUPPORTED
 from .faults import FaultError, FaultPlan, load_faults_file, plan_from_specs
 from .firmware import DEFAULT_RELEASE, check_choice
 from .fleet import SimFleet
+from .loop import new_event_loop
 
 CLOUD_INVENTORY = "inventory-cloud.yaml"
 
@@ -158,8 +159,8 @@ def run_serve(
         return 2
     _raise_open_files_limit()
     try:
-        asyncio.run(
-            serve(
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            runner.run(serve(
                 devices,
                 state,
                 inventory_out,
@@ -172,8 +173,7 @@ def run_serve(
                 fault_specs=fault_specs,
                 fault_seed=fault_seed,
                 firmware=firmware,
-            )
-        )
+            ))
     except (FaultError, ValueError, KeyError) as exc:
         print(f"roomsim: {exc}", file=sys.stderr)
         return 2

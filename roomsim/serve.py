@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import resource
 import signal
 import sys
@@ -75,6 +76,9 @@ async def serve(
         inventory = fleet.write_inventory(inventory_out or fleet.state_dir / "inventory.yaml")
         if cloud:
             fleet.write_inventory(fleet.state_dir / CLOUD_INVENTORY, cloud=True)
+        # what start-up made (devices, certificates, settings, schema models) lives as long
+        # as the process: out of the collector's sight, full collections stop walking it
+        gc.freeze()
         if ready is not None:
             ready(fleet, inventory)
         await stop.wait()

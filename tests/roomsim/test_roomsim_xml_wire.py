@@ -79,3 +79,31 @@ def test_trees_xml_etree_writes_itself(unusual):
             serialize(root)
     else:
         assert serialize(root) == reference(root)
+
+
+@pytest.mark.parametrize("location", [
+    "Status/SystemUnit", "/Status/SystemUnit/Software/Version", "status/SYSTEMUNIT/Hardware",
+    "Status/Network", "Status/Network/1/IEEE8021X", "Status/network[1]/Wifi",
+    "Status/Network[2]", "Status/Nothing", "Status/SystemUnit[1]", "Status",
+])
+async def test_getxml_of_a_part_of_status_is_that_part_of_the_whole_tree(
+    sim_factory, monkeypatch, location
+):
+    from certfleet.roomsim import status
+    from certfleet.roomsim.device import SimDevice
+    from certfleet.roomsim.xml_wire import parse_path, select
+
+    monkeypatch.setattr(SimDevice, "uptime", property(lambda self: 4242))  # no second ticks
+    fleet = sim_factory(devices=3, firmware="mix")
+    await fleet.start()
+    try:
+        for device in fleet.devices.values():
+            segments = parse_path(location)
+            assert segments
+            whole = status.status_tree(device, device._root("Status"))
+            expected = whole if len(segments) == 1 else select(whole, segments[1:])
+            if segments[0].item is not None or not len(expected):
+                expected = device._root("EmptyResult")
+            assert serialize(device.getxml(location)) == serialize(expected), device.name
+    finally:
+        await fleet.stop()

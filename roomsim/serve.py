@@ -76,9 +76,6 @@ async def serve(
         inventory = fleet.write_inventory(inventory_out or fleet.state_dir / "inventory.yaml")
         if cloud:
             fleet.write_inventory(fleet.state_dir / CLOUD_INVENTORY, cloud=True)
-        # what start-up made (devices, certificates, settings, schema models) lives as long
-        # as the process: out of the collector's sight, full collections stop walking it
-        gc.freeze()
         if ready is not None:
             ready(fleet, inventory)
         await stop.wait()
@@ -137,6 +134,10 @@ def run_serve(
     Returns the exit code: 0 after a clean stop, 2 on bad input, 1 on an OS error."""
 
     def ready(fleet: SimFleet, inventory: Path) -> None:
+        # this process is the simulator's own: what start-up made (devices, certificates,
+        # settings, schema models) lives as long as it does, and out of the collector's
+        # sight full collections stop walking it (~2.5% of its CPU in a rotation, by perf)
+        gc.freeze()
         print(
             f"roomsim: {len(fleet.devices)} devices on 127.0.0.1, inventory {inventory}, "
             f"CA {fleet.ca_pem_path}",

@@ -238,7 +238,8 @@ class SimDevice:
             tree = configuration.config_tree(
                 self.config, self._root("Configuration"), self.configuration_node)
         elif top == "status":
-            tree = status.status_tree(self, self._root("Status"))
+            only = segments[1].name if len(segments) > 1 else None
+            tree = status.status_tree(self, self._root("Status"), only)
         else:
             return self._root("EmptyResult")
         if len(segments) == 1:

@@ -31,6 +31,7 @@ from .faults import (
 )
 from .firmware import DEFAULT_RELEASE, check_choice, firmware_for
 from .inventory import CloudInventory, write_inventory
+from .loop import new_event_loop
 from .server import DeviceServer, ServerSettings
 from .state import StateDir
 
@@ -385,7 +386,7 @@ class SimFleetThread:
     def start(self, timeout: float = 600.0) -> SimFleetThread:
         if self._thread is not None:
             return self
-        loop = asyncio.new_event_loop()
+        loop = new_event_loop()
         thread = threading.Thread(target=loop.run_forever, name="roomsim", daemon=True)
         thread.start()
         self._loop, self._thread = loop, thread

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import resource
 import signal
 import sys
@@ -23,6 +24,7 @@ from certfleet.fleet.xapi.releases import SUPPORTED
 from .faults import FaultError, FaultPlan, load_faults_file, plan_from_specs
 from .firmware import DEFAULT_RELEASE, check_choice
 from .fleet import SimFleet
+from .loop import new_event_loop
 
 CLOUD_INVENTORY = "inventory-cloud.yaml"
 
@@ -132,6 +134,10 @@ def run_serve(
     Returns the exit code: 0 after a clean stop, 2 on bad input, 1 on an OS error."""
 
     def ready(fleet: SimFleet, inventory: Path) -> None:
+        # this process is the simulator's own: what start-up made (devices, certificates,
+        # settings, schema models) lives as long as it does, and out of the collector's
+        # sight full collections stop walking it (~2.5% of its CPU in a rotation, by perf)
+        gc.freeze()
         print(
             f"roomsim: {len(fleet.devices)} devices on 127.0.0.1, inventory {inventory}, "
             f"CA {fleet.ca_pem_path}",
@@ -158,8 +164,8 @@ def run_serve(
         return 2
     _raise_open_files_limit()
     try:
-        asyncio.run(
-            serve(
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            runner.run(serve(
                 devices,
                 state,
                 inventory_out,
@@ -172,8 +178,7 @@ def run_serve(
                 fault_specs=fault_specs,
                 fault_seed=fault_seed,
                 firmware=firmware,
-            )
-        )
+            ))
     except (FaultError, ValueError, KeyError) as exc:
         print(f"roomsim: {exc}", file=sys.stderr)
         return 2

@@ -30,8 +30,8 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
 
     The temporary file beside it is created exclusively, mode 0600, under a name unique to
     this process (pid and a counter: `tempfile.mkstemp`'s random names cost more than the
-    write itself, once per change of a device's state)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    write itself, once per change of a device's state). The folder is made only when it is
+    missing (found by the create failing), not asked for on every write."""
     while True:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{next(_temporary_names)}.tmp")
         try:
@@ -39,6 +39,10 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
             break
         except FileExistsError:  # left behind by an earlier process with our pid
             continue
+        except FileNotFoundError:
+            if path.parent.is_dir():
+                raise
+            path.parent.mkdir(parents=True, exist_ok=True)
     try:
         try:
             os.fchmod(fd, mode)  # exactly `mode`, whatever the umask
@@ -105,5 +109,7 @@ class StateDir:
 
     def save_device(self, name: str, data: dict[str, Any]) -> None:
         payload = {"version": STATE_VERSION, **data}
-        text = json.dumps(payload, indent=1, sort_keys=True)
+        # one line: without `indent`, json's C encoder writes it (indented, the pure-Python
+        # encoder took longer than the write itself; three saves per rotated device)
+        text = json.dumps(payload, sort_keys=True)
         write_atomic(self.device_dir(name) / "state.json", text.encode("utf-8"), PRIVATE)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .network import (
@@ -25,14 +26,30 @@ def _mac(serial: str) -> str:
     return ":".join(f"{b:02x}" for b in (b"\x00\x42" + digest[:4]))
 
 
-def status_tree(device: SimDevice, root: ET.Element) -> ET.Element:
-    """Fill `root` (a `<Status product=...>` element) with the device's status."""
+def status_tree(device: SimDevice, root: ET.Element, only: str | None = None) -> ET.Element:
+    """Fill `root` (a `<Status product=...>` element) with the device's status; with `only`
+    (a top-level name such as "SystemUnit", any case) just that part, for a getxml that
+    asks for nothing else (what getxml selects from the tree is the same either way)."""
     values: list[tuple[list[Segment], str]] = []
 
     def put(path: str, value: str, first: Segment | None = None) -> None:
         segments = [Segment(p) for p in path.split("/")]
         values.append(([first, *segments] if first else segments, value))
 
+    wanted = None if only is None else only.lower()
+    if wanted in (None, "network"):
+        _network(device, put)
+    if wanted in (None, "systemunit"):
+        _system_unit(device, put)
+
+    for segments, value in values:
+        if device.status_node("/".join(map(str, segments))) is None:
+            continue  # the release or product has no such status
+        ensure_path(root, segments).text = value
+    return sort_tree(root)
+
+
+def _network(device: SimDevice, put: Callable[[str, str, Segment], None]) -> None:
     put("Ethernet/MacAddress", _mac(device.serial), _NETWORK)
     put("Ethernet/Speed", "1000full", _NETWORK)
     wired = ieee8021x_status(device)
@@ -45,6 +62,8 @@ def status_tree(device: SimDevice, root: ET.Element) -> ET.Element:
     put("Wifi/Status", wifi.status, _NETWORK)
     put("Wifi/Type", _wifi_type(device, profile.wifi_type) if profile else "", _NETWORK)
 
+
+def _system_unit(device: SimDevice, put: Callable[[str, str], None]) -> None:
     unit = "SystemUnit/"
     product = device.product
     put(unit + "BroadcastName", device.name)
@@ -60,12 +79,6 @@ def status_tree(device: SimDevice, root: ET.Element) -> ET.Element:
     put(unit + "Software/ReleaseDate", "2025-01-15")
     put(unit + "Software/Version", device.software_version)
     put(unit + "Uptime", str(device.uptime))
-
-    for segments, value in values:
-        if device.status_node("/".join(map(str, segments))) is None:
-            continue  # the release or product has no such status
-        ensure_path(root, segments).text = value
-    return sort_tree(root)
 
 
 def _wifi_type(device: SimDevice, stored: str) -> str:

@@ -72,7 +72,7 @@ def _forbidden() -> web.Response:
 Credentials = tuple[str, str]  # (user, password)
 
 
-def handshake_credentials(request: web.Request) -> tuple[Credentials | None, str | None]:
+def handshake_credentials(request: web.BaseRequest) -> tuple[Credentials | None, str | None]:
     """(credentials or None, the `auth-…` subprotocol to echo or None)."""
     offered = [
         part.strip()
@@ -121,7 +121,7 @@ class WebSocketHub:
     def subscription_count(self) -> int:
         return sum(len(c.subscriptions) for c in self.connections)
 
-    async def handshake(self, request: web.Request) -> web.StreamResponse:
+    async def handshake(self, request: web.BaseRequest) -> web.StreamResponse:
         """Called after the HTTP-level faults: authenticate, upgrade, serve until closed."""
         server = self.server
         credentials, protocol = handshake_credentials(request)
@@ -181,7 +181,7 @@ class WebSocketHub:
 class Connection:
     """One open socket: reads messages, runs each in its own task, answers by id."""
 
-    def __init__(self, hub: WebSocketHub, request: web.Request, ws: web.WebSocketResponse):
+    def __init__(self, hub: WebSocketHub, request: web.BaseRequest, ws: web.WebSocketResponse):
         self.hub = hub
         self.server = hub.server
         self.device = hub.server.device

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import defusedxml
@@ -45,10 +45,69 @@ def parse_document(body: bytes) -> ET.Element:
 
 def serialize(root: ET.Element) -> bytes:
     """`<?xml version="1.0"?>` then the indented document, as RoomOS formats replies
-    (empty elements as `<X/>`; " />" cannot occur elsewhere since ">" is escaped)."""
-    ET.indent(root, space="  ")
-    text = ET.tostring(root, encoding="unicode").replace(" />", "/>")
+    (empty elements as `<X/>`; " />" cannot occur elsewhere since ">" is escaped).
+
+    The text is what `ET.indent(root, space="  ")` then `ET.tostring(root)` give, written
+    by one walk that leaves `root` as it is (xml.etree's generic writer, namespaces and
+    all, was a twentieth of the simulator's CPU per request); a tree that walk does not
+    cover (a namespaced or non-string name, a comment) goes through xml.etree itself."""
+    try:
+        parts: list[str] = []
+        _write_indented(root, 0, parts)
+        if root.tail:
+            parts.append(_escape_cdata(root.tail))
+        text = "".join(parts)
+    except _Unusual:
+        ET.indent(root, space="  ")
+        text = ET.tostring(root, encoding="unicode")
+    text = text.replace(" />", "/>")
     return f'<?xml version="1.0"?>\n{text}\n'.encode()
+
+
+class _Unusual(Exception):
+    """A tree `_write_indented` leaves to xml.etree."""
+
+
+# xml.etree's own escaping, so that both writers give the same characters
+_escape_cdata: Callable[[str], str] = ET._escape_cdata  # type: ignore[attr-defined]
+_escape_attrib: Callable[[str], str] = ET._escape_attrib  # type: ignore[attr-defined]
+_INDENTS = ["\n" + "  " * level for level in range(64)]
+
+
+def _plain(name: object) -> bool:
+    return type(name) is str and not name.startswith("{")
+
+
+def _write_indented(element: ET.Element, level: int, out: list[str]) -> None:
+    """`element` at depth `level` as ET.indent + ET.tostring write it, but its tail."""
+    tag = element.tag
+    if not _plain(tag) or level + 1 >= len(_INDENTS):
+        raise _Unusual
+    out.append("<" + tag)
+    for key, value in element.attrib.items():
+        if not _plain(key) or type(value) is not str:
+            raise _Unusual
+        out.append(f' {key}="{_escape_attrib(value)}"')
+    text = element.text
+    if text is not None and type(text) is not str:
+        raise _Unusual
+    if len(element):
+        inner = _INDENTS[level + 1]
+        out.append(">" + _escape_cdata(text if text and text.strip() else inner))
+        last = len(element) - 1
+        for index, child in enumerate(element):
+            _write_indented(child, level + 1, out)
+            tail = child.tail
+            if tail is not None and type(tail) is not str:
+                raise _Unusual
+            if not tail or not tail.strip():
+                tail = _INDENTS[level] if index == last else inner
+            out.append(_escape_cdata(tail))
+        out.append(f"</{tag}>")
+    elif text:
+        out.append(f">{_escape_cdata(text)}</{tag}>")
+    else:
+        out.append(" />")
 
 
 def action_error(reason: str) -> ET.Element:

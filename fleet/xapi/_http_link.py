@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import h11
 
@@ -175,8 +176,9 @@ class Link(asyncio.Protocol):
     # ---------------------------------------------------------- the transport's side
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # a read-write transport, though not always an asyncio.Transport subclass (uvloop's
+        # TLS transport is its own class with the same methods)
+        self.transport = cast(asyncio.Transport, transport)
 
     def pause_writing(self) -> None:
         self.paused = True
